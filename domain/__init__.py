@@ -1,0 +1,1 @@
+"""Domain entities and errors of chat-storage; imports nothing of ours."""

@@ -1,0 +1,63 @@
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from domain.error import InvalidAttachmentNameError, ReservedAttachmentNameError
+
+HISTORY_FILE_NAME = 'history.md'
+MAX_ATTACHMENT_NAME_BYTES = 255
+MAX_CHAT_TITLE_CHARS = 200
+
+
+def _has_control_character(value: str) -> bool:
+    # Cc covers NUL, C0, DEL and C1; a name with any of them is unsafe in a shell or a listing.
+    return any(unicodedata.category(ch) == 'Cc' for ch in value)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAttachmentName:
+    """A file name that is safe to use as-is inside a chat directory."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not self.value or self.value in {'.', '..'}:
+            raise InvalidAttachmentNameError('empty_or_dot')
+        if '/' in self.value or '\\' in self.value:
+            raise InvalidAttachmentNameError('path_separator')
+        if _has_control_character(self.value):
+            raise InvalidAttachmentNameError('control_character')
+        try:
+            encoded = self.value.encode('utf-8')
+        except UnicodeEncodeError:
+            # lone surrogates cannot be stored as a file name
+            raise InvalidAttachmentNameError('not_utf8') from None
+        if len(encoded) > MAX_ATTACHMENT_NAME_BYTES:
+            raise InvalidAttachmentNameError('too_long')
+        if self.value == HISTORY_FILE_NAME:
+            raise ReservedAttachmentNameError(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    chat_id: UUID
+    workspace_id: UUID
+    created_at: datetime
+    updated_at: datetime
+    title: str | None = None
+    history_bytes: int = 0
+    # increases with every committed change of history.md; the history's ETag derives from it
+    history_revision: int = 0
+    file_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFile:
+    file_id: UUID
+    chat_id: UUID
+    name: ChatAttachmentName
+    content_type: str | None
+    size_bytes: int
+    created_at: datetime
+    sha256: str

@@ -1,0 +1,1 @@
+"""Use cases of chat-storage: one operation a module, ports in `usecase.interface`."""

@@ -1,0 +1,293 @@
+"""Ports of the use-case layer.
+
+Repositories and storage are implemented in `repository` and `adapter`; use cases see
+only these protocols. Every metadata call happens inside a `UnitOfWork`.
+"""
+
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self, TypeAlias
+from uuid import UUID
+
+from domain.chat import Chat, ChatAttachmentName, ChatFile
+from domain.content import ByteRange, StagedContent
+from domain.page import PageKey
+from domain.sandbox import SandboxSession
+from domain.workspace import Workspace
+
+ByteStream: TypeAlias = AsyncIterable[bytes]
+
+
+class WorkspaceRepository(Protocol):
+    async def get(self, workspace_id: UUID) -> Workspace | None:
+        """The workspace with this id, or None."""
+        ...
+
+    async def get_by_user_id(self, user_id: UUID, *, for_update: bool = False) -> Workspace | None:
+        """The user's workspace; `for_update` locks its row until the unit of work ends."""
+        ...
+
+    async def add(self, workspace: Workspace) -> bool:
+        """Insert unless the user already has a workspace; True when inserted."""
+        ...
+
+    async def save(self, workspace: Workspace) -> None:
+        """Insert or replace by id; a user's previous workspace of another id is removed."""
+        ...
+
+    async def add_used_bytes(self, workspace_id: UUID, delta: int) -> bool:
+        """Add `delta` to `used_bytes`; a positive delta applies only within the quota.
+
+        Returns False, changing nothing, when the new total would exceed the quota.
+        """
+        ...
+
+    async def delete(self, workspace_id: UUID) -> None:
+        """Remove the workspace row (its chats are removed by their repository)."""
+        ...
+
+
+class ChatRepository(Protocol):
+    async def get(self, chat_id: UUID) -> Chat | None:
+        """The chat with this id, or None."""
+        ...
+
+    async def list_by_workspace_id(
+        self,
+        workspace_id: UUID,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[Chat]:
+        """Chats of the workspace by `created_at`, then `chat_id`, strictly after `after`."""
+        ...
+
+    async def save(self, chat: Chat) -> None:
+        """Insert or replace by `chat_id`."""
+        ...
+
+    async def delete(self, chat_id: UUID) -> None:
+        """Remove the chat row; a missing row is no error."""
+        ...
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        """Remove every chat row of the workspace."""
+        ...
+
+
+class ChatFileRepository(Protocol):
+    async def get(self, file_id: UUID) -> ChatFile | None:
+        """The file record with this id, or None."""
+        ...
+
+    async def get_by_chat_id_and_name(
+        self,
+        chat_id: UUID,
+        name: ChatAttachmentName,
+    ) -> ChatFile | None:
+        """The chat's file of this exact name, or None."""
+        ...
+
+    async def list_by_chat_id(
+        self,
+        chat_id: UUID,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[ChatFile]:
+        """Files of the chat by `created_at`, then `file_id`, strictly after `after`."""
+        ...
+
+    async def total_size_by_chat_id(self, chat_id: UUID) -> int:
+        """Sum of `size_bytes` of the chat's files."""
+        ...
+
+    async def save(self, chat_file: ChatFile) -> None:
+        """Insert or replace by id; a file of the same chat and name but another id is removed."""
+        ...
+
+    async def delete(self, file_id: UUID) -> None:
+        """Remove the record; a missing one is no error."""
+        ...
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        """Remove every file record of the chat."""
+        ...
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        """Remove every file record of every chat of the workspace."""
+        ...
+
+
+class SandboxSessionRepository(Protocol):
+    async def get_active_by_chat_id(self, chat_id: UUID, now: datetime) -> SandboxSession | None:
+        """The chat's session if it has one that has not expired at `now`."""
+        ...
+
+    async def exists_active_in_workspace(self, workspace_id: UUID, now: datetime) -> bool:
+        """Whether any chat of the workspace has a session not expired at `now`."""
+        ...
+
+    async def save(self, session: SandboxSession) -> None:
+        """Insert or replace the chat's one session (keyed by `chat_id`)."""
+        ...
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        """End the chat's session, active or expired; none is no error."""
+        ...
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        """End the sessions of every chat of the workspace."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over all repositories; leaving the block without commit rolls back."""
+
+    workspaces: WorkspaceRepository
+    chats: ChatRepository
+    chat_files: ChatFileRepository
+    sandbox_sessions: SandboxSessionRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None:
+        """Make every change of this unit durable."""
+        ...
+
+    async def rollback(self) -> None:
+        """Drop every change of this unit."""
+        ...
+
+
+class MetadataBackend(Protocol):
+    """Lifecycle of a metadata store and the factory of its units of work."""
+
+    backend_name: str
+
+    async def connect(self) -> None:
+        """Open connections or pools; idempotent."""
+        ...
+
+    async def migrate(self) -> None:
+        """Bring the schema to the latest version; safe when several processes start at once."""
+        ...
+
+    async def health_check(self) -> bool:
+        """True when the store answers a trivial query."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
+        """A new unit of work; `write=True` serialises it with other writers of the store."""
+        ...
+
+
+class StorageChange(Protocol):
+    """A file system change made inside a unit of work, settled after it ends."""
+
+    async def commit(self) -> None:
+        """The metadata committed: make the change final (drop backups)."""
+        ...
+
+    async def rollback(self) -> None:
+        """The metadata did not commit: put the disk back as it was."""
+        ...
+
+
+class ChatStorage(Protocol):
+    """Owns the chat directories: `history.md` and the attachments, named as they are."""
+
+    async def ensure_chat(self, chat: Chat) -> None:
+        """Create the chat directory with an empty `history.md` (idempotent)."""
+        ...
+
+    async def stage(self, content: ByteStream, *, limit_bytes: int) -> StagedContent:
+        """Write the stream to a staging file outside every chat directory and fsync it.
+
+        Hashes while writing. Raises `ContentLimitExceededError` as soon as more than
+        `limit_bytes` arrive, and `InsufficientStorageError` when the disk is full; in
+        both cases nothing is left behind.
+        """
+        ...
+
+    async def discard(self, staged: StagedContent) -> None:
+        """Remove a staged file that will not be used; a missing one is no error."""
+        ...
+
+    async def put_attachment(
+        self,
+        chat: Chat,
+        name: ChatAttachmentName,
+        staged: StagedContent,
+    ) -> StorageChange:
+        """Atomically place staged content at `name`, keeping the old file until commit."""
+        ...
+
+    async def delete_attachments(
+        self,
+        chat: Chat,
+        names: list[ChatAttachmentName],
+    ) -> StorageChange:
+        """Take the named files out of the chat directory, restorable until commit."""
+        ...
+
+    async def put_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
+        """Atomically replace `history.md` with staged content."""
+        ...
+
+    async def append_history(
+        self,
+        chat: Chat,
+        staged: StagedContent,
+    ) -> StorageChange:
+        """Append staged content at `chat.history_bytes` (cutting any uncommitted tail) and fsync."""
+        ...
+
+    async def delete_chat(self, chat: Chat) -> StorageChange:
+        """Take the chat directory away, restorable until commit."""
+        ...
+
+    async def delete_workspace(self, workspace_id: UUID) -> StorageChange:
+        """Take the workspace directory with all its chats away, restorable until commit."""
+        ...
+
+    def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
+        """The first `chat.history_bytes` bytes of `history.md`, in chunks."""
+        ...
+
+    def read_attachment(
+        self,
+        chat: Chat,
+        name: ChatAttachmentName,
+        byte_range: ByteRange | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The file's bytes (or the range of them), in chunks."""
+        ...
+
+    async def is_writable(self) -> bool:
+        """Whether the data directory accepts writes (readiness)."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def new(self) -> UUID:
+        """A new unique id."""
+        ...
