@@ -51,6 +51,11 @@ class Chat:
     history_revision: int = 0
     file_count: int = 0
 
+    @property
+    def history_version(self) -> str:
+        """Opaque token that changes with every committed change of `history.md`."""
+        return f'{self.history_revision}-{self.history_bytes}'
+
 
 @dataclass(frozen=True, slots=True)
 class ChatFile:

@@ -51,9 +51,11 @@ class ChatNotFoundError(ChatError):
 
 
 class ChatHasActiveSandboxError(ChatError):
+    """A chat (or, with no id, some chat of the workspace) has an active sandbox session."""
+
     code = 'chat_has_active_sandbox'
 
-    def __init__(self, chat_id: UUID) -> None:
+    def __init__(self, chat_id: UUID | None) -> None:
         super().__init__()
         self.chat_id = chat_id
 

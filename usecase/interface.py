@@ -194,6 +194,12 @@ class MetadataBackend(Protocol):
         ...
 
 
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> UnitOfWork:
+        """A new unit of work (`MetadataBackend.unit_of_work`)."""
+        ...
+
+
 class StorageChange(Protocol):
     """A file system change made inside a unit of work, settled after it ends."""
 
@@ -252,7 +258,7 @@ class ChatStorage(Protocol):
         chat: Chat,
         staged: StagedContent,
     ) -> StorageChange:
-        """Append staged content at `chat.history_bytes` (cutting any uncommitted tail) and fsync."""
+        """Append staged content at `chat.history_bytes`, cutting any uncommitted tail; fsync."""
         ...
 
     async def delete_chat(self, chat: Chat) -> StorageChange:

@@ -1,0 +1,89 @@
+"""Steps shared by several use cases: ownership checks and settling file system changes."""
+
+from uuid import UUID
+
+from domain.chat import Chat
+from domain.content import StagedContent
+from domain.error import (
+    ChatNotFoundError,
+    ContentLimitExceededError,
+    DomainError,
+    FileTooLargeError,
+    WorkspaceNotFoundError,
+    WorkspaceQuotaExceededError,
+)
+from domain.workspace import Workspace
+from usecase.interface import ByteStream, ChatStorage, StorageChange, UnitOfWork
+
+
+async def owned_workspace(
+    uow: UnitOfWork,
+    user_id: UUID,
+    *,
+    for_update: bool = False,
+) -> Workspace:
+    """The caller's workspace; `for_update` serialises writers of the workspace."""
+    workspace = await uow.workspaces.get_by_user_id(user_id, for_update=for_update)
+    if workspace is None:
+        raise WorkspaceNotFoundError(user_id)
+    return workspace
+
+
+async def owned_chat(
+    uow: UnitOfWork,
+    user_id: UUID,
+    chat_id: UUID,
+    *,
+    for_update: bool = False,
+) -> tuple[Workspace, Chat]:
+    """The caller's workspace and chat; another user's chat is reported as missing."""
+    workspace = await owned_workspace(uow, user_id, for_update=for_update)
+    chat = await uow.chats.get(chat_id)
+    if chat is None or chat.workspace_id != workspace.workspace_id:
+        raise ChatNotFoundError(chat_id)
+    return workspace, chat
+
+
+async def commit_with(uow: UnitOfWork, change: StorageChange) -> None:
+    """Commit the metadata; if that fails, put the disk back before re-raising."""
+    try:
+        await uow.commit()
+    except BaseException:
+        await change.rollback()
+        raise
+
+
+def _refusal(size: int, *, workspace: Workspace, max_file_bytes: int) -> DomainError:
+    if size > max_file_bytes:
+        return FileTooLargeError(max_file_bytes)
+    return WorkspaceQuotaExceededError(workspace.workspace_id, workspace.quota_bytes)
+
+
+async def stage_within_limits(
+    storage: ChatStorage,
+    content: ByteStream,
+    *,
+    workspace: Workspace,
+    max_file_bytes: int,
+    declared_size: int | None,
+    credit_bytes: int = 0,
+) -> StagedContent:
+    """Stage a request body, refusing it as soon as it passes the size limit or the quota.
+
+    `credit_bytes` are bytes the write will free (the file it replaces). The quota is
+    checked again, authoritatively, when the metadata commits.
+    """
+    room = max(0, workspace.quota_bytes - workspace.used_bytes + credit_bytes)
+    limit = min(max_file_bytes, room)
+    if declared_size is not None and declared_size > limit:
+        raise _refusal(declared_size, workspace=workspace, max_file_bytes=max_file_bytes)
+    try:
+        return await storage.stage(content, limit_bytes=limit)
+    except ContentLimitExceededError:
+        raise _refusal(limit + 1, workspace=workspace, max_file_bytes=max_file_bytes) from None
+
+
+async def charge_usage(uow: UnitOfWork, workspace: Workspace, delta: int) -> None:
+    """Account `delta` bytes to the workspace in this unit of work, within its quota."""
+    if not await uow.workspaces.add_used_bytes(workspace.workspace_id, delta):
+        raise WorkspaceQuotaExceededError(workspace.workspace_id, workspace.quota_bytes)

@@ -1,0 +1,25 @@
+from uuid import UUID
+
+from domain.chat import Chat
+from domain.page import Page, PageKey
+from usecase.common import owned_workspace
+from usecase.interface import UnitOfWorkFactory
+
+
+class ListChats:
+    """One page of the caller's chats by `created_at`, then `chat_id` (keyset pagination)."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, user_id: UUID, limit: int, after: PageKey | None) -> Page[Chat]:
+        async with self._uow(write=False) as uow:
+            workspace = await owned_workspace(uow, user_id)
+            # one more than asked tells whether a next page exists without a count query
+            chats = await uow.chats.list_by_workspace_id(
+                workspace.workspace_id, limit=limit + 1, after=after
+            )
+        items = chats[:limit]
+        has_more = len(chats) > limit
+        next_key = PageKey(items[-1].created_at, items[-1].chat_id) if has_more else None
+        return Page(items=items, next_key=next_key)

@@ -1,0 +1,26 @@
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import UUID
+
+from domain.chat import Chat
+from usecase.common import owned_chat
+from usecase.interface import ChatStorage, UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryContent:
+    chat: Chat
+    chunks: AsyncIterator[bytes]
+
+
+class ReadHistory:
+    """The committed bytes of a chat's `history.md`, streamed."""
+
+    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage) -> None:
+        self._uow = uow
+        self._storage = storage
+
+    async def __call__(self, user_id: UUID, chat_id: UUID) -> HistoryContent:
+        async with self._uow(write=False) as uow:
+            _, chat = await owned_chat(uow, user_id, chat_id)
+        return HistoryContent(chat=chat, chunks=self._storage.read_history(chat))

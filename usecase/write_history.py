@@ -1,0 +1,99 @@
+import codecs
+from collections.abc import AsyncIterator, Collection
+from dataclasses import replace
+from uuid import UUID
+
+from domain.chat import Chat
+from domain.content import StagedContent
+from domain.error import HistoryPreconditionFailedError, InvalidHistoryEncodingError
+from usecase.common import (
+    charge_usage,
+    commit_with,
+    owned_chat,
+    stage_within_limits,
+)
+from usecase.interface import ByteStream, ChatStorage, Clock, StorageChange, UnitOfWorkFactory
+
+
+async def utf8_checked(content: ByteStream, chat_id: UUID) -> AsyncIterator[bytes]:
+    """Pass the chunks through, failing as soon as they stop being valid UTF-8."""
+    decoder = codecs.getincrementaldecoder('utf-8')()
+    try:
+        async for chunk in content:
+            decoder.decode(chunk)
+            yield chunk
+        decoder.decode(b'', final=True)
+    except UnicodeDecodeError:
+        raise InvalidHistoryEncodingError(chat_id) from None
+
+
+def check_version(chat: Chat, if_match: Collection[str] | None) -> None:
+    """`If-Match`: the write applies only to one of the named versions of the history."""
+    if if_match is not None and chat.history_version not in if_match:
+        raise HistoryPreconditionFailedError(chat.chat_id)
+
+
+class WriteHistory:
+    """Replace a chat's whole `history.md` atomically, optionally only at a known version."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        storage: ChatStorage,
+        clock: Clock,
+        max_file_bytes: int,
+    ) -> None:
+        self._uow = uow
+        self._storage = storage
+        self._clock = clock
+        self._max_file_bytes = max_file_bytes
+
+    async def __call__(
+        self,
+        user_id: UUID,
+        chat_id: UUID,
+        content: ByteStream,
+        *,
+        declared_size: int | None = None,
+        if_match: Collection[str] | None = None,
+    ) -> Chat:
+        async with self._uow(write=False) as uow:
+            workspace, chat = await owned_chat(uow, user_id, chat_id)
+        check_version(chat, if_match)  # early, before any byte is read
+        staged = await stage_within_limits(
+            self._storage,
+            utf8_checked(content, chat_id),
+            workspace=workspace,
+            max_file_bytes=self._max_file_bytes,
+            declared_size=declared_size,
+            credit_bytes=self._freed_bytes(chat),
+        )
+        try:
+            async with self._uow() as uow:
+                workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
+                check_version(chat, if_match)  # authoritative, under the lock
+                new_size = self._new_size(chat, staged)
+                await charge_usage(uow, workspace, new_size - chat.history_bytes)
+                updated = replace(
+                    chat,
+                    history_bytes=new_size,
+                    history_revision=chat.history_revision + 1,
+                    updated_at=self._clock.now(),
+                )
+                await uow.chats.save(updated)
+                change = await self._change(chat, staged)
+                await commit_with(uow, change)
+            await change.commit()
+        except BaseException:
+            await self._storage.discard(staged)
+            raise
+        return updated
+
+    def _freed_bytes(self, chat: Chat) -> int:
+        return chat.history_bytes
+
+    def _new_size(self, chat: Chat, staged: StagedContent) -> int:  # noqa: ARG002
+        return staged.size_bytes
+
+    async def _change(self, chat: Chat, staged: StagedContent) -> StorageChange:
+        return await self._storage.put_history(chat, staged)
