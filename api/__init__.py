@@ -1,0 +1,1 @@
+"""The HTTP layer: FastAPI routers, request/response models, problem details, wiring."""

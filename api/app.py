@@ -1,0 +1,113 @@
+"""The composition root: `create_app()` wires settings, backends, storage and routers."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI
+
+from adapter.clock import SystemClock
+from adapter.file_storage import FileSystemChatStorage
+from adapter.id_generator import UuidGenerator
+from api.container import Services, build_services
+from api.problems import Problem, install_problem_handlers
+from api.routers import chats, files, health, history, sandbox, workspace
+from api.settings import Settings, SettingsError, load_settings
+from repository.config import MetadataConfig
+from repository.factory import create_metadata_backend
+from usecase.interface import Clock, IdGenerator
+
+logger = logging.getLogger('chat_storage')
+
+DESCRIPTION = """\
+Storage for workspaces, chats, their `history.md` and attachments.
+
+Every `/v1` request carries the caller's id in `X-User-Id` (set by the trusted gateway)
+and, when the service has a gateway token, `Authorization: Bearer <token>`. Every error is
+an RFC 9457 `application/problem+json` body whose `code` is the stable token to branch on.
+"""
+
+
+class State(TypedDict):
+    services: Services
+
+
+def metadata_config(settings: Settings) -> MetadataConfig:
+    return MetadataConfig(
+        backend=settings.metadata_backend,
+        sqlite_path=settings.resolved_sqlite_path,
+        postgres_dsn=(settings.postgres_dsn.get_secret_value() if settings.postgres_dsn else None),
+        pool_size=settings.postgres_pool_size,
+        connect_timeout_seconds=settings.postgres_connect_timeout_seconds,
+        statement_timeout_seconds=settings.postgres_statement_timeout_seconds,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+) -> FastAPI:
+    """Build the application; nothing connects until the lifespan starts."""
+    if settings is None:
+        try:
+            settings = load_settings()
+        except SettingsError as error:
+            # one clear line instead of a traceback, then stop
+            raise SystemExit(f'chat-storage: {error}') from None
+    resolved: Settings = settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        backend = create_metadata_backend(metadata_config(resolved))
+        await backend.connect()
+        try:
+            await backend.migrate()
+            storage = FileSystemChatStorage(resolved.data_dir)
+            services = build_services(
+                resolved, backend, storage, clock or SystemClock(), ids or UuidGenerator()
+            )
+            logger.info('chat-storage ready (metadata: %s)', backend.backend_name)
+            yield {'services': services}
+        finally:
+            await backend.close()
+
+    app = FastAPI(
+        title='chat-storage',
+        version='1.0.0',
+        summary='Workspaces, chats, history and attachments over HTTP',
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {'name': 'workspace', 'description': "The caller's one workspace and its quota"},
+            {'name': 'chats', 'description': 'Chats of the workspace'},
+            {'name': 'history', 'description': "A chat's history.md"},
+            {'name': 'files', 'description': "A chat's attachments"},
+            {'name': 'sandbox', 'description': 'Sandbox sessions working in a chat directory'},
+            {'name': 'operations', 'description': 'Health and readiness'},
+        ],
+    )
+    install_problem_handlers(app)
+    for module in (workspace, chats, history, files, sandbox, health):
+        app.include_router(module.router)
+    _register_problem_schema(app)
+    return app
+
+
+def _register_problem_schema(app: FastAPI) -> None:
+    """Put the shared `Problem` schema into the OpenAPI components."""
+    original = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault('components', {}).setdefault('schemas', {})
+        components.setdefault(
+            'Problem', Problem.model_json_schema(ref_template='#/components/schemas/{model}')
+        )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,89 @@
+"""The services a request can use, built once per process by the composition root."""
+
+from dataclasses import dataclass
+
+from api.settings import Settings
+from usecase.append_history import AppendHistory
+from usecase.create_chat import CreateChat
+from usecase.delete_attachment import ClearAttachments, DeleteAttachment
+from usecase.delete_chat import DeleteChat
+from usecase.delete_workspace import DeleteWorkspace
+from usecase.ensure_workspace import EnsureWorkspace
+from usecase.get_attachment import GetAttachment, ReadAttachment
+from usecase.get_chat import GetChat
+from usecase.get_workspace import GetWorkspace, GetWorkspaceUsage
+from usecase.interface import ChatStorage, Clock, IdGenerator, MetadataBackend
+from usecase.list_attachments import ListAttachments
+from usecase.list_chats import ListChats
+from usecase.read_history import ReadHistory
+from usecase.rename_chat import RenameChat
+from usecase.sandbox_session import EndSandboxSession, GetSandboxSession, StartSandboxSession
+from usecase.upload_attachment import UploadAttachment
+from usecase.write_history import WriteHistory
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    backend: MetadataBackend
+    storage: ChatStorage
+    clock: Clock
+    ensure_workspace: EnsureWorkspace
+    get_workspace: GetWorkspace
+    get_workspace_usage: GetWorkspaceUsage
+    delete_workspace: DeleteWorkspace
+    create_chat: CreateChat
+    list_chats: ListChats
+    get_chat: GetChat
+    rename_chat: RenameChat
+    delete_chat: DeleteChat
+    read_history: ReadHistory
+    write_history: WriteHistory
+    append_history: AppendHistory
+    upload_attachment: UploadAttachment
+    list_attachments: ListAttachments
+    get_attachment: GetAttachment
+    read_attachment: ReadAttachment
+    delete_attachment: DeleteAttachment
+    clear_attachments: ClearAttachments
+    start_sandbox_session: StartSandboxSession
+    get_sandbox_session: GetSandboxSession
+    end_sandbox_session: EndSandboxSession
+
+
+def build_services(
+    settings: Settings,
+    backend: MetadataBackend,
+    storage: ChatStorage,
+    clock: Clock,
+    ids: IdGenerator,
+) -> Services:
+    uow = backend.unit_of_work
+    max_file = settings.max_file_bytes
+    return Services(
+        settings=settings,
+        backend=backend,
+        storage=storage,
+        clock=clock,
+        ensure_workspace=EnsureWorkspace(uow, clock, ids, settings.default_quota_bytes),
+        get_workspace=GetWorkspace(uow),
+        get_workspace_usage=GetWorkspaceUsage(uow),
+        delete_workspace=DeleteWorkspace(uow, storage, clock),
+        create_chat=CreateChat(uow, storage, clock, ids),
+        list_chats=ListChats(uow),
+        get_chat=GetChat(uow),
+        rename_chat=RenameChat(uow, clock),
+        delete_chat=DeleteChat(uow, storage, clock),
+        read_history=ReadHistory(uow, storage),
+        write_history=WriteHistory(uow, storage, clock, max_file),
+        append_history=AppendHistory(uow, storage, clock, max_file),
+        upload_attachment=UploadAttachment(uow, storage, clock, ids, max_file),
+        list_attachments=ListAttachments(uow),
+        get_attachment=GetAttachment(uow),
+        read_attachment=ReadAttachment(uow, storage),
+        delete_attachment=DeleteAttachment(uow, storage, clock),
+        clear_attachments=ClearAttachments(uow, storage, clock),
+        start_sandbox_session=StartSandboxSession(uow, clock, ids),
+        get_sandbox_session=GetSandboxSession(uow, clock),
+        end_sandbox_session=EndSandboxSession(uow),
+    )

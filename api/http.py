@@ -1,0 +1,117 @@
+"""Small HTTP codecs: opaque cursors, entity tags, byte ranges, Content-Disposition."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from urllib.parse import quote
+from uuid import UUID
+
+from api.problems import ApiProblem, validation_problem
+from domain.content import ByteRange
+from domain.page import PageKey
+
+
+def encode_cursor(key: PageKey | None) -> str | None:
+    if key is None:
+        return None
+    raw = json.dumps([key.created_at.isoformat(), str(key.item_id)], separators=(',', ':'))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip('=')
+
+
+def decode_cursor(cursor: str | None) -> PageKey | None:
+    """The position a cursor names; a cursor we did not make is a validation error."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + '=' * (-len(cursor) % 4)
+        created_at, item_id = json.loads(base64.urlsafe_b64decode(padded.encode('ascii')))
+        key = PageKey(datetime.fromisoformat(created_at), UUID(item_id))
+    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
+        raise validation_problem(['query', 'cursor'], 'not a cursor of this list') from None
+    if key.created_at.tzinfo is None:
+        raise validation_problem(['query', 'cursor'], 'not a cursor of this list')
+    return key
+
+
+def quote_etag(opaque: str) -> str:
+    return f'"{opaque}"'
+
+
+def parse_etags(header: str | None, *, weak: bool) -> set[str] | None:
+    """The opaque tags of an `If-Match`/`If-None-Match` header; None when absent or `*`.
+
+    `weak=False` (If-Match) drops weak tags: they never match strongly.
+    """
+    if header is None or header.strip() == '*':
+        return None
+    tags: set[str] = set()
+    for raw_item in header.split(','):
+        item = raw_item.strip()
+        if item.startswith('W/'):
+            if not weak:
+                continue
+            item = item[2:]
+        if len(item) >= 2 and item[0] == item[-1] == '"':  # noqa: PLR2004
+            tags.add(item[1:-1])
+    return tags
+
+
+def not_modified(if_none_match: str | None, opaque: str) -> bool:
+    """Whether `If-None-Match` names the current representation (304)."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == '*':
+        return True
+    tags = parse_etags(if_none_match, weak=True)
+    return tags is not None and opaque in tags
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:  # noqa: PLR0911
+    """The single byte range asked for, None to send the whole file.
+
+    Headers that are not one `bytes=` range are ignored (RFC 9110 allows it); a range
+    that starts past the end of the file is `range_not_satisfiable`.
+    """
+    if header is None:
+        return None
+    unit, _, spec = header.partition('=')
+    if unit.strip().lower() != 'bytes' or ',' in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition('-')
+    if not dash:
+        return None
+    try:
+        if first_text == '':
+            suffix = int(last_text)
+            if suffix < 0:
+                return None
+            if suffix == 0 or size == 0:
+                raise _unsatisfiable(size)
+            return ByteRange(max(0, size - suffix), size - 1)
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first < 0 or last < first:
+        return None
+    if first >= size:
+        raise _unsatisfiable(size)
+    return ByteRange(first, min(last, size - 1))
+
+
+def _unsatisfiable(size: int) -> ApiProblem:
+    return ApiProblem(
+        'range_not_satisfiable',
+        416,
+        f'The file has {size} bytes; the range asked for lies outside it.',
+        headers={'Content-Range': f'bytes */{size}'},
+    )
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` always, so that a browser never renders stored content inline."""
+    ascii_fallback = ''.join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else '_' for ch in name
+    )
+    return f'attachment; filename="{ascii_fallback}"; filename*=UTF-8\'\'{quote(name, safe="")}'

@@ -1,0 +1,188 @@
+"""Streaming `multipart/form-data` reader: parts arrive as chunks, never buffered whole."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import TYPE_CHECKING
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from api.problems import ApiProblem, validation_problem
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+MAX_FIELD_BYTES = 4096
+
+
+def multipart_boundary(content_type: str | None) -> bytes:
+    """The boundary of a multipart/form-data body, or a 415/422 problem."""
+    media_type, options = parse_options_header(content_type or '')
+    if media_type != b'multipart/form-data':
+        raise ApiProblem(
+            'unsupported_media_type',
+            415,
+            'This route takes multipart/form-data with one part named "file".',
+        )
+    boundary = options.get(b'boundary')
+    if not boundary:
+        raise validation_problem(['header', 'content-type'], 'multipart boundary is missing')
+    return boundary
+
+
+@dataclass(slots=True)
+class _Part:
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    field_name: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
+class _Events:
+    """What the push parser reported while one chunk was written to it."""
+
+    parts: list[_Part] = field(default_factory=list)
+    data: list[tuple[_Part, bytes]] = field(default_factory=list)
+    ended: list[_Part] = field(default_factory=list)
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    finished: bool = False
+
+
+def _describe(part: _Part) -> None:
+    for name, value in part.headers:
+        if name.lower() == b'content-disposition':
+            message = Message()
+            message['content-disposition'] = value.decode('utf-8', 'surrogateescape')
+            params = dict(message.get_params(header='content-disposition') or [])
+            part.field_name = params.get('name')
+            raw_filename = message.get_filename()
+            if raw_filename is not None:
+                part.filename = raw_filename.encode('utf-8', 'surrogateescape').decode(
+                    'utf-8', 'replace'
+                )
+        elif name.lower() == b'content-type':
+            part.content_type = value.decode('latin-1').strip() or None
+
+
+class MultipartUpload:
+    """Reads a form with an optional `name` field followed by one `file` part.
+
+    `name` must come before `file`; anything after the file part other than the end of
+    the form makes the upload invalid, detected before the file is committed.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], boundary: bytes) -> None:
+        self._body = body
+        self._events = _Events()
+        self._current = _Part()
+        self._parser = MultipartParser(boundary, self._callbacks())
+        self.name_field: str | None = None
+        self.file_part: _Part | None = None
+
+    def _callbacks(self) -> 'MultipartCallbacks':
+        events = self._events
+
+        def on_part_begin() -> None:
+            self._current = _Part()
+
+        def on_header_field(data: bytes, start: int, end: int) -> None:
+            events.header_field += data[start:end]
+
+        def on_header_value(data: bytes, start: int, end: int) -> None:
+            events.header_value += data[start:end]
+
+        def on_header_end() -> None:
+            self._current.headers.append((bytes(events.header_field), bytes(events.header_value)))
+            events.header_field.clear()
+            events.header_value.clear()
+
+        def on_headers_finished() -> None:
+            _describe(self._current)
+            events.parts.append(self._current)
+
+        def on_part_data(data: bytes, start: int, end: int) -> None:
+            events.data.append((self._current, data[start:end]))
+
+        def on_part_end() -> None:
+            events.ended.append(self._current)
+
+        def on_end() -> None:
+            events.finished = True
+
+        return {
+            'on_part_begin': on_part_begin,
+            'on_header_field': on_header_field,
+            'on_header_value': on_header_value,
+            'on_header_end': on_header_end,
+            'on_headers_finished': on_headers_finished,
+            'on_part_data': on_part_data,
+            'on_part_end': on_part_end,
+            'on_end': on_end,
+        }
+
+    async def _feed(self) -> bool:
+        """Write the next body chunk to the parser; False at the end of the body."""
+        async for chunk in self._body:
+            if chunk:
+                try:
+                    self._parser.write(chunk)
+                except Exception:  # noqa: BLE001 - the parser's errors are all malformed input
+                    raise validation_problem(['body'], 'malformed multipart body') from None
+                return True
+        return False
+
+    async def read_until_file(self) -> _Part:
+        """Consume fields up to the start of the `file` part, which it returns."""
+        pending_name = bytearray()
+        while True:
+            self._take_name_field(pending_name)
+            file_part = self._take_file_part()
+            if file_part is not None:
+                self.file_part = file_part
+                return file_part
+            if self._events.finished or not await self._feed():
+                raise validation_problem(['body', 'file'], 'the form has no part named "file"')
+
+    def _take_name_field(self, pending_name: bytearray) -> None:
+        events = self._events
+        file_data: list[tuple[_Part, bytes]] = []
+        for part, data in events.data:
+            if part.field_name == 'name':
+                pending_name += data
+                if len(pending_name) > MAX_FIELD_BYTES:
+                    raise validation_problem(['body', 'name'], 'too long')
+            elif part.field_name == 'file':
+                file_data.append((part, data))
+        events.data[:] = file_data
+        if any(part.field_name == 'name' for part in events.ended):
+            self.name_field = pending_name.decode('utf-8', 'replace')
+        events.ended.clear()
+
+    def _take_file_part(self) -> _Part | None:
+        events = self._events
+        parts, events.parts = events.parts, []
+        for index, part in enumerate(parts):
+            if part.field_name == 'file':
+                events.parts = parts[index + 1 :]  # whatever follows is checked by file_chunks
+                return part
+            if part.field_name != 'name':
+                raise validation_problem(['body', part.field_name or ''], 'unexpected field')
+        return None
+
+    async def file_chunks(self) -> AsyncIterator[bytes]:
+        """The content of the `file` part, then a check that the form ends properly."""
+        events = self._events
+        file_part = self.file_part
+        while True:
+            for part, data in events.data:
+                if part is file_part:
+                    yield data
+            events.data.clear()
+            if events.parts:
+                raise validation_problem(['body'], 'nothing may follow the "file" part')
+            if events.finished:
+                return
+            if not await self._feed():
+                raise validation_problem(['body'], 'the multipart body ended early')

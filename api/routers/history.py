@@ -1,0 +1,122 @@
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from api.body import body_stream, declared_length
+from api.dependencies import ServicesDep, UserIdDep
+from api.http import not_modified, parse_etags, quote_etag
+from api.problems import problem_responses
+from api.schemas import HistoryWritten
+from domain.chat import Chat
+
+router = APIRouter(
+    prefix='/v1/chats/{chat_id}/history',
+    tags=['history'],
+    responses=problem_responses(401, 404, 422),
+)
+
+HISTORY_MEDIA_TYPE = 'text/markdown; charset=utf-8'
+_TEXT_BODY = {
+    'requestBody': {
+        'required': True,
+        'content': {
+            'text/markdown': {
+                'schema': {'type': 'string'},
+                'example': '# Chat\n\n**user:** hello\n',
+            }
+        },
+    }
+}
+IfMatch = Annotated[
+    str | None,
+    Header(description='Apply only if the history still has this ETag (else 412)'),
+]
+
+
+def _written(chat: Chat, response: Response) -> HistoryWritten:
+    etag = quote_etag(chat.history_version)
+    response.headers['ETag'] = etag
+    return HistoryWritten(etag=etag, size_bytes=chat.history_bytes)
+
+
+@router.get(
+    '',
+    summary="Read the chat's history.md",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            'description': 'The history, with a strong ETag',
+            'content': {'text/markdown': {'schema': {'type': 'string'}}},
+        },
+        304: {'description': 'Not modified (If-None-Match matched)'},
+    },
+)
+async def read_history(
+    user_id: UserIdDep,
+    services: ServicesDep,
+    chat_id: UUID,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    content = await services.read_history(user_id, chat_id)
+    etag = quote_etag(content.chat.history_version)
+    if not_modified(if_none_match, content.chat.history_version):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
+    return StreamingResponse(
+        content.chunks,
+        media_type=HISTORY_MEDIA_TYPE,
+        headers={'ETag': etag, 'Content-Length': str(content.chat.history_bytes)},
+    )
+
+
+@router.put(
+    '',
+    summary='Replace the whole history',
+    description='The body is the new history, UTF-8 text. Atomic: readers see the old or '
+    'the new history. With `If-Match`, the write applies only to that version.',
+    responses=problem_responses(412, 413),
+    openapi_extra=_TEXT_BODY,
+)
+async def write_history(
+    user_id: UserIdDep,
+    services: ServicesDep,
+    chat_id: UUID,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> HistoryWritten:
+    chat = await services.write_history(
+        user_id,
+        chat_id,
+        body_stream(request),
+        declared_size=declared_length(request),
+        if_match=parse_etags(if_match, weak=False),
+    )
+    return _written(chat, response)
+
+
+@router.post(
+    '',
+    summary='Append to the history',
+    description='Appends the body (UTF-8 text) atomically and durably; concurrent appends are '
+    'never interleaved nor lost.',
+    responses=problem_responses(412, 413),
+    openapi_extra=_TEXT_BODY,
+)
+async def append_history(
+    user_id: UserIdDep,
+    services: ServicesDep,
+    chat_id: UUID,
+    request: Request,
+    response: Response,
+    if_match: IfMatch = None,
+) -> HistoryWritten:
+    chat = await services.append_history(
+        user_id,
+        chat_id,
+        body_stream(request),
+        declared_size=declared_length(request),
+        if_match=parse_etags(if_match, weak=False),
+    )
+    return _written(chat, response)

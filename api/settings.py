@@ -1,0 +1,62 @@
+"""Configuration from `STORAGE_*` environment variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = 'STORAGE_'
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra='ignore')
+
+    data_dir: Path = Path('./data')
+    metadata_backend: Literal['sqlite', 'postgres', 'memory'] = 'sqlite'
+    sqlite_path: Path | None = None
+    postgres_dsn: SecretStr | None = None
+    postgres_pool_size: int = Field(default=10, ge=1, le=1000)
+    postgres_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    postgres_statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    default_quota_bytes: int = Field(default=1_073_741_824, ge=0)
+    max_file_bytes: int = Field(default=104_857_600, ge=1)
+    gateway_token: SecretStr | None = None
+    link_secret: SecretStr | None = None
+    host: str = '127.0.0.1'
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @model_validator(mode='after')
+    def _postgres_needs_dsn(self) -> 'Settings':
+        if self.metadata_backend == 'postgres' and not self.postgres_dsn:
+            raise ValueError('postgres_dsn is required when metadata_backend is postgres')
+        return self
+
+    @property
+    def resolved_sqlite_path(self) -> Path:
+        return self.sqlite_path or self.data_dir / 'metadata.db'
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message is one line naming the variable."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the first offending variable, without echoing secret values."""
+    first = error.errors()[0]
+    location = [str(part) for part in first['loc']]
+    if location:
+        variable = ENV_PREFIX + location[0].upper()
+        return f'invalid configuration: {variable}: {first["msg"]}'
+    # a model-level check: its message names the field
+    message = str(first['msg']).removeprefix('Value error, ')
+    field = message.split(' ', 1)[0]
+    return f'invalid configuration: {ENV_PREFIX}{field.upper()}: {message}'
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or `SettingsError` with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
