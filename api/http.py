@@ -93,10 +93,10 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:  # noqa: PLR
         last = int(last_text) if last_text else size - 1
     except ValueError:
         return None
-    if first < 0 or last < first:
-        return None
     if first >= size:
         raise _unsatisfiable(size)
+    if last < first:
+        return None
     return ByteRange(first, min(last, size - 1))
 
 

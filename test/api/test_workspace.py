@@ -41,9 +41,7 @@ async def test_usage_counts_history_and_files(client: httpx.AsyncClient, chat_id
     assert usage['quota_bytes'] == 10_000
 
 
-async def test_delete_workspace_removes_everything(
-    client: httpx.AsyncClient, chat_id: str
-) -> None:
+async def test_delete_workspace_removes_everything(client: httpx.AsyncClient, chat_id: str) -> None:
     await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'123')
     assert (await client.delete('/v1/workspace')).status_code == 204
     assert (await client.get('/v1/workspace')).status_code == 404

@@ -1,0 +1,133 @@
+import httpx
+
+
+async def test_create_chat_returns_location_and_empty_history(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put('/v1/workspace')
+    response = await client.post('/v1/chats', json={'title': 'Plans'})
+    assert response.status_code == 201
+    chat = response.json()
+    assert response.headers['location'] == f'/v1/chats/{chat["chat_id"]}'
+    assert chat['title'] == 'Plans'
+    assert chat['history_bytes'] == 0
+    assert chat['file_count'] == 0
+    assert chat['created_at'].endswith('Z')
+    assert len(chat['created_at']) == len('2026-11-23T12:00:00.000000Z')
+
+
+async def test_create_chat_accepts_an_empty_body(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    response = await client.post('/v1/chats')
+    assert response.status_code == 201
+    assert response.json()['title'] is None
+
+
+async def test_create_chat_without_workspace_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post('/v1/chats', json={})
+    assert response.status_code == 404
+    assert response.json()['code'] == 'workspace_not_found'
+
+
+async def test_title_over_200_chars_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    response = await client.post('/v1/chats', json={'title': 'x' * 201})
+    assert response.status_code == 422
+    body = response.json()
+    assert body['code'] == 'validation_error'
+    assert body['errors'][0]['loc'][-1] == 'title'
+
+
+async def test_bad_json_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    response = await client.post(
+        '/v1/chats', content=b'{"title": ', headers={'Content-Type': 'application/json'}
+    )
+    assert response.status_code == 422
+    assert response.json()['code'] == 'validation_error'
+
+
+async def test_bad_uuid_in_path_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    response = await client.get('/v1/chats/not-a-uuid')
+    assert response.status_code == 422
+    body = response.json()
+    assert body['code'] == 'validation_error'
+    assert body['errors'][0]['loc'] == ['path', 'chat_id']
+
+
+async def test_rename_chat(client: httpx.AsyncClient, chat_id: str) -> None:
+    response = await client.patch(f'/v1/chats/{chat_id}', json={'title': 'renamed'})
+    assert response.status_code == 200
+    assert response.json()['title'] == 'renamed'
+    assert (await client.get(f'/v1/chats/{chat_id}')).json()['title'] == 'renamed'
+
+
+async def test_delete_chat_gives_back_its_bytes(client: httpx.AsyncClient, chat_id: str) -> None:
+    await client.put(f'/v1/chats/{chat_id}/history', content=b'12345')
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/f.bin', content=b'123')
+    assert (await client.delete(f'/v1/chats/{chat_id}')).status_code == 204
+    assert (await client.get(f'/v1/chats/{chat_id}')).json()['code'] == 'chat_not_found'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 0
+
+
+async def test_paging_returns_every_chat_once_in_order(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    created = [(await client.post('/v1/chats')).json()['chat_id'] for _ in range(11)]
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {'limit': 3}
+        if cursor:
+            params['cursor'] = cursor
+        page = (await client.get('/v1/chats', params=params)).json()
+        seen += [c['chat_id'] for c in page['items']]
+        cursor = page['next_cursor']
+        if cursor is None:
+            break
+    assert seen == created
+
+
+async def test_paging_survives_deletes_between_pages(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    created = [(await client.post('/v1/chats')).json()['chat_id'] for _ in range(6)]
+    first = (await client.get('/v1/chats', params={'limit': 3})).json()
+    await client.delete(f'/v1/chats/{created[2]}')  # the last one already seen
+    await client.delete(f'/v1/chats/{created[3]}')  # one not yet seen
+    rest = (await client.get('/v1/chats', params={'cursor': first['next_cursor']})).json()
+    assert [c['chat_id'] for c in rest['items']] == created[4:]
+
+
+async def test_limit_out_of_range_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    for limit in ('0', '201', 'many'):
+        response = await client.get('/v1/chats', params={'limit': limit})
+        assert response.status_code == 422
+        assert response.json()['errors'][0]['loc'] == ['query', 'limit']
+
+
+async def test_foreign_cursor_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    for cursor in ('garbage', 'eyJhIjoxfQ', '!!!'):
+        response = await client.get('/v1/chats', params={'cursor': cursor})
+        assert response.status_code == 422
+        assert response.json()['errors'][0]['loc'] == ['query', 'cursor']
+
+
+async def test_other_users_chat_is_not_found(
+    client: httpx.AsyncClient, chat_id: str, other_user: dict[str, str]
+) -> None:
+    await client.put('/v1/workspace', headers=other_user)
+    theirs = await client.get(f'/v1/chats/{chat_id}', headers=other_user)
+    missing = await client.get('/v1/chats/00000000-0000-4000-8000-000000000000')
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()['code'] == missing.json()['code'] == 'chat_not_found'
+    deleted = await client.delete(f'/v1/chats/{chat_id}', headers=other_user)
+    assert deleted.status_code == 404
+    assert (await client.get(f'/v1/chats/{chat_id}')).status_code == 200
+
+
+async def test_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get('/v1/nothing-here')
+    assert response.status_code == 404
+    assert response.headers['content-type'] == 'application/problem+json'
+    assert response.json()['code'] == 'not_found'

@@ -1,0 +1,230 @@
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+
+def chat_dir(data_dir: Path) -> Path:
+    dirs = list((data_dir / 'workspaces').glob('*/chats/*'))
+    assert len(dirs) == 1
+    return dirs[0]
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_raw_upload_creates_then_replaces(client: httpx.AsyncClient, chat_id: str) -> None:
+    first = await client.put(
+        f'/v1/chats/{chat_id}/files/by-name/notes.txt',
+        content=b'v1',
+        headers={'Content-Type': 'text/plain'},
+    )
+    assert first.status_code == 201
+    record = first.json()
+    assert record['name'] == 'notes.txt'
+    assert record['content_type'] == 'text/plain'
+    assert record['sha256'] == hashlib.sha256(b'v1').hexdigest()
+    assert first.headers['location'] == f'/v1/chats/{chat_id}/files/{record["file_id"]}'
+    second = await client.put(f'/v1/chats/{chat_id}/files/by-name/notes.txt', content=b'v2!')
+    assert second.status_code == 200
+    assert second.json()['file_id'] != record['file_id']
+    old = await client.get(f'/v1/chats/{chat_id}/files/{record["file_id"]}')
+    assert old.json()['code'] == 'chat_file_not_found'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 3
+    assert (await client.get(f'/v1/chats/{chat_id}')).json()['file_count'] == 1
+
+
+async def test_multipart_upload_uses_the_part_filename(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    response = await client.post(
+        f'/v1/chats/{chat_id}/files',
+        files={'file': ('résumé.pdf', b'%PDF-1.7', 'application/pdf')},
+    )
+    assert response.status_code == 201
+    assert response.json()['name'] == 'résumé.pdf'
+    assert response.json()['content_type'] == 'application/pdf'
+    assert (chat_dir(data_dir) / 'résumé.pdf').read_bytes() == b'%PDF-1.7'
+
+
+async def test_multipart_name_field_overrides_the_filename(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    response = await client.post(
+        f'/v1/chats/{chat_id}/files',
+        data={'name': 'chosen.txt'},
+        files={'file': ('original.txt', b'data')},
+    )
+    assert response.status_code == 201
+    assert response.json()['name'] == 'chosen.txt'
+
+
+async def test_non_multipart_body_is_415(client: httpx.AsyncClient, chat_id: str) -> None:
+    response = await client.post(f'/v1/chats/{chat_id}/files', json={'file': 'x'})
+    assert response.status_code == 415
+    assert response.json()['code'] == 'unsupported_media_type'
+
+
+async def test_multipart_without_file_part_is_422(client: httpx.AsyncClient, chat_id: str) -> None:
+    response = await client.post(
+        f'/v1/chats/{chat_id}/files', data={'name': 'x'}, files={'other': ('a', b'b')}
+    )
+    assert response.status_code == 422
+    assert response.json()['code'] == 'validation_error'
+
+
+async def test_truncated_multipart_leaves_nothing(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    body = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="t.bin"\r\n\r\npartial'
+    response = await client.post(
+        f'/v1/chats/{chat_id}/files',
+        content=body,
+        headers={'Content-Type': 'multipart/form-data; boundary=XyZ'},
+    )
+    assert response.status_code == 422
+    assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['history.md']
+    assert list((data_dir / '.staging').iterdir()) == []
+
+
+async def test_bad_names_are_refused_and_leave_nothing(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    cases = {
+        '%2E%2E': 'invalid_attachment_name',
+        '%2E': 'invalid_attachment_name',
+        'a%2Fb': 'invalid_attachment_name',
+        'a%5Cb': 'invalid_attachment_name',
+        'x' * 256: 'invalid_attachment_name',
+        'bad%01name': 'invalid_attachment_name',
+        'history.md': 'reserved_attachment_name',
+    }
+    for name, code in cases.items():
+        response = await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=b'data')
+        assert response.status_code == 422, name
+        assert response.json()['code'] == code, name
+    nul = await client.post(
+        f'/v1/chats/{chat_id}/files', data={'name': 'a\x00b'}, files={'file': ('f', b'data')}
+    )
+    assert nul.json()['code'] == 'invalid_attachment_name'
+    assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['history.md']
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 0
+
+
+async def test_name_of_255_utf8_bytes_is_accepted(client: httpx.AsyncClient, chat_id: str) -> None:
+    name = 'é' * 127 + 'x'  # 255 bytes
+    response = await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=b'1')
+    assert response.status_code == 201
+
+
+async def test_too_large_streamed_upload_keeps_the_old_file(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    url = f'/v1/chats/{chat_id}/files/by-name/keep.bin'
+    await client.put(url, content=b'old content')
+    response = await client.put(url, content=chunks(b'x' * 3_000, b'x' * 3_000))
+    assert response.status_code == 413
+    assert response.json()['code'] == 'file_too_large'
+    assert (chat_dir(data_dir) / 'keep.bin').read_bytes() == b'old content'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == len(b'old content')
+    assert list((data_dir / '.staging').iterdir()) == []
+
+
+async def test_upload_over_quota_is_refused(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    for index in range(3):
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/f{index}', content=b'x' * 3_000)
+    response = await client.put(
+        f'/v1/chats/{chat_id}/files/by-name/f3', content=chunks(b'y' * 1_500, b'y' * 1_500)
+    )
+    assert response.status_code == 413
+    assert response.json()['code'] == 'workspace_quota_exceeded'
+    assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['f0', 'f1', 'f2', 'history.md']
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 9_000
+
+
+async def test_replacement_is_charged_only_the_difference(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    for index in range(3):
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/f{index}', content=b'x' * 3_000)
+    response = await client.put(f'/v1/chats/{chat_id}/files/by-name/f0', content=b'z' * 3_500)
+    assert response.status_code == 200
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 9_500
+
+
+async def test_download_headers(client: httpx.AsyncClient, chat_id: str) -> None:
+    content = b'0123456789'
+    record = (
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/my file.txt', content=content)
+    ).json()
+    response = await client.get(f'/v1/chats/{chat_id}/files/{record["file_id"]}/content')
+    assert response.status_code == 200
+    assert response.content == content
+    assert response.headers['content-type'] == 'application/octet-stream'
+    assert response.headers['content-length'] == '10'
+    assert response.headers['etag'] == f'"{record["sha256"]}"'
+    assert response.headers['accept-ranges'] == 'bytes'
+    assert response.headers['x-content-type-options'] == 'nosniff'
+    assert "filename*=UTF-8''my%20file.txt" in response.headers['content-disposition']
+    assert response.headers['content-disposition'].startswith('attachment;')
+
+
+async def test_ranges(client: httpx.AsyncClient, chat_id: str) -> None:
+    record = (
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/r.bin', content=b'0123456789')
+    ).json()
+    url = f'/v1/chats/{chat_id}/files/{record["file_id"]}/content'
+    cases = {'bytes=2-4': b'234', 'bytes=7-': b'789', 'bytes=-3': b'789', 'bytes=8-100': b'89'}
+    for header, expected in cases.items():
+        response = await client.get(url, headers={'Range': header})
+        assert response.status_code == 206, header
+        assert response.content == expected, header
+    partial = await client.get(url, headers={'Range': 'bytes=2-4'})
+    assert partial.headers['content-range'] == 'bytes 2-4/10'
+    outside = await client.get(url, headers={'Range': 'bytes=10-'})
+    assert outside.status_code == 416
+    assert outside.json()['code'] == 'range_not_satisfiable'
+    assert outside.headers['content-range'] == 'bytes */10'
+
+
+async def test_if_none_match_on_content_is_304(client: httpx.AsyncClient, chat_id: str) -> None:
+    record = (await client.put(f'/v1/chats/{chat_id}/files/by-name/c', content=b'c')).json()
+    response = await client.get(
+        f'/v1/chats/{chat_id}/files/{record["file_id"]}/content',
+        headers={'If-None-Match': f'"{record["sha256"]}"'},
+    )
+    assert response.status_code == 304
+
+
+async def test_list_delete_and_clear(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    ids = [
+        (await client.put(f'/v1/chats/{chat_id}/files/by-name/f{i}', content=b'12')).json()[
+            'file_id'
+        ]
+        for i in range(3)
+    ]
+    listed = (await client.get(f'/v1/chats/{chat_id}/files', params={'limit': 2})).json()
+    assert [f['file_id'] for f in listed['items']] == ids[:2]
+    assert listed['next_cursor'] is not None
+    assert (await client.delete(f'/v1/chats/{chat_id}/files/{ids[0]}')).status_code == 204
+    assert (await client.get(f'/v1/chats/{chat_id}')).json()['file_count'] == 2
+    await client.put(f'/v1/chats/{chat_id}/history', content=b'keep')
+    assert (await client.delete(f'/v1/chats/{chat_id}/files')).status_code == 204
+    assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['history.md']
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 4
+    assert (await client.get(f'/v1/chats/{chat_id}/files')).json()['items'] == []
+
+
+async def test_file_of_another_chat_is_not_found(client: httpx.AsyncClient, chat_id: str) -> None:
+    record = (await client.put(f'/v1/chats/{chat_id}/files/by-name/f', content=b'1')).json()
+    other_chat = (await client.post('/v1/chats')).json()['chat_id']
+    response = await client.get(f'/v1/chats/{other_chat}/files/{record["file_id"]}')
+    assert response.status_code == 404
+    assert response.json()['code'] == 'chat_file_not_found'

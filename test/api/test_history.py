@@ -1,0 +1,97 @@
+import httpx
+
+
+async def test_new_history_is_empty_with_an_etag(client: httpx.AsyncClient, chat_id: str) -> None:
+    response = await client.get(f'/v1/chats/{chat_id}/history')
+    assert response.status_code == 200
+    assert response.content == b''
+    assert response.headers['content-type'] == 'text/markdown; charset=utf-8'
+    assert response.headers['etag'].startswith('"')
+
+
+async def test_put_then_get_history(client: httpx.AsyncClient, chat_id: str) -> None:
+    text = '# Chat\n\nhéllo 👋\n'.encode()
+    written = await client.put(f'/v1/chats/{chat_id}/history', content=text)
+    assert written.status_code == 200
+    assert written.json() == {'etag': written.headers['etag'], 'size_bytes': len(text)}
+    read = await client.get(f'/v1/chats/{chat_id}/history')
+    assert read.content == text
+    assert read.headers['etag'] == written.headers['etag']
+    chat = (await client.get(f'/v1/chats/{chat_id}')).json()
+    assert chat['history_bytes'] == len(text)
+
+
+async def test_if_none_match_gives_304(client: httpx.AsyncClient, chat_id: str) -> None:
+    etag = (await client.put(f'/v1/chats/{chat_id}/history', content=b'x')).headers['etag']
+    response = await client.get(f'/v1/chats/{chat_id}/history', headers={'If-None-Match': etag})
+    assert response.status_code == 304
+    assert response.content == b''
+
+
+async def test_if_match_mismatch_is_412_and_changes_nothing(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    first = await client.put(f'/v1/chats/{chat_id}/history', content=b'one')
+    await client.put(f'/v1/chats/{chat_id}/history', content=b'two')
+    stale = await client.put(
+        f'/v1/chats/{chat_id}/history',
+        content=b'three',
+        headers={'If-Match': first.headers['etag']},
+    )
+    assert stale.status_code == 412
+    assert stale.json()['code'] == 'precondition_failed'
+    assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b'two'
+
+
+async def test_if_match_current_etag_applies(client: httpx.AsyncClient, chat_id: str) -> None:
+    etag = (await client.put(f'/v1/chats/{chat_id}/history', content=b'one')).headers['etag']
+    response = await client.post(
+        f'/v1/chats/{chat_id}/history', content=b'+two', headers={'If-Match': etag}
+    )
+    assert response.status_code == 200
+    assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b'one+two'
+
+
+async def test_append_adds_to_the_end_and_counts_usage(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    await client.post(f'/v1/chats/{chat_id}/history', content=b'a\n')
+    response = await client.post(f'/v1/chats/{chat_id}/history', content=b'b\n')
+    assert response.json()['size_bytes'] == 4
+    assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b'a\nb\n'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 4
+
+
+async def test_invalid_utf8_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    await client.put(f'/v1/chats/{chat_id}/history', content=b'ok')
+    for method in ('PUT', 'POST'):
+        response = await client.request(
+            method, f'/v1/chats/{chat_id}/history', content=b'bad \xff\xfe'
+        )
+        assert response.status_code == 422
+        assert response.json()['code'] == 'invalid_history_encoding'
+    assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b'ok'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 2
+
+
+async def test_history_over_quota_is_413(client: httpx.AsyncClient, chat_id: str) -> None:
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/big', content=b'x' * 3_999)
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/big2', content=b'x' * 3_999)
+    response = await client.post(f'/v1/chats/{chat_id}/history', content=b'y' * 2_100)
+    assert response.status_code == 413
+    assert response.json()['code'] == 'workspace_quota_exceeded'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 7_998
+
+
+async def test_history_of_another_users_chat_is_not_found(
+    client: httpx.AsyncClient, chat_id: str, other_user: dict[str, str]
+) -> None:
+    await client.put('/v1/workspace', headers=other_user)
+    response = await client.put(
+        f'/v1/chats/{chat_id}/history', content=b'mine now', headers=other_user
+    )
+    assert response.status_code == 404
+    assert response.json()['code'] == 'chat_not_found'
+    assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b''
