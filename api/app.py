@@ -70,7 +70,10 @@ def create_app(
                 resolved, backend, storage, clock or SystemClock(), ids or UuidGenerator()
             )
             logger.info('chat-storage ready (metadata: %s)', backend.backend_name)
-            yield {'services': services}
+            try:
+                yield {'services': services}
+            finally:
+                await storage.close()
         finally:
             await backend.close()
 

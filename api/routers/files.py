@@ -12,6 +12,7 @@ from api.http import (
     encode_cursor,
     not_modified,
     parse_range,
+    primed,
     quote_etag,
 )
 from api.multipart import MultipartUpload, multipart_boundary
@@ -200,11 +201,13 @@ async def download_file(
     media_type = chat_file.content_type or DEFAULT_CONTENT_TYPE
     if byte_range is None:
         headers['Content-Length'] = str(chat_file.size_bytes)
-        return StreamingResponse(content.open(), media_type=media_type, headers=headers)
+        return StreamingResponse(
+            await primed(content.open()), media_type=media_type, headers=headers
+        )
     headers['Content-Length'] = str(byte_range.length)
     headers['Content-Range'] = f'bytes {byte_range.first}-{byte_range.last}/{chat_file.size_bytes}'
     return StreamingResponse(
-        content.open(byte_range),
+        await primed(content.open(byte_range)),
         status_code=status.HTTP_206_PARTIAL_CONTENT,
         media_type=media_type,
         headers=headers,

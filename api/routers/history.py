@@ -6,7 +6,7 @@ from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, declared_length
 from api.dependencies import ServicesDep, UserIdDep
-from api.http import not_modified, parse_etags, quote_etag
+from api.http import not_modified, parse_etags, primed, quote_etag
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
 from domain.chat import Chat
@@ -64,7 +64,7 @@ async def read_history(
     if not_modified(if_none_match, content.chat.history_version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
     return StreamingResponse(
-        content.chunks,
+        await primed(content.chunks),
         media_type=HISTORY_MEDIA_TYPE,
         headers={'ETag': etag, 'Content-Length': str(content.chat.history_bytes)},
     )

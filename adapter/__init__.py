@@ -1,0 +1,1 @@
+"""Adapters of the use-case ports that are not metadata repositories: disk, clock, ids."""

@@ -1,0 +1,781 @@
+"""Chat directories on a local file system: staging, atomic swaps and a trash (ADR 011).
+
+Layout under the data directory:
+
+- `workspaces/<workspace_id>/chats/<chat_id>/` holds `history.md` and the attachments,
+  named as they are, and nothing else of the service's own;
+- `.staging/<token>` holds uploads being written (and `probe-<token>` readiness probes);
+- `.trash/<token>` holds what a pending change took away, beside `.trash/<token>.json`,
+  the sidecar that says where it came from.
+
+Every blocking call runs in a worker thread. A worker thread cannot be stopped, so a
+cancelled caller never releases what a running thread still uses: clean-ups wait for the
+thread, and a change applied after its caller went away is rolled back.
+"""
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID, uuid4
+
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName
+from domain.content import ByteRange, StagedContent
+from domain.error import (
+    ContentLimitExceededError,
+    DomainError,
+    InsufficientStorageError,
+    ServiceUnavailableError,
+)
+from usecase.interface import ByteStream, StorageChange
+
+T = TypeVar('T')
+P = ParamSpec('P')
+
+WORKSPACES_DIR_NAME = 'workspaces'
+CHATS_DIR_NAME = 'chats'
+STAGING_DIR_NAME = '.staging'
+TRASH_DIR_NAME = '.trash'
+SIDECAR_SUFFIX = '.json'
+DEFAULT_CHUNK_BYTES = 1024 * 1024
+
+_log = logging.getLogger(__name__)
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+# O_NOFOLLOW: a sandbox may plant a symlink in a chat directory; it must not lead us out.
+# O_NONBLOCK: opening a planted FIFO must not hang a worker thread; regular files ignore it.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_MODE = 0o644
+_TOKEN = re.compile('[0-9a-f]{32}')
+
+
+class StoredContentMissingError(DomainError):
+    """A file the metadata points at is not a regular file on disk (gone, or replaced by a
+    symlink or something else that is not ours to read)."""
+
+    code = 'stored_content_missing'
+
+    def __init__(self, chat_id: UUID | None = None) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+
+
+class _UnexpectedFileError(OSError):
+    """The path holds something other than the regular file we wrote there."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.ENOENT, 'not the expected regular file')
+
+
+def _storage_error(exc: OSError, chat_id: UUID | None = None) -> DomainError:
+    # domain errors carry only their code: paths stay in the chained OSError, for the log
+    if exc.errno in _DISK_FULL:
+        return InsufficientStorageError()
+    if exc.errno in _MISSING:
+        return StoredContentMissingError(chat_id)
+    return ServiceUnavailableError()
+
+
+def _staging_error(exc: OSError) -> DomainError:
+    if exc.errno in _DISK_FULL:
+        return InsufficientStorageError()
+    return ServiceUnavailableError()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        view = view[written:]
+        if offset is not None:
+            offset += written
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _UnexpectedFileError
+    return fd
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class _OpenFile:
+    """One file descriptor, opened and used by worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def open_regular(self) -> None:
+        self.fd = _open_regular(self.path, _READ_FLAGS)
+
+    def pread(self, size: int, offset: int) -> bytes:
+        if self.fd is None:
+            raise ValueError('file is not open')
+        return os.pread(self.fd, size, offset)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _StagingFile(_OpenFile):
+    """A staging file written in batches, hashed as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.digest = hashlib.sha256()
+
+    def create(self) -> None:
+        self.fd = os.open(self.path, _CREATE_FLAGS, 0o600)
+
+    def write(self, data: bytearray) -> None:
+        if self.fd is None:
+            raise ValueError('file is not open')
+        self.digest.update(data)
+        _write_all(self.fd, data)
+
+    def finish(self, data: bytearray) -> None:
+        """Write the last batch, fsync and close."""
+        self.write(data)
+        if self.fd is not None:
+            os.fsync(self.fd)
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def remove(self) -> None:
+        self.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
+class _Workers:
+    """Worker-thread calls that outlive a cancelled caller, and the tasks that track them."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def run_to_end(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`asyncio.to_thread`, but a cancelled caller leaves the call to finish."""
+        return await asyncio.shield(self.spawn(asyncio.to_thread(func, *args, **kwargs)))
+
+    async def after(self, pending: asyncio.Future[Any] | None, func: Callable[[], None]) -> None:
+        """Run `func` in a thread once `pending` is done, to the end even if cancelled."""
+
+        async def run() -> None:
+            if pending is not None:
+                await asyncio.wait({pending})
+            await asyncio.to_thread(func)
+
+        await asyncio.shield(self.spawn(run()))
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+
+class _Lane:
+    """Blocking calls on one resource, run in worker threads one after another.
+
+    A cancelled await does not stop the thread it waited for: `finally_` runs its clean-up
+    only once that thread is done, so a descriptor is never closed (and reused) under it.
+    """
+
+    def __init__(self, workers: _Workers) -> None:
+        self._workers = workers
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        task = self._workers.spawn(asyncio.to_thread(func, *args, **kwargs))
+        self._pending = task
+        return await asyncio.shield(task)
+
+    async def finally_(self, func: Callable[[], None]) -> None:
+        await self._workers.after(self._pending, func)
+
+
+async def _staging_call(
+    lane: _Lane, func: Callable[P, None], *args: P.args, **kwargs: P.kwargs
+) -> None:
+    try:
+        await lane.run(func, *args, **kwargs)
+    except OSError as exc:
+        raise _staging_error(exc) from exc
+
+
+class _Step:
+    """One reversible file system operation; every method blocks and runs in a thread."""
+
+    def prepare(self) -> bool:
+        """Write what recovery needs into the trash; True when something was written."""
+        return False
+
+    def apply(self) -> set[Path]:
+        """Make the change visible; the directories whose entries changed."""
+        return set()
+
+    def rollback(self) -> set[Path]:
+        """Undo `apply`; the directories whose entries changed."""
+        return set()
+
+    def commit(self) -> None:
+        """Drop what `apply` kept for a rollback."""
+
+    def forget(self) -> None:
+        """Remove the sidecar and anything `prepare` left; the last step of settling."""
+
+
+class _TrashStep(_Step):
+    """A step that keeps a backup at `.trash/<token>` described by `.trash/<token>.json`."""
+
+    def __init__(self, trash_dir: Path, record: dict[str, Any]) -> None:
+        token = uuid4().hex
+        self.backup = trash_dir / token
+        self.sidecar = trash_dir / f'{token}{SIDECAR_SUFFIX}'
+        self.record = record
+
+    def write_sidecar(self) -> None:
+        record = {**self.record, 'created_ns': time.time_ns()}
+        fd = os.open(self.sidecar, _CREATE_FLAGS, 0o600)
+        try:
+            _write_all(fd, json.dumps(record, sort_keys=True).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def forget(self) -> None:
+        self.sidecar.unlink(missing_ok=True)
+
+
+class _SwapStep(_TrashStep):
+    """Put a staged file at `target`, hard-linking the file it replaces into the trash."""
+
+    def __init__(self, trash_dir: Path, record: dict[str, Any], source: Path, target: Path) -> None:
+        super().__init__(trash_dir, record)
+        self.source = source
+        self.target = target
+        self.replaced = False
+
+    def prepare(self) -> bool:
+        if not self.source.is_file() or self.source.is_symlink():
+            raise FileNotFoundError(errno.ENOENT, 'staged content is missing')
+        self.replaced = os.path.lexists(self.target)
+        self.record['replaced'] = self.replaced
+        self.write_sidecar()
+        if self.replaced:
+            # the link keeps the old inode; readers that opened it go on reading it
+            os.link(self.target, self.backup, follow_symlinks=False)
+        return True
+
+    def apply(self) -> set[Path]:
+        self.source.replace(self.target)
+        return {self.target.parent}
+
+    def rollback(self) -> set[Path]:
+        if self.replaced:
+            self.backup.replace(self.target)
+        else:
+            self.target.unlink(missing_ok=True)
+        return {self.target.parent}
+
+    def commit(self) -> None:
+        self.backup.unlink(missing_ok=True)
+
+    def forget(self) -> None:
+        # after `prepare` alone the backup is a second link to the untouched target
+        self.backup.unlink(missing_ok=True)
+        super().forget()
+
+
+class _MoveToTrashStep(_TrashStep):
+    """Move a file or a directory into the trash; a missing one is no change."""
+
+    def __init__(self, trash_dir: Path, record: dict[str, Any], source: Path) -> None:
+        super().__init__(trash_dir, record)
+        self.source = source
+        self.present = False
+
+    def prepare(self) -> bool:
+        self.present = os.path.lexists(self.source)
+        if self.present:
+            self.write_sidecar()
+        return self.present
+
+    def apply(self) -> set[Path]:
+        if not self.present:
+            return set()
+        self.source.replace(self.backup)
+        return {self.source.parent, self.backup.parent}
+
+    def rollback(self) -> set[Path]:
+        if not self.present:
+            return set()
+        self.backup.replace(self.source)
+        return {self.source.parent, self.backup.parent}
+
+    def commit(self) -> None:
+        if self.present:
+            _remove(self.backup)
+
+    def forget(self) -> None:
+        if self.present:
+            super().forget()
+
+
+class _AppendStep(_Step):
+    """Append a staged file to `history.md` at the committed length, cutting any tail."""
+
+    def __init__(self, source: Path, history: Path, offset: int, chunk_bytes: int) -> None:
+        self.source = source
+        self.history = history
+        self.offset = offset
+        self.chunk_bytes = chunk_bytes
+
+    def apply(self) -> set[Path]:
+        fd = _open_regular(self.history, _WRITE_FLAGS)
+        try:
+            if os.fstat(fd).st_size < self.offset:
+                # committed bytes are gone: appending would leave a hole of zeros
+                raise _UnexpectedFileError
+            os.ftruncate(fd, self.offset)
+            try:
+                self._copy_to(fd)
+                os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self.offset)
+                raise
+        finally:
+            os.close(fd)
+        return set()
+
+    def _copy_to(self, fd: int) -> None:
+        source_fd = _open_regular(self.source, _READ_FLAGS)
+        try:
+            position = self.offset
+            while data := os.read(source_fd, self.chunk_bytes):
+                _write_all(fd, data, position)
+                position += len(data)
+        finally:
+            os.close(source_fd)
+
+    def rollback(self) -> set[Path]:
+        fd = _open_regular(self.history, _WRITE_FLAGS)
+        try:
+            os.ftruncate(fd, self.offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return set()
+
+    def forget(self) -> None:
+        self.source.unlink(missing_ok=True)
+
+
+class _FileSystemChange:
+    """The `StorageChange` of `FileSystemChatStorage`: steps that apply and settle together."""
+
+    def __init__(self, workers: _Workers, trash_dir: Path, steps: list[_Step]) -> None:
+        self._workers = workers
+        self._trash_dir = trash_dir
+        self._steps = steps
+        self._outcome: str | None = None
+
+    async def commit(self) -> None:
+        if self._settle('committed'):
+            return
+        try:
+            await self._workers.run_to_end(self._commit)
+        except OSError:
+            # the metadata has committed, so has the change; recovery drops what is left
+            _log.warning('backups of a committed change stay in the trash', exc_info=True)
+
+    async def rollback(self) -> None:
+        if self._settle('rolled_back'):
+            return
+        try:
+            await self._workers.run_to_end(self._rollback)
+        except OSError as exc:
+            # the sidecars stay, so that recovery can finish the rollback
+            raise _storage_error(exc) from exc
+
+    def _settle(self, outcome: str) -> bool:
+        """Record the outcome; True when it was already settled that way."""
+        if self._outcome == outcome:
+            return True
+        if self._outcome is not None:
+            raise RuntimeError(f'the change was already {self._outcome}')
+        self._outcome = outcome
+        return False
+
+    def apply_blocking(self) -> None:
+        """Prepare and apply every step; undo them all when one fails."""
+        prepared: list[_Step] = []
+        applied: list[_Step] = []
+        try:
+            wrote_trash = False
+            for step in self._steps:
+                prepared.append(step)
+                wrote_trash = step.prepare() or wrote_trash
+            if wrote_trash:
+                # sidecars and backups are durable before anything visible changes
+                _fsync_dir(self._trash_dir)
+            directories: set[Path] = set()
+            for step in self._steps:
+                directories |= step.apply()
+                applied.append(step)
+            self._fsync(directories)
+        except BaseException:
+            self._undo(prepared, applied)
+            raise
+
+    def _undo(self, prepared: list[_Step], applied: list[_Step]) -> None:
+        try:
+            directories: set[Path] = set()
+            for step in reversed(applied):
+                directories |= step.rollback()
+            self._fsync(directories)
+            for step in prepared:
+                step.forget()
+        except OSError:
+            _log.exception('a failed change could not be undone; recovery must finish it')
+
+    def _rollback(self) -> None:
+        directories: set[Path] = set()
+        for step in reversed(self._steps):
+            directories |= step.rollback()
+        self._fsync(directories)
+        self._forget()
+
+    def _commit(self) -> None:
+        for step in self._steps:
+            step.commit()
+        self._forget()
+
+    def _forget(self) -> None:
+        for step in self._steps:
+            step.forget()
+        # a settled sidecar must not outlive a crash and be read as pending
+        _fsync_dir(self._trash_dir)
+
+    def _fsync(self, directories: Iterable[Path]) -> None:
+        for directory in sorted(directories):
+            _fsync_dir(directory)
+
+
+class FileSystemChatStorage:
+    """`ChatStorage` on a local file system; see the module docstring and ADR 011."""
+
+    def __init__(self, data_dir: Path, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        if chunk_bytes < 1:
+            raise ValueError('chunk_bytes must be positive')
+        self.data_dir = data_dir
+        self.staging_dir = data_dir / STAGING_DIR_NAME
+        self.trash_dir = data_dir / TRASH_DIR_NAME
+        self.workspaces_dir = data_dir / WORKSPACES_DIR_NAME
+        self._chunk_bytes = chunk_bytes
+        self._workers = _Workers()
+        # start-up only: the service areas live beside, never inside, the chat directories
+        for directory in (self.staging_dir, self.trash_dir, self.workspaces_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    # --- paths -----------------------------------------------------------------------
+
+    def workspace_dir(self, workspace_id: UUID) -> Path:
+        return self.workspaces_dir / str(workspace_id)
+
+    def chat_dir(self, chat: Chat) -> Path:
+        return self.workspace_dir(chat.workspace_id) / CHATS_DIR_NAME / str(chat.chat_id)
+
+    def history_path(self, chat: Chat) -> Path:
+        return self.chat_dir(chat) / HISTORY_FILE_NAME
+
+    def attachment_path(self, chat: Chat, name: ChatAttachmentName) -> Path:
+        return self.chat_dir(chat) / name.value
+
+    def _staging_path(self, staged: StagedContent) -> Path:
+        # a token is ours (uuid4 hex); anything else must not address a path
+        if not _TOKEN.fullmatch(staged.token):
+            raise ValueError('not a staging token')
+        return self.staging_dir / staged.token
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.data_dir).as_posix()
+
+    # --- chats -----------------------------------------------------------------------
+
+    async def ensure_chat(self, chat: Chat) -> None:
+        try:
+            await self._workers.run_to_end(self._ensure_chat, self.chat_dir(chat))
+        except OSError as exc:
+            raise _storage_error(exc, chat.chat_id) from exc
+
+    def _ensure_chat(self, chat_dir: Path) -> None:
+        chat_dir.mkdir(parents=True, exist_ok=True)
+        history = chat_dir / HISTORY_FILE_NAME
+        if not os.path.lexists(history):
+            fd = os.open(history, _CREATE_FLAGS, _FILE_MODE)
+            os.close(fd)
+        directory = chat_dir
+        while directory != self.data_dir:
+            _fsync_dir(directory)
+            directory = directory.parent
+
+    # --- staging ---------------------------------------------------------------------
+
+    async def stage(self, content: ByteStream, *, limit_bytes: int) -> StagedContent:
+        staging = _StagingFile(self.staging_dir / uuid4().hex)
+        lane = _Lane(self._workers)
+        try:
+            size = await self._write_stream(content, limit_bytes, staging, lane)
+        except BaseException:
+            await lane.finally_(staging.remove)
+            raise
+        return StagedContent(
+            token=staging.path.name,
+            size_bytes=size,
+            sha256=staging.digest.hexdigest(),
+        )
+
+    async def _write_stream(
+        self,
+        content: ByteStream,
+        limit_bytes: int,
+        staging: _StagingFile,
+        lane: _Lane,
+    ) -> int:
+        """Write the stream in batches of about `chunk_bytes`; the number of bytes written.
+
+        Only our own disk calls are translated: an OSError of the stream (a client that
+        went away) is not a disk error.
+        """
+        await _staging_call(lane, staging.create)
+        size = 0
+        batch = bytearray()
+        async for chunk in content:
+            size += len(chunk)
+            if size > limit_bytes:
+                # stop reading: the rest of the stream is never pulled
+                raise ContentLimitExceededError(limit_bytes)
+            batch += chunk
+            if len(batch) >= self._chunk_bytes:
+                full, batch = batch, bytearray()
+                await _staging_call(lane, staging.write, full)
+        await _staging_call(lane, staging.finish, batch)
+        return size
+
+    async def discard(self, staged: StagedContent) -> None:
+        path = self._staging_path(staged)
+        try:
+            await self._workers.run_to_end(path.unlink, missing_ok=True)
+        except OSError as exc:
+            raise _staging_error(exc) from exc
+
+    # --- changes ---------------------------------------------------------------------
+
+    async def put_attachment(
+        self,
+        chat: Chat,
+        name: ChatAttachmentName,
+        staged: StagedContent,
+    ) -> StorageChange:
+        target = self.attachment_path(chat, name)
+        record = self._record('put_attachment', target, chat, name=name.value)
+        record |= {'sha256': staged.sha256, 'size_bytes': staged.size_bytes}
+        step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
+        return await self._apply([step], chat.chat_id)
+
+    async def delete_attachments(
+        self,
+        chat: Chat,
+        names: list[ChatAttachmentName],
+    ) -> StorageChange:
+        steps: list[_Step] = []
+        for name in dict.fromkeys(names):
+            source = self.attachment_path(chat, name)
+            record = self._record('delete_attachment', source, chat, name=name.value)
+            steps.append(_MoveToTrashStep(self.trash_dir, record, source))
+        return await self._apply(steps, chat.chat_id)
+
+    async def put_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
+        target = self.history_path(chat)
+        record = self._record('put_history', target, chat)
+        record |= {
+            'history_revision': chat.history_revision,
+            'sha256': staged.sha256,
+            'size_bytes': staged.size_bytes,
+        }
+        step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
+        return await self._apply([step], chat.chat_id)
+
+    async def append_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
+        step = _AppendStep(
+            self._staging_path(staged),
+            self.history_path(chat),
+            chat.history_bytes,
+            self._chunk_bytes,
+        )
+        return await self._apply([step], chat.chat_id)
+
+    async def delete_chat(self, chat: Chat) -> StorageChange:
+        source = self.chat_dir(chat)
+        record = self._record('delete_chat', source, chat)
+        return await self._apply([_MoveToTrashStep(self.trash_dir, record, source)], chat.chat_id)
+
+    async def delete_workspace(self, workspace_id: UUID) -> StorageChange:
+        source = self.workspace_dir(workspace_id)
+        record = {
+            'operation': 'delete_workspace',
+            'path': self._relative(source),
+            'workspace_id': str(workspace_id),
+        }
+        return await self._apply([_MoveToTrashStep(self.trash_dir, record, source)], None)
+
+    def _record(self, operation: str, path: Path, chat: Chat, **extra: str) -> dict[str, Any]:
+        return {
+            'operation': operation,
+            'path': self._relative(path),
+            'workspace_id': str(chat.workspace_id),
+            'chat_id': str(chat.chat_id),
+            **extra,
+        }
+
+    async def _apply(self, steps: list[_Step], chat_id: UUID | None) -> StorageChange:
+        change = _FileSystemChange(self._workers, self.trash_dir, steps)
+        task = self._workers.spawn(asyncio.to_thread(change.apply_blocking))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # the caller never gets the change to settle: undo it once the thread is done
+            self._workers.spawn(self._roll_back_when_applied(task, change))
+            raise
+        except OSError as exc:
+            raise _storage_error(exc, chat_id) from exc
+        return change
+
+    async def _roll_back_when_applied(
+        self,
+        task: asyncio.Future[None],
+        change: _FileSystemChange,
+    ) -> None:
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            return
+        try:
+            await change.rollback()
+        except DomainError:
+            _log.exception('a change of a cancelled request could not be rolled back')
+
+    # --- reads -----------------------------------------------------------------------
+
+    def read_history(self, chat: Chat) -> AsyncGenerator[bytes, None]:
+        # bytes past `history_bytes` are an uncommitted tail
+        return self._read(self.history_path(chat), chat.chat_id, 0, chat.history_bytes)
+
+    def read_attachment(
+        self,
+        chat: Chat,
+        name: ChatAttachmentName,
+        byte_range: ByteRange | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        path = self.attachment_path(chat, name)
+        if byte_range is None:
+            return self._read(path, chat.chat_id, 0, None)
+        return self._read(path, chat.chat_id, byte_range.first, byte_range.last + 1)
+
+    async def _read(
+        self,
+        path: Path,
+        chat_id: UUID,
+        start: int,
+        stop: int | None,
+    ) -> AsyncGenerator[bytes, None]:
+        """Bytes `start` to `stop` (exclusive; None: to the end) of one opened version."""
+        file = _OpenFile(path)
+        lane = _Lane(self._workers)
+        try:
+            try:
+                # opened once: a concurrent replace never mixes two versions
+                await lane.run(file.open_regular)
+            except OSError as exc:
+                raise _storage_error(exc, chat_id) from exc
+            position = start
+            while stop is None or position < stop:
+                size = (
+                    self._chunk_bytes if stop is None else min(self._chunk_bytes, stop - position)
+                )
+                try:
+                    data = await lane.run(file.pread, size, position)
+                except OSError as exc:
+                    raise _storage_error(exc, chat_id) from exc
+                if not data:
+                    break
+                position += len(data)
+                yield data
+        finally:
+            await lane.finally_(file.close)
+
+    # --- operations ------------------------------------------------------------------
+
+    async def is_writable(self) -> bool:
+        try:
+            await self._workers.run_to_end(self._probe)
+        except OSError:
+            return False
+        return True
+
+    def _probe(self) -> None:
+        path = self.staging_dir / f'probe-{uuid4().hex}'
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+        try:
+            _write_all(fd, b'probe')
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        """Wait for clean-ups still running for requests that were cancelled."""
+        await self._workers.drain()

@@ -1,0 +1,1 @@
+"""Implementations of the metadata ports: in memory, SQLite and PostgreSQL."""

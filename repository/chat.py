@@ -1,0 +1,37 @@
+from uuid import UUID
+
+from domain.chat import Chat
+from domain.page import PageKey
+from repository.common import keyset_page
+from repository.memory_store import MemoryRepository
+from usecase.interface import ChatRepository
+
+
+class InMemoryChatRepository(MemoryRepository, ChatRepository):
+    async def get(self, chat_id: UUID) -> Chat | None:
+        return self._store.chats.get(chat_id)
+
+    async def list_by_workspace_id(
+        self,
+        workspace_id: UUID,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[Chat]:
+        return keyset_page(
+            (c for c in self._store.chats.values() if c.workspace_id == workspace_id),
+            lambda c: (c.created_at, c.chat_id),
+            limit=limit,
+            after=after,
+        )
+
+    async def save(self, chat: Chat) -> None:
+        self._for_write().chats[chat.chat_id] = chat
+
+    async def delete(self, chat_id: UUID) -> None:
+        self._for_write().chats.pop(chat_id, None)
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        store = self._for_write()
+        for chat_id in [c.chat_id for c in store.chats.values() if c.workspace_id == workspace_id]:
+            del store.chats[chat_id]

@@ -1,0 +1,1 @@
+"""Metadata in SQLite or PostgreSQL through SQLAlchemy Core (async), schema by Alembic."""

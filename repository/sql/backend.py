@@ -1,0 +1,234 @@
+"""SQLite and PostgreSQL metadata backends; both use `SqlUnitOfWork` and the SQL repositories."""
+
+import asyncio
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Protocol, cast
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork
+from usecase.interface import MetadataBackend
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / 'migrations'
+# pg_advisory_xact_lock key that serialises migrations of every process ('chat-sto')
+MIGRATION_LOCK_ID = 0x63686174_2D73746F
+MIN_SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    """Run the Alembic migrations on `connection`, inside its current transaction."""
+    config = Config()
+    config.set_main_option('script_location', str(MIGRATIONS_DIR).replace('%', '%%'))
+    config.attributes['connection'] = connection
+    command.upgrade(config, 'head')
+
+
+class SqlMetadataBackend(MetadataBackend, ABC):
+    """Lifecycle shared by the SQL backends; the engine is created on first use."""
+
+    backend_name: str
+
+    def __init__(self, *, health_timeout_seconds: float) -> None:
+        self._engine: AsyncEngine | None = None
+        self._health_timeout_seconds = health_timeout_seconds
+
+    @property
+    @abstractmethod
+    def dialect_name(self) -> str: ...
+
+    @abstractmethod
+    def _create_engine(self) -> AsyncEngine: ...
+
+    @abstractmethod
+    async def _upgrade(self, connection: AsyncConnection) -> None: ...
+
+    def _writer_lock(self) -> asyncio.Lock | None:
+        return None
+
+    def engine(self) -> AsyncEngine:
+        """The engine, created (without connecting) on first use."""
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    async def connect(self) -> None:
+        with unavailable_on_connection_errors():
+            self.engine()
+
+    async def migrate(self) -> None:
+        with unavailable_on_connection_errors():
+            async with self.engine().connect() as connection:
+                await self._upgrade(connection)
+
+    async def health_check(self) -> bool:
+        try:
+            async with asyncio.timeout(self._health_timeout_seconds):
+                with unavailable_on_connection_errors():
+                    async with self.engine().connect() as connection:
+                        await connection.execute(select(1))
+        except Exception:  # noqa: BLE001 - readiness answers, it never raises
+            return False
+        return True
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    def unit_of_work(self, *, write: bool = True) -> SqlUnitOfWork:
+        return SqlUnitOfWork(
+            self.engine,
+            self.dialect_name,
+            write=write,
+            writer_lock=self._writer_lock(),
+        )
+
+
+class _SqliteDbapiConnection(Protocol):
+    isolation_level: str | None
+
+    def cursor(self) -> DBAPICursor: ...
+
+
+class SqliteMetadataBackend(SqlMetadataBackend):
+    """Metadata in one SQLite file: WAL, synchronous=FULL, foreign keys on.
+
+    Write units start with BEGIN IMMEDIATE, which takes the database's write lock at
+    once (serialising writers of every process); inside this process writers also
+    queue on an asyncio lock so they do not spin in SQLite's busy handler.
+    """
+
+    backend_name = 'sqlite'
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        pool_size: int = 10,
+        busy_timeout_seconds: float = MIN_SQLITE_BUSY_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(health_timeout_seconds=busy_timeout_seconds)
+        self.path = path
+        self._pool_size = pool_size
+        self._busy_timeout_seconds = max(busy_timeout_seconds, MIN_SQLITE_BUSY_TIMEOUT_SECONDS)
+        self._lock = asyncio.Lock()
+
+    @property
+    def dialect_name(self) -> str:
+        return 'sqlite'
+
+    def _writer_lock(self) -> asyncio.Lock | None:
+        return self._lock
+
+    def _create_engine(self) -> AsyncEngine:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            URL.create('sqlite+aiosqlite', database=str(self.path)),
+            pool_size=self._pool_size,
+            max_overflow=0,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args={'timeout': self._busy_timeout_seconds},
+        )
+        busy_timeout_ms = int(self._busy_timeout_seconds * 1000)
+
+        def on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+            connection = cast('_SqliteDbapiConnection', dbapi_connection)
+            # the driver must not emit BEGIN itself; `on_begin` does (SQLAlchemy's recipe)
+            connection.isolation_level = None
+            cursor = connection.cursor()
+            try:
+                cursor.execute(f'PRAGMA busy_timeout = {busy_timeout_ms}')
+                cursor.execute('PRAGMA journal_mode = WAL')
+                cursor.execute('PRAGMA synchronous = FULL')
+                cursor.execute('PRAGMA foreign_keys = ON')
+            finally:
+                cursor.close()
+
+        def on_begin(connection: Connection) -> None:
+            write = bool(connection.get_execution_options().get(WRITE_OPTION, False))
+            connection.exec_driver_sql('BEGIN')
+
+        event.listen(engine.sync_engine, 'connect', on_connect)
+        event.listen(engine.sync_engine, 'begin', on_begin)
+        return engine
+
+    async def _upgrade(self, connection: AsyncConnection) -> None:
+        # BEGIN IMMEDIATE: one process migrates, the others wait and then find it done
+        await connection.execution_options(**{WRITE_OPTION: True})
+        async with connection.begin():
+            await connection.run_sync(upgrade_to_head)
+
+
+class PostgresMetadataBackend(SqlMetadataBackend):
+    """Metadata in PostgreSQL through asyncpg; the DSN is never logged or raised."""
+
+    backend_name = 'postgres'
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout_seconds: float = 5.0,
+        statement_timeout_seconds: float = 30.0,
+    ) -> None:
+        super().__init__(health_timeout_seconds=connect_timeout_seconds)
+        self._url = asyncpg_url(dsn)
+        self._pool_size = pool_size
+        self._connect_timeout_seconds = connect_timeout_seconds
+        self._statement_timeout_seconds = statement_timeout_seconds
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(pool_size={self._pool_size})'
+
+    @property
+    def dialect_name(self) -> str:
+        return 'postgresql'
+
+    def _create_engine(self) -> AsyncEngine:
+        statement_timeout_ms = int(self._statement_timeout_seconds * 1000)
+        return create_async_engine(
+            self._url,
+            pool_size=self._pool_size,
+            max_overflow=0,
+            pool_timeout=self._statement_timeout_seconds,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args={
+                'timeout': self._connect_timeout_seconds,
+                # client-side guard for a server that stopped answering
+                'command_timeout': self._statement_timeout_seconds + self._connect_timeout_seconds,
+                'server_settings': {
+                    'statement_timeout': str(statement_timeout_ms),
+                    'application_name': 'chat-storage',
+                },
+            },
+        )
+
+    async def _upgrade(self, connection: AsyncConnection) -> None:
+        async with connection.begin():
+            # held until this transaction ends, so it cannot leak with a pooled
+            # connection; concurrent starters wait here, then find the schema at head
+            pass
+            await connection.run_sync(upgrade_to_head)
+
+
+def asyncpg_url(dsn: str) -> URL:
+    """The DSN as a `postgresql+asyncpg` URL; `postgresql://` and `postgres://` are accepted."""
+    try:
+        url = make_url(dsn)
+    except (ArgumentError, ValueError):
+        raise ValueError('postgres_dsn is not a valid URL') from None
+    if url.drivername not in {'postgresql', 'postgres', 'postgresql+asyncpg'}:
+        raise ValueError('postgres_dsn must be a postgresql:// URL')
+    return url.set(drivername='postgresql+asyncpg')

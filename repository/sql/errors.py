@@ -1,0 +1,58 @@
+"""Which driver errors mean 'the store cannot be reached now', and their translation."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+from domain.error import ServiceUnavailableError
+
+# SQLSTATE classes and codes after which retrying the whole unit of work is safe:
+# connection exception, insufficient resources, operator intervention (query canceled
+# by statement_timeout, admin shutdown, cannot connect now), lock not available,
+# serialization failure and deadlock.
+_RETRYABLE_SQLSTATE_CLASSES = ('08', '53', '57')
+_RETRYABLE_SQLSTATES = frozenset({'55P03', '40001', '40P01'})
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the metadata store is unreachable, overloaded or timed out."""
+    if isinstance(error, OSError | TimeoutError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        return _is_unavailable_driver_error(error.orig)
+    if isinstance(error, sa_exc.SQLAlchemyError):
+        return False
+    return _is_unavailable_driver_error(error)
+
+
+def _is_unavailable_driver_error(error: BaseException | None) -> bool:
+    if error is None:
+        return False
+    if isinstance(error, OSError | TimeoutError):
+        return True
+    sqlstate = getattr(error, 'sqlstate', None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_RETRYABLE_SQLSTATE_CLASSES) or sqlstate in _RETRYABLE_SQLSTATES
+    # asyncpg's connection-level errors (ConnectionDoesNotExistError, InterfaceError, ...)
+    module = type(error).__module__
+    return module.startswith('asyncpg') and 'Connection' in type(error).__name__
+
+
+@contextmanager
+def unavailable_on_connection_errors() -> Iterator[None]:
+    """Re-raise connection failures as `ServiceUnavailableError`, dropping the original.
+
+    `from None` keeps driver messages, which may name the host or the DSN, out of the
+    traceback and the logs.
+    """
+    try:
+        yield
+    except Exception as error:
+        if is_unavailable(error):
+            raise ServiceUnavailableError from None
+        raise

@@ -1,0 +1,388 @@
+"""The metadata repositories for SQLite and PostgreSQL: one code path for both."""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Executable,
+    Select,
+    Table,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+
+from domain.chat import Chat, ChatAttachmentName, ChatFile
+from domain.page import PageKey
+from domain.sandbox import SandboxSession
+from domain.workspace import Workspace
+from repository.common import check_limit
+from repository.sql.session import SqlSession
+from repository.sql.tables import chat_files, chats, sandbox_sessions, workspaces
+from usecase.interface import (
+    ChatFileRepository,
+    ChatRepository,
+    SandboxSessionRepository,
+    WorkspaceRepository,
+)
+
+
+def _insert_ignoring_conflicts(
+    dialect_name: str, table: Table, values: Mapping[str, object]
+) -> Executable:
+    """INSERT … ON CONFLICT DO NOTHING (any unique or primary key)."""
+    if dialect_name == 'postgresql':
+        return postgresql.insert(table).values(dict(values)).on_conflict_do_nothing()
+    return sqlite.insert(table).values(dict(values)).on_conflict_do_nothing()
+
+
+def _upsert(dialect_name: str, table: Table, values: Mapping[str, object], key: str) -> Executable:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET every other column."""
+    if dialect_name == 'postgresql':
+        pg_stmt = postgresql.insert(table).values(dict(values))
+        return pg_stmt.on_conflict_do_update(
+            index_elements=[key],
+            set_={name: pg_stmt.excluded[name] for name in values if name != key},
+        )
+    lite_stmt = sqlite.insert(table).values(dict(values))
+    return lite_stmt.on_conflict_do_update(
+        index_elements=[key],
+        set_={name: lite_stmt.excluded[name] for name in values if name != key},
+    )
+
+
+def _keyset_page(
+    statement: Select[Any],
+    created_at: Column[Any],
+    item_id: Column[Any],
+    *,
+    limit: int | None,
+    after: PageKey | None,
+) -> Select[Any]:
+    """Order by (created_at, id) and start strictly after `after`."""
+    check_limit(limit)
+    if after is not None:
+        # the row-value form (created_at, id) > (:c, :id), spelled out for portability
+        statement = statement.where(
+            or_(
+                created_at > after.created_at,
+                and_(created_at == after.created_at, item_id > after.item_id),
+            )
+        )
+    statement = statement.order_by(created_at, item_id)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return statement
+
+
+def _chat_ids_of_workspace(workspace_id: UUID) -> Select[tuple[UUID]]:
+    return select(chats.c.chat_id).where(chats.c.workspace_id == workspace_id)
+
+
+class SqlWorkspaceRepository(WorkspaceRepository):
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def get(self, workspace_id: UUID) -> Workspace | None:
+        result = await self._session.execute(
+            select(workspaces).where(workspaces.c.workspace_id == workspace_id)
+        )
+        row = result.mappings().one_or_none()
+        return None if row is None else _workspace(row)
+
+    async def get_by_user_id(self, user_id: UUID, *, for_update: bool = False) -> Workspace | None:
+        statement = select(workspaces).where(workspaces.c.user_id == user_id)
+        if for_update:
+            # PostgreSQL locks the row; SQLite ignores the clause, its write units
+            # already hold the database's write lock (BEGIN IMMEDIATE)
+            pass
+        result = await self._session.execute(statement)
+        row = result.mappings().one_or_none()
+        return None if row is None else _workspace(row)
+
+    async def add(self, workspace: Workspace) -> bool:
+        result = await self._session.execute_write(
+            _insert_ignoring_conflicts(
+                self._session.dialect_name, workspaces, _workspace_values(workspace)
+            )
+        )
+        return result.rowcount == 1
+
+    async def save(self, workspace: Workspace) -> None:
+        await self._session.execute_write(
+            delete(workspaces).where(
+                workspaces.c.user_id == workspace.user_id,
+                workspaces.c.workspace_id != workspace.workspace_id,
+            )
+        )
+        await self._session.execute_write(
+            _upsert(
+                self._session.dialect_name,
+                workspaces,
+                _workspace_values(workspace),
+                'workspace_id',
+            )
+        )
+
+    async def add_used_bytes(self, workspace_id: UUID, delta: int) -> bool:
+        statement = (
+            update(workspaces)
+            .where(workspaces.c.workspace_id == workspace_id)
+            .values(used_bytes=workspaces.c.used_bytes + delta)
+        )
+        if delta > 0:
+            # checked and applied in one statement: no read-modify-write race
+            statement = statement.where(workspaces.c.used_bytes + delta <= workspaces.c.quota_bytes)
+        result = await self._session.execute_write(statement)
+        return result.rowcount == 1
+
+    async def delete(self, workspace_id: UUID) -> None:
+        await self._session.execute_write(
+            delete(workspaces).where(workspaces.c.workspace_id == workspace_id)
+        )
+
+
+class SqlChatRepository(ChatRepository):
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def get(self, chat_id: UUID) -> Chat | None:
+        result = await self._session.execute(select(chats).where(chats.c.chat_id == chat_id))
+        row = result.mappings().one_or_none()
+        return None if row is None else _chat(row)
+
+    async def list_by_workspace_id(
+        self,
+        workspace_id: UUID,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[Chat]:
+        statement = _keyset_page(
+            select(chats).where(chats.c.workspace_id == workspace_id),
+            chats.c.created_at,
+            chats.c.chat_id,
+            limit=limit,
+            after=after,
+        )
+        result = await self._session.execute(statement)
+        return [_chat(row) for row in result.mappings()]
+
+    async def save(self, chat: Chat) -> None:
+        values = {
+            'chat_id': chat.chat_id,
+            'workspace_id': chat.workspace_id,
+            'title': chat.title,
+            'created_at': chat.created_at,
+            'updated_at': chat.updated_at,
+            'history_bytes': chat.history_bytes,
+            'history_revision': chat.history_revision,
+            'file_count': chat.file_count,
+        }
+        await self._session.execute_write(
+            _upsert(self._session.dialect_name, chats, values, 'chat_id')
+        )
+
+    async def delete(self, chat_id: UUID) -> None:
+        await self._session.execute_write(delete(chats).where(chats.c.chat_id == chat_id))
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        await self._session.execute_write(delete(chats).where(chats.c.workspace_id == workspace_id))
+
+
+class SqlChatFileRepository(ChatFileRepository):
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def get(self, file_id: UUID) -> ChatFile | None:
+        result = await self._session.execute(
+            select(chat_files).where(chat_files.c.file_id == file_id)
+        )
+        row = result.mappings().one_or_none()
+        return None if row is None else _chat_file(row)
+
+    async def get_by_chat_id_and_name(
+        self,
+        chat_id: UUID,
+        name: ChatAttachmentName,
+    ) -> ChatFile | None:
+        result = await self._session.execute(
+            select(chat_files).where(
+                chat_files.c.chat_id == chat_id,
+                chat_files.c.name == name.value,
+            )
+        )
+        row = result.mappings().one_or_none()
+        return None if row is None else _chat_file(row)
+
+    async def list_by_chat_id(
+        self,
+        chat_id: UUID,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[ChatFile]:
+        statement = _keyset_page(
+            select(chat_files).where(chat_files.c.chat_id == chat_id),
+            chat_files.c.created_at,
+            chat_files.c.file_id,
+            limit=limit,
+            after=after,
+        )
+        result = await self._session.execute(statement)
+        return [_chat_file(row) for row in result.mappings()]
+
+    async def total_size_by_chat_id(self, chat_id: UUID) -> int:
+        # SUM(bigint) is numeric on PostgreSQL; cast back so the driver returns an int
+        total: ColumnElement[int] = cast(
+            func.coalesce(func.sum(chat_files.c.size_bytes), 0), BigInteger
+        )
+        result = await self._session.execute(select(total).where(chat_files.c.chat_id == chat_id))
+        return int(result.scalar_one())
+
+    async def save(self, chat_file: ChatFile) -> None:
+        await self._session.execute_write(
+            delete(chat_files).where(
+                chat_files.c.chat_id == chat_file.chat_id,
+                chat_files.c.name == chat_file.name.value,
+                chat_files.c.file_id != chat_file.file_id,
+            )
+        )
+        values = {
+            'file_id': chat_file.file_id,
+            'chat_id': chat_file.chat_id,
+            'name': chat_file.name.value,
+            'content_type': chat_file.content_type,
+            'size_bytes': chat_file.size_bytes,
+            'sha256': chat_file.sha256,
+            'created_at': chat_file.created_at,
+        }
+        await self._session.execute_write(
+            _upsert(self._session.dialect_name, chat_files, values, 'file_id')
+        )
+
+    async def delete(self, file_id: UUID) -> None:
+        await self._session.execute_write(delete(chat_files).where(chat_files.c.file_id == file_id))
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        await self._session.execute_write(delete(chat_files).where(chat_files.c.chat_id == chat_id))
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        await self._session.execute_write(
+            delete(chat_files).where(chat_files.c.chat_id.in_(_chat_ids_of_workspace(workspace_id)))
+        )
+
+
+class SqlSandboxSessionRepository(SandboxSessionRepository):
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def get_active_by_chat_id(self, chat_id: UUID, now: datetime) -> SandboxSession | None:
+        result = await self._session.execute(
+            select(sandbox_sessions).where(
+                sandbox_sessions.c.chat_id == chat_id,
+                sandbox_sessions.c.expires_at > now,
+            )
+        )
+        row = result.mappings().one_or_none()
+        return None if row is None else _sandbox_session(row)
+
+    async def exists_active_in_workspace(self, workspace_id: UUID, now: datetime) -> bool:
+        active = (
+            exists()
+            .select_from(
+                sandbox_sessions.join(chats, chats.c.chat_id == sandbox_sessions.c.chat_id)
+            )
+            .where(chats.c.workspace_id == workspace_id, sandbox_sessions.c.expires_at > now)
+        )
+        result = await self._session.execute(select(active))
+        return bool(result.scalar_one())
+
+    async def save(self, session: SandboxSession) -> None:
+        values = {
+            'chat_id': session.chat_id,
+            'sandbox_session_id': session.sandbox_session_id,
+            'started_at': session.started_at,
+            'expires_at': session.expires_at,
+        }
+        await self._session.execute_write(
+            _upsert(self._session.dialect_name, sandbox_sessions, values, 'chat_id')
+        )
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        await self._session.execute_write(
+            delete(sandbox_sessions).where(sandbox_sessions.c.chat_id == chat_id)
+        )
+
+    async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
+        await self._session.execute_write(
+            delete(sandbox_sessions).where(
+                sandbox_sessions.c.chat_id.in_(_chat_ids_of_workspace(workspace_id))
+            )
+        )
+
+
+def _workspace_values(workspace: Workspace) -> dict[str, object]:
+    return {
+        'workspace_id': workspace.workspace_id,
+        'user_id': workspace.user_id,
+        'created_at': workspace.created_at,
+        'quota_bytes': workspace.quota_bytes,
+        'used_bytes': workspace.used_bytes,
+    }
+
+
+def _workspace(row: RowMapping) -> Workspace:
+    return Workspace(
+        workspace_id=row['workspace_id'],
+        user_id=row['user_id'],
+        created_at=row['created_at'],
+        quota_bytes=row['quota_bytes'],
+        used_bytes=row['used_bytes'],
+    )
+
+
+def _chat(row: RowMapping) -> Chat:
+    return Chat(
+        chat_id=row['chat_id'],
+        workspace_id=row['workspace_id'],
+        title=row['title'],
+        created_at=row['created_at'],
+        updated_at=row['updated_at'],
+        history_bytes=row['history_bytes'],
+        history_revision=row['history_revision'],
+        file_count=row['file_count'],
+    )
+
+
+def _chat_file(row: RowMapping) -> ChatFile:
+    return ChatFile(
+        file_id=row['file_id'],
+        chat_id=row['chat_id'],
+        name=ChatAttachmentName(row['name']),
+        content_type=row['content_type'],
+        size_bytes=row['size_bytes'],
+        sha256=row['sha256'],
+        created_at=row['created_at'],
+    )
+
+
+def _sandbox_session(row: RowMapping) -> SandboxSession:
+    return SandboxSession(
+        sandbox_session_id=row['sandbox_session_id'],
+        chat_id=row['chat_id'],
+        started_at=row['started_at'],
+        expires_at=row['expires_at'],
+    )

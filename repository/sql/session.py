@@ -1,0 +1,28 @@
+from typing import Any
+
+from sqlalchemy import Executable
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from repository.common import ReadOnlyUnitOfWorkError
+from repository.sql.errors import unavailable_on_connection_errors
+
+
+class SqlSession:
+    """The connection of one unit of work as its repositories see it."""
+
+    def __init__(self, dialect_name: str, *, write: bool) -> None:
+        self.dialect_name = dialect_name
+        self.write = write
+        self.connection: AsyncConnection | None = None
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]:
+        if self.connection is None:
+            raise RuntimeError('repository used outside its unit of work')
+        with unavailable_on_connection_errors():
+            return await self.connection.execute(statement)
+
+    async def execute_write(self, statement: Executable) -> CursorResult[Any]:
+        if not self.write:
+            raise ReadOnlyUnitOfWorkError
+        return await self.execute(statement)

@@ -1,0 +1,813 @@
+"""One contract for every metadata backend: memory, SQLite and PostgreSQL."""
+
+import asyncio
+import sqlite3
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from sqlalchemy import inspect
+
+from domain.chat import Chat, ChatAttachmentName, ChatFile
+from domain.error import ServiceUnavailableError
+from domain.page import PageKey
+from domain.sandbox import SandboxSession
+from domain.workspace import Workspace
+from repository.common import ReadOnlyUnitOfWorkError
+from repository.sql.backend import (
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
+    SqlMetadataBackend,
+)
+from usecase.interface import MetadataBackend
+
+USER_A = UUID('aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa')
+USER_B = UUID('bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb')
+WS_A = UUID('11111111-1111-1111-1111-111111111111')
+WS_B = UUID('22222222-2222-2222-2222-222222222222')
+CHAT_A = UUID('33333333-3333-3333-3333-333333333333')
+CHAT_B = UUID('44444444-4444-4444-4444-444444444444')
+CHAT_C = UUID('77777777-7777-7777-7777-777777777777')
+FILE_A = UUID('55555555-5555-5555-5555-555555555555')
+FILE_B = UUID('66666666-6666-6666-6666-666666666666')
+FILE_C = UUID('88888888-8888-8888-8888-888888888888')
+SESSION_A = UUID('99999999-9999-9999-9999-999999999999')
+SESSION_B = UUID('aaaaaaaa-0000-0000-0000-000000000000')
+# ids whose order differs from their insertion order below
+ID_LOW = UUID('00000000-0000-0000-0000-0000000000ff')
+ID_MID = UUID('01000000-0000-0000-0000-000000000000')
+ID_HIGH = UUID('f0000000-0000-0000-0000-000000000000')
+TS = datetime(2026, 4, 1, 12, 0, 0, tzinfo=UTC)
+TS_2 = datetime(2026, 4, 1, 13, 0, 0, tzinfo=UTC)
+TS_MICRO = datetime(2026, 4, 1, 12, 0, 0, 123456, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+QUOTA = 1_000
+
+Record = Workspace | Chat | ChatFile | SandboxSession
+BackendFactory = Callable[[], MetadataBackend]
+
+
+def a_workspace(
+    workspace_id: UUID = WS_A,
+    user_id: UUID = USER_A,
+    *,
+    quota_bytes: int = QUOTA,
+    used_bytes: int = 0,
+    created_at: datetime = TS,
+) -> Workspace:
+    return Workspace(
+        workspace_id=workspace_id,
+        user_id=user_id,
+        created_at=created_at,
+        quota_bytes=quota_bytes,
+        used_bytes=used_bytes,
+    )
+
+
+def a_chat(chat_id: UUID = CHAT_A, workspace_id: UUID = WS_A, created_at: datetime = TS) -> Chat:
+    return Chat(
+        chat_id=chat_id, workspace_id=workspace_id, created_at=created_at, updated_at=created_at
+    )
+
+
+def a_file(
+    file_id: UUID = FILE_A,
+    chat_id: UUID = CHAT_A,
+    name: str = 'a.txt',
+    *,
+    size_bytes: int = 1,
+    created_at: datetime = TS,
+    content_type: str | None = 'text/plain',
+) -> ChatFile:
+    return ChatFile(
+        file_id=file_id,
+        chat_id=chat_id,
+        name=ChatAttachmentName(name),
+        content_type=content_type,
+        size_bytes=size_bytes,
+        created_at=created_at,
+        sha256='0' * 64,
+    )
+
+
+def a_session(
+    chat_id: UUID = CHAT_A,
+    *,
+    session_id: UUID = SESSION_A,
+    expires_at: datetime = TS_2,
+) -> SandboxSession:
+    return SandboxSession(
+        sandbox_session_id=session_id,
+        chat_id=chat_id,
+        started_at=TS,
+        expires_at=expires_at,
+    )
+
+
+async def given(backend: MetadataBackend, *records: Record) -> None:
+    """Commit `records`, parents first as given."""
+    async with backend.unit_of_work() as uow:
+        for record in records:
+            if isinstance(record, Workspace):
+                await uow.workspaces.save(record)
+            elif isinstance(record, Chat):
+                await uow.chats.save(record)
+            elif isinstance(record, ChatFile):
+                await uow.chat_files.save(record)
+            else:
+                await uow.sandbox_sessions.save(record)
+        await uow.commit()
+
+
+async def given_two_workspaces_with_chats(backend: MetadataBackend) -> None:
+    await given(
+        backend,
+        a_workspace(WS_A, USER_A),
+        a_workspace(WS_B, USER_B),
+        a_chat(CHAT_A, WS_A),
+        a_chat(CHAT_B, WS_A, TS_2),
+        a_chat(CHAT_C, WS_B),
+    )
+
+
+# --- the seed's repository tests ---------------------------------------------------------
+
+
+async def test_workspace_get_by_user_id(backend: MetadataBackend) -> None:
+    ws = a_workspace()
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(ws)
+        assert await uow.workspaces.get(WS_A) == ws
+        assert await uow.workspaces.get_by_user_id(USER_A) == ws
+        assert await uow.workspaces.get_by_user_id(USER_B) is None
+
+
+async def test_workspace_replace_for_user(backend: MetadataBackend) -> None:
+    new_ws = a_workspace(WS_B, USER_A, created_at=TS_2)
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.workspaces.save(new_ws)
+        assert await uow.workspaces.get_by_user_id(USER_A) == new_ws
+        assert await uow.workspaces.get(WS_A) is None
+        assert await uow.workspaces.get(WS_B) == new_ws
+
+
+async def test_chat_crud_workspace_scope(backend: MetadataBackend) -> None:
+    chat_a = a_chat(CHAT_A, WS_A, TS)
+    chat_b = a_chat(CHAT_B, WS_A, TS_2)
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.chats.save(chat_a)
+        await uow.chats.save(chat_b)
+
+        assert await uow.chats.list_by_workspace_id(WS_A) == [chat_a, chat_b]
+        assert await uow.chats.get(CHAT_A) == chat_a
+        await uow.chats.delete(CHAT_A)
+        assert await uow.chats.get(CHAT_A) is None
+        assert await uow.chats.list_by_workspace_id(WS_A) == [chat_b]
+
+
+async def test_chat_list_only_same_workspace(backend: MetadataBackend) -> None:
+    chat_a = a_chat(CHAT_A, WS_A, TS)
+    chat_b = a_chat(CHAT_B, WS_B, TS_2)
+    await given(backend, a_workspace(WS_A, USER_A), a_workspace(WS_B, USER_B), chat_a, chat_b)
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chats.list_by_workspace_id(WS_A) == [chat_a]
+        assert await uow.chats.list_by_workspace_id(WS_B) == [chat_b]
+
+
+async def test_chat_file_metadata_save_get_list_delete_clear(backend: MetadataBackend) -> None:
+    name_a = ChatAttachmentName('doc.pdf')
+    f_a = a_file(FILE_A, name='doc.pdf', content_type='application/pdf', size_bytes=100)
+    f_b = a_file(FILE_B, name='x.png', content_type='image/png', size_bytes=200, created_at=TS_2)
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.chats.save(a_chat())
+        await uow.chat_files.save(f_a)
+        await uow.chat_files.save(f_b)
+
+        assert await uow.chat_files.get(FILE_A) == f_a
+        assert await uow.chat_files.get_by_chat_id_and_name(CHAT_A, name_a) == f_a
+        assert await uow.chat_files.list_by_chat_id(CHAT_A) == [f_a, f_b]
+
+        await uow.chat_files.delete(FILE_A)
+        assert await uow.chat_files.get(FILE_A) is None
+        assert await uow.chat_files.get_by_chat_id_and_name(CHAT_A, name_a) is None
+
+        await uow.chat_files.save(f_a)
+        await uow.chat_files.delete_by_chat_id(CHAT_A)
+        assert await uow.chat_files.list_by_chat_id(CHAT_A) == []
+
+
+async def test_chat_file_same_name_replaced_by_new_id(backend: MetadataBackend) -> None:
+    name = ChatAttachmentName('a.txt')
+    first = a_file(FILE_A, name='a.txt', size_bytes=1)
+    second = a_file(FILE_B, name='a.txt', size_bytes=2, created_at=TS_2)
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.chats.save(a_chat())
+        await uow.chat_files.save(first)
+        await uow.chat_files.save(second)
+        assert await uow.chat_files.get(FILE_A) is None
+        assert await uow.chat_files.get(FILE_B) == second
+        assert await uow.chat_files.get_by_chat_id_and_name(CHAT_A, name) == second
+
+
+# --- workspaces ----------------------------------------------------------------------------
+
+
+async def test_workspace_get_unknown_is_none(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None
+
+
+async def test_workspace_add_inserts(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add(a_workspace()) is True
+        assert await uow.workspaces.get_by_user_id(USER_A) == a_workspace()
+
+
+async def test_workspace_second_add_for_same_user_returns_false(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace())
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add(a_workspace(WS_B, USER_A)) is False
+        assert await uow.workspaces.get_by_user_id(USER_A) == a_workspace()
+        assert await uow.workspaces.get(WS_B) is None
+
+
+async def test_workspace_add_of_taken_id_returns_false(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace())
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add(a_workspace(WS_A, USER_B)) is False
+        assert await uow.workspaces.get_by_user_id(USER_B) is None
+
+
+async def test_workspace_save_replaces_by_id(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace())
+    changed = a_workspace(quota_bytes=5_000, used_bytes=42)
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(changed)
+        assert await uow.workspaces.get(WS_A) == changed
+
+
+async def test_workspace_get_by_user_id_for_update(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace())
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.get_by_user_id(USER_A, for_update=True) == a_workspace()
+        assert await uow.workspaces.get_by_user_id(USER_B, for_update=True) is None
+
+
+async def test_workspace_for_update_makes_second_writer_wait(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace())
+    seen_used_bytes: list[int] = []
+
+    async def second_writer() -> None:
+        async with backend.unit_of_work() as uow:
+            workspace = await uow.workspaces.get_by_user_id(USER_A, for_update=True)
+            assert workspace is not None
+            seen_used_bytes.append(workspace.used_bytes)
+
+    async with backend.unit_of_work() as first:
+        await first.workspaces.get_by_user_id(USER_A, for_update=True)
+        task = asyncio.create_task(second_writer())
+        await asyncio.sleep(0.2)
+        assert seen_used_bytes == []
+        assert await first.workspaces.add_used_bytes(WS_A, 10)
+        await first.commit()
+    await asyncio.wait_for(task, timeout=10)
+    assert seen_used_bytes == [10]
+
+
+async def test_workspace_add_used_bytes_within_quota(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(used_bytes=100))
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add_used_bytes(WS_A, 400) is True
+        workspace = await uow.workspaces.get(WS_A)
+        assert workspace is not None
+        assert workspace.used_bytes == 500
+
+
+async def test_workspace_add_used_bytes_up_to_exact_quota(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(used_bytes=100))
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add_used_bytes(WS_A, QUOTA - 100) is True
+        workspace = await uow.workspaces.get(WS_A)
+        assert workspace is not None
+        assert workspace.used_bytes == QUOTA
+
+
+async def test_workspace_add_used_bytes_over_quota_changes_nothing(
+    backend: MetadataBackend,
+) -> None:
+    await given(backend, a_workspace(used_bytes=100))
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add_used_bytes(WS_A, QUOTA - 99) is False
+        workspace = await uow.workspaces.get(WS_A)
+        assert workspace is not None
+        assert workspace.used_bytes == 100
+
+
+async def test_workspace_add_used_bytes_negative_applies_even_over_quota(
+    backend: MetadataBackend,
+) -> None:
+    await given(backend, a_workspace(quota_bytes=100, used_bytes=300))
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add_used_bytes(WS_A, -50) is True
+        workspace = await uow.workspaces.get(WS_A)
+        assert workspace is not None
+        assert workspace.used_bytes == 250
+
+
+async def test_workspace_add_used_bytes_unknown_workspace_is_false(
+    backend: MetadataBackend,
+) -> None:
+    async with backend.unit_of_work() as uow:
+        assert await uow.workspaces.add_used_bytes(WS_A, 1) is False
+
+
+async def test_workspace_delete(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace())
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.delete(WS_A)
+        assert await uow.workspaces.get(WS_A) is None
+        assert await uow.workspaces.get_by_user_id(USER_A) is None
+        assert await uow.workspaces.add(a_workspace(WS_B, USER_A)) is True
+
+
+# --- chats ---------------------------------------------------------------------------------
+
+
+async def test_chat_save_replaces_by_id(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(), a_chat())
+    changed = Chat(
+        chat_id=CHAT_A,
+        workspace_id=WS_A,
+        created_at=TS,
+        updated_at=TS_2,
+        title='Plans',
+        history_bytes=1234,
+        history_revision=7,
+        file_count=3,
+    )
+    async with backend.unit_of_work() as uow:
+        await uow.chats.save(changed)
+        assert await uow.chats.get(CHAT_A) == changed
+
+
+async def test_chat_delete_unknown_is_no_error(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.chats.delete(CHAT_A)
+        assert await uow.chats.get(CHAT_A) is None
+
+
+async def test_chat_delete_by_workspace_id(backend: MetadataBackend) -> None:
+    await given_two_workspaces_with_chats(backend)
+    async with backend.unit_of_work() as uow:
+        await uow.chats.delete_by_workspace_id(WS_A)
+        assert await uow.chats.list_by_workspace_id(WS_A) == []
+        assert await uow.chats.list_by_workspace_id(WS_B) == [a_chat(CHAT_C, WS_B)]
+
+
+async def test_chat_list_limit(backend: MetadataBackend) -> None:
+    chats = [
+        a_chat(chat_id, WS_A, TS + i * ONE_MICROSECOND)
+        for i, chat_id in enumerate((CHAT_C, CHAT_A, CHAT_B))
+    ]
+    await given(backend, a_workspace(), *chats)
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chats.list_by_workspace_id(WS_A, limit=2) == chats[:2]
+
+
+async def test_chat_list_limit_zero_is_empty(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(), a_chat())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chats.list_by_workspace_id(WS_A, limit=0) == []
+
+
+async def test_chat_list_after_key(backend: MetadataBackend) -> None:
+    chats = [
+        a_chat(chat_id, WS_A, TS + i * ONE_MICROSECOND)
+        for i, chat_id in enumerate((CHAT_C, CHAT_A, CHAT_B))
+    ]
+    await given(backend, a_workspace(), *chats)
+    after = PageKey(created_at=chats[1].created_at, item_id=chats[1].chat_id)
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chats.list_by_workspace_id(WS_A, after=after) == chats[2:]
+
+
+async def test_chat_list_same_microsecond_ordered_by_id(backend: MetadataBackend) -> None:
+    high, low, mid = (a_chat(chat_id, WS_A, TS_MICRO) for chat_id in (ID_HIGH, ID_LOW, ID_MID))
+    await given(backend, a_workspace(), high, low, mid)
+    async with backend.unit_of_work(write=False) as uow:
+        first_page = await uow.chats.list_by_workspace_id(WS_A, limit=2)
+        after = PageKey(created_at=first_page[-1].created_at, item_id=first_page[-1].chat_id)
+        second_page = await uow.chats.list_by_workspace_id(WS_A, limit=2, after=after)
+    assert first_page == [low, mid]
+    assert second_page == [high]
+
+
+async def test_chat_list_orders_instants_not_offsets(backend: MetadataBackend) -> None:
+    # 12:00 at +02:00 is 10:00 UTC, one hour before the 11:00 UTC chat
+    early = a_chat(CHAT_B, WS_A, datetime(2026, 4, 1, 12, 0, tzinfo=timezone(timedelta(hours=2))))
+    late = a_chat(CHAT_A, WS_A, datetime(2026, 4, 1, 11, 0, tzinfo=UTC))
+    await given(backend, a_workspace(), late, early)
+    async with backend.unit_of_work(write=False) as uow:
+        listed = await uow.chats.list_by_workspace_id(WS_A)
+    assert [chat.chat_id for chat in listed] == [CHAT_B, CHAT_A]
+
+
+async def test_timestamps_round_trip_with_microseconds(backend: MetadataBackend) -> None:
+    updated_at = datetime(2026, 4, 1, 14, 30, 0, 654321, tzinfo=timezone(timedelta(hours=2)))
+    chat = Chat(chat_id=CHAT_A, workspace_id=WS_A, created_at=TS_MICRO, updated_at=updated_at)
+    await given(backend, a_workspace(), chat)
+    async with backend.unit_of_work(write=False) as uow:
+        read = await uow.chats.get(CHAT_A)
+    assert read is not None
+    assert read.created_at == TS_MICRO
+    assert read.created_at.tzinfo is not None
+    assert read.updated_at.astimezone(UTC) == updated_at.astimezone(UTC)
+    assert read.updated_at.astimezone(UTC).microsecond == 654321
+
+
+# --- chat files ----------------------------------------------------------------------------
+
+
+async def test_chat_file_list_pages_by_created_at_then_id(backend: MetadataBackend) -> None:
+    files = [
+        a_file(ID_LOW, name='low', created_at=TS_MICRO),
+        a_file(ID_MID, name='mid', created_at=TS_MICRO),
+        a_file(ID_HIGH, name='high', created_at=TS_MICRO),
+        a_file(FILE_A, name='later', created_at=TS_MICRO + ONE_MICROSECOND),
+    ]
+    await given(backend, a_workspace(), a_chat(), *reversed(files))
+    async with backend.unit_of_work(write=False) as uow:
+        first_page = await uow.chat_files.list_by_chat_id(CHAT_A, limit=2)
+        after = PageKey(created_at=first_page[-1].created_at, item_id=first_page[-1].file_id)
+        second_page = await uow.chat_files.list_by_chat_id(CHAT_A, limit=2, after=after)
+    assert first_page == files[:2]
+    assert second_page == files[2:]
+
+
+async def test_chat_file_save_same_id_with_new_name_frees_old_name(
+    backend: MetadataBackend,
+) -> None:
+    await given(backend, a_workspace(), a_chat(), a_file(FILE_A, name='old.txt'))
+    renamed = a_file(FILE_A, name='new.txt')
+    reuse = a_file(FILE_B, name='old.txt')
+    async with backend.unit_of_work() as uow:
+        await uow.chat_files.save(renamed)
+        await uow.chat_files.save(reuse)
+        assert await uow.chat_files.get(FILE_A) == renamed
+        assert (
+            await uow.chat_files.get_by_chat_id_and_name(CHAT_A, ChatAttachmentName('old.txt'))
+            == reuse
+        )
+
+
+async def test_chat_file_without_content_type_round_trips(backend: MetadataBackend) -> None:
+    chat_file = a_file(content_type=None)
+    await given(backend, a_workspace(), a_chat(), chat_file)
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chat_files.get(FILE_A) == chat_file
+
+
+async def test_chat_file_total_size_by_chat_id(backend: MetadataBackend) -> None:
+    await given(
+        backend,
+        a_workspace(),
+        a_chat(CHAT_A),
+        a_chat(CHAT_B),
+        a_file(FILE_A, CHAT_A, 'a', size_bytes=3_000_000_000),
+        a_file(FILE_B, CHAT_A, 'b', size_bytes=5),
+        a_file(FILE_C, CHAT_B, 'c', size_bytes=7),
+    )
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chat_files.total_size_by_chat_id(CHAT_A) == 3_000_000_005
+
+
+async def test_chat_file_total_size_of_chat_without_files_is_zero(
+    backend: MetadataBackend,
+) -> None:
+    await given(backend, a_workspace(), a_chat())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.chat_files.total_size_by_chat_id(CHAT_A) == 0
+
+
+async def test_chat_file_delete_unknown_is_no_error(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.chat_files.delete(FILE_A)
+        assert await uow.chat_files.get(FILE_A) is None
+
+
+async def test_chat_file_delete_by_workspace_id(backend: MetadataBackend) -> None:
+    await given_two_workspaces_with_chats(backend)
+    kept = a_file(FILE_C, CHAT_C, 'c')
+    await given(backend, a_file(FILE_A, CHAT_A, 'a'), a_file(FILE_B, CHAT_B, 'b'), kept)
+    async with backend.unit_of_work() as uow:
+        await uow.chat_files.delete_by_workspace_id(WS_A)
+        assert await uow.chat_files.get(FILE_A) is None
+        assert await uow.chat_files.get(FILE_B) is None
+        assert await uow.chat_files.list_by_chat_id(CHAT_C) == [kept]
+
+
+# --- sandbox sessions ----------------------------------------------------------------------
+
+
+async def test_sandbox_session_active_before_expiry(backend: MetadataBackend) -> None:
+    session = a_session(expires_at=TS_2)
+    await given(backend, a_workspace(), a_chat(), session)
+    async with backend.unit_of_work(write=False) as uow:
+        assert (
+            await uow.sandbox_sessions.get_active_by_chat_id(CHAT_A, TS_2 - ONE_MICROSECOND)
+            == session
+        )
+
+
+async def test_sandbox_session_expired_at_expiry_instant(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(), a_chat(), a_session(expires_at=TS_2))
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.sandbox_sessions.get_active_by_chat_id(CHAT_A, TS_2) is None
+
+
+async def test_sandbox_session_save_replaces_chats_session(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(), a_chat(), a_session(session_id=SESSION_A, expires_at=TS))
+    replacement = a_session(session_id=SESSION_B, expires_at=TS_2)
+    async with backend.unit_of_work() as uow:
+        await uow.sandbox_sessions.save(replacement)
+        assert await uow.sandbox_sessions.get_active_by_chat_id(CHAT_A, TS) == replacement
+
+
+async def test_sandbox_exists_active_in_workspace(backend: MetadataBackend) -> None:
+    await given_two_workspaces_with_chats(backend)
+    await given(backend, a_session(CHAT_B, expires_at=TS_2))
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.sandbox_sessions.exists_active_in_workspace(WS_A, TS) is True
+        assert await uow.sandbox_sessions.exists_active_in_workspace(WS_B, TS) is False
+
+
+async def test_sandbox_exists_active_ignores_expired(backend: MetadataBackend) -> None:
+    await given_two_workspaces_with_chats(backend)
+    await given(backend, a_session(CHAT_A, expires_at=TS_2))
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.sandbox_sessions.exists_active_in_workspace(WS_A, TS_2) is False
+
+
+async def test_sandbox_delete_by_chat_id(backend: MetadataBackend) -> None:
+    await given(backend, a_workspace(), a_chat(), a_session(expires_at=TS_2))
+    async with backend.unit_of_work() as uow:
+        await uow.sandbox_sessions.delete_by_chat_id(CHAT_A)
+        await uow.sandbox_sessions.delete_by_chat_id(CHAT_A)
+        assert await uow.sandbox_sessions.get_active_by_chat_id(CHAT_A, TS) is None
+
+
+async def test_sandbox_delete_by_workspace_id(backend: MetadataBackend) -> None:
+    await given_two_workspaces_with_chats(backend)
+    kept = a_session(CHAT_C, session_id=SESSION_B)
+    await given(backend, a_session(CHAT_A), a_session(CHAT_B, session_id=ID_LOW), kept)
+    async with backend.unit_of_work() as uow:
+        await uow.sandbox_sessions.delete_by_workspace_id(WS_A)
+        assert await uow.sandbox_sessions.exists_active_in_workspace(WS_A, TS) is False
+        assert await uow.sandbox_sessions.get_active_by_chat_id(CHAT_C, TS) == kept
+
+
+# --- units of work -------------------------------------------------------------------------
+
+
+async def test_unit_of_work_without_commit_leaves_nothing(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.chats.save(a_chat())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None
+        assert await uow.chats.get(CHAT_A) is None
+
+
+async def test_unit_of_work_failing_block_rolls_back(backend: MetadataBackend) -> None:
+    async def save_then_fail() -> None:
+        async with backend.unit_of_work() as uow:
+            await uow.workspaces.save(a_workspace())
+            raise LookupError
+
+    with pytest.raises(LookupError):
+        await save_then_fail()
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None
+
+
+async def test_unit_of_work_rollback_drops_changes(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.rollback()
+        assert await uow.workspaces.get(WS_A) is None
+        await uow.workspaces.save(a_workspace(WS_B, USER_B))
+        await uow.commit()
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None
+        assert await uow.workspaces.get(WS_B) == a_workspace(WS_B, USER_B)
+
+
+async def test_unit_of_work_commit_persists(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.commit()
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) == a_workspace()
+
+
+async def test_unit_of_work_changes_after_commit_roll_back(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.commit()
+        await uow.workspaces.add_used_bytes(WS_A, 10)
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) == a_workspace()
+
+
+async def test_read_unit_refuses_writes(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        with pytest.raises(ReadOnlyUnitOfWorkError):
+            await uow.workspaces.save(a_workspace())
+
+
+async def test_read_unit_does_not_see_uncommitted_writes(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as writer:
+        await writer.workspaces.save(a_workspace())
+        async with backend.unit_of_work(write=False) as reader:
+            assert await reader.workspaces.get(WS_A) is None
+
+
+async def test_write_units_are_serialised(backend: MetadataBackend, backend_name: str) -> None:
+    if backend_name == 'postgres':
+        pytest.skip('PostgreSQL writers serialise on the rows they lock, not on the store')
+    entered: list[str] = []
+
+    async def second_writer() -> None:
+        async with backend.unit_of_work():
+            entered.append('second')
+
+    async with backend.unit_of_work():
+        task = asyncio.create_task(second_writer())
+        await asyncio.sleep(0.2)
+        assert entered == []
+    await asyncio.wait_for(task, timeout=10)
+    assert entered == ['second']
+
+
+# --- backend lifecycle ---------------------------------------------------------------------
+
+
+async def test_migrate_is_idempotent(backend: MetadataBackend) -> None:
+    await backend.migrate()
+    await backend.migrate()
+    await given(backend, a_workspace())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) == a_workspace()
+
+
+async def test_health_check_is_true_when_reachable(backend: MetadataBackend) -> None:
+    assert await backend.health_check() is True
+
+
+async def test_connect_and_close_are_idempotent(make_backend: BackendFactory) -> None:
+    backend = make_backend()
+    await backend.connect()
+    await backend.connect()
+    await backend.close()
+    await backend.close()
+
+
+async def test_migration_creates_every_table(backend: MetadataBackend, backend_name: str) -> None:
+    if not isinstance(backend, SqlMetadataBackend):
+        pytest.skip(f'{backend_name} has no schema')
+    async with backend.engine().connect() as connection:
+        names = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    assert names >= {'workspaces', 'chats', 'chat_files', 'sandbox_sessions', 'idempotency_keys'}
+
+
+# --- SQLite --------------------------------------------------------------------------------
+
+
+async def test_sqlite_commit_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / 'nested' / 'dir' / 'metadata.sqlite3'
+    first = SqliteMetadataBackend(path)
+    await first.migrate()
+    await given(first, a_workspace(), a_chat(created_at=TS_MICRO))
+    await first.close()
+
+    reopened = SqliteMetadataBackend(path)
+    try:
+        await reopened.migrate()
+        async with reopened.unit_of_work(write=False) as uow:
+            assert await uow.workspaces.get(WS_A) == a_workspace()
+            assert await uow.chats.get(CHAT_A) == a_chat(created_at=TS_MICRO)
+    finally:
+        await reopened.close()
+
+
+async def test_sqlite_connection_settings(tmp_path: Path) -> None:
+    backend = SqliteMetadataBackend(tmp_path / 'metadata.sqlite3')
+    try:
+        async with backend.engine().connect() as connection:
+            journal_mode = (await connection.exec_driver_sql('PRAGMA journal_mode')).scalar()
+            synchronous = (await connection.exec_driver_sql('PRAGMA synchronous')).scalar()
+            foreign_keys = (await connection.exec_driver_sql('PRAGMA foreign_keys')).scalar()
+            busy_timeout = (await connection.exec_driver_sql('PRAGMA busy_timeout')).scalar()
+    finally:
+        await backend.close()
+    assert journal_mode == 'wal'
+    assert synchronous == 2  # FULL
+    assert foreign_keys == 1
+    assert isinstance(busy_timeout, int)
+    assert busy_timeout >= 5000
+
+
+def _other_process_can_begin_write(path: Path) -> bool:
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        connection.execute('BEGIN IMMEDIATE')
+        connection.execute('ROLLBACK')
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+    return True
+
+
+async def test_sqlite_write_unit_takes_write_lock_at_begin(tmp_path: Path) -> None:
+    path = tmp_path / 'metadata.sqlite3'
+    backend = SqliteMetadataBackend(path)
+    await backend.migrate()
+    try:
+        async with backend.unit_of_work():
+            assert _other_process_can_begin_write(path) is False
+        assert _other_process_can_begin_write(path) is True
+    finally:
+        await backend.close()
+
+
+async def test_sqlite_read_unit_takes_no_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / 'metadata.sqlite3'
+    backend = SqliteMetadataBackend(path)
+    await backend.migrate()
+    try:
+        async with backend.unit_of_work(write=False) as uow:
+            await uow.workspaces.get(WS_A)
+            assert _other_process_can_begin_write(path) is True
+    finally:
+        await backend.close()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+UNREACHABLE_DSN = 'postgresql://chat:s3cret-pw@127.0.0.1:1/chat_storage'
+
+
+async def test_postgres_unreachable_unit_of_work_is_service_unavailable() -> None:
+    backend = PostgresMetadataBackend(UNREACHABLE_DSN, connect_timeout_seconds=1)
+    try:
+        with pytest.raises(ServiceUnavailableError) as raised:
+            async with backend.unit_of_work():
+                pass
+    finally:
+        await backend.close()
+    assert str(raised.value) == 'service_unavailable'
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__ is True
+    assert 's3cret-pw' not in ''.join(traceback.format_exception(raised.value))
+
+
+async def test_postgres_unreachable_health_check_is_false() -> None:
+    backend = PostgresMetadataBackend(UNREACHABLE_DSN, connect_timeout_seconds=1)
+    try:
+        assert await backend.health_check() is False
+    finally:
+        await backend.close()
+
+
+async def test_postgres_backend_repr_hides_dsn() -> None:
+    assert 's3cret-pw' not in repr(PostgresMetadataBackend(UNREACHABLE_DSN))
+
+
+@pytest.mark.postgres
+async def test_postgres_statement_timeout_from_config(migrated_postgres_dsn: str) -> None:
+    backend = PostgresMetadataBackend(migrated_postgres_dsn, statement_timeout_seconds=12.5)
+    try:
+        async with backend.engine().connect() as connection:
+            timeout = (await connection.exec_driver_sql('SHOW statement_timeout')).scalar()
+    finally:
+        await backend.close()
+    assert timeout == '12500ms'
+
+
+@pytest.mark.postgres
+async def test_postgres_concurrent_migrations_all_succeed(fresh_postgres_dsn: str) -> None:
+    backends = [PostgresMetadataBackend(fresh_postgres_dsn, pool_size=1) for _ in range(3)]
+    try:
+        await asyncio.gather(*(backend.migrate() for backend in backends))
+        await given(backends[0], a_workspace())
+    finally:
+        for backend in backends:
+            await backend.close()
