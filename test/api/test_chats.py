@@ -131,3 +131,9 @@ async def test_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
     assert response.status_code == 404
     assert response.headers['content-type'] == 'application/problem+json'
     assert response.json()['code'] == 'not_found'
+
+
+async def test_identity_is_checked_before_the_path(client: httpx.AsyncClient) -> None:
+    response = await client.get('/v1/chats/not-a-uuid', headers={'X-User-Id': ''})
+    assert response.status_code == 401
+    assert response.json()['code'] == 'unauthenticated'

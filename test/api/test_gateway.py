@@ -1,0 +1,59 @@
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from api.app import create_app
+from api.settings import Settings
+
+TOKEN = 'gateway-s3cret'  # noqa: S105
+
+
+@pytest.fixture
+async def guarded(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(gateway_token=TOKEN))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url='http://testserver') as http:
+            yield http
+
+
+USER = {'X-User-Id': 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'}
+
+
+async def test_v1_needs_the_gateway_token(guarded: httpx.AsyncClient) -> None:
+    for headers in (
+        USER,
+        {**USER, 'Authorization': 'Bearer wrong'},
+        {**USER, 'Authorization': TOKEN},
+    ):
+        response = await guarded.put('/v1/workspace', headers=headers)
+        assert response.status_code == 401
+        assert response.json()['code'] == 'unauthenticated'
+
+
+async def test_the_right_token_is_accepted(guarded: httpx.AsyncClient) -> None:
+    headers = {**USER, 'Authorization': f'Bearer {TOKEN}'}
+    assert (await guarded.put('/v1/workspace', headers=headers)).status_code == 201
+
+
+async def test_health_needs_no_token(guarded: httpx.AsyncClient) -> None:
+    assert (await guarded.get('/healthz')).status_code == 200
+    assert (await guarded.get('/readyz')).status_code == 200
+
+
+def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('STORAGE_PORT', 'eighty')
+    with pytest.raises(SystemExit) as stopped:
+        create_app()
+    assert 'STORAGE_PORT' in str(stopped.value)
+    assert '\n' not in str(stopped.value)
+
+
+def test_postgres_without_dsn_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('STORAGE_METADATA_BACKEND', 'postgres')
+    monkeypatch.delenv('STORAGE_POSTGRES_DSN', raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        create_app()
+    assert 'STORAGE_POSTGRES_DSN' in str(stopped.value)
