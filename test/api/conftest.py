@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -46,9 +47,29 @@ def clock() -> StepClock:
     return StepClock()
 
 
-@pytest.fixture(params=['sqlite', 'memory'])
+@pytest.fixture(
+    params=['sqlite', 'memory', pytest.param('postgres', marks=pytest.mark.postgres)],
+)
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def metadata_overrides(backend_name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings of the metadata store; PostgreSQL gets the session's throwaway database."""
+    if backend_name != 'postgres':
+        return {}
+    return {'postgres_dsn': request.getfixturevalue('postgres_dsn')}
+
+
+async def _empty_postgres(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn, timeout=5)
+    try:
+        await connection.execute(
+            'TRUNCATE workspaces, chats, chat_files, sandbox_sessions, idempotency_keys'
+        )
+    finally:
+        await connection.close()
 
 
 @pytest.fixture
@@ -57,13 +78,16 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_settings(data_dir: Path, backend_name: str) -> Callable[..., Settings]:
+def make_settings(
+    data_dir: Path, backend_name: str, metadata_overrides: dict[str, Any]
+) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             'data_dir': data_dir,
             'metadata_backend': backend_name,
             'default_quota_bytes': 10_000,
             'max_file_bytes': 4_000,
+            **metadata_overrides,
         }
         values.update(overrides)
         return Settings(**values)
@@ -80,6 +104,8 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 async def client(settings: Settings, clock: StepClock) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, clock=clock)
     async with LifespanManager(app) as manager:
+        if settings.postgres_dsn is not None:  # migrated by the app; emptied for this test
+            await _empty_postgres(settings.postgres_dsn.get_secret_value())
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(
             transport=transport, base_url='http://testserver', headers=headers_for(USER_A)

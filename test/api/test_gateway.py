@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator, Callable
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -34,7 +35,8 @@ async def test_v1_needs_the_gateway_token(guarded: httpx.AsyncClient) -> None:
 
 
 async def test_the_right_token_is_accepted(guarded: httpx.AsyncClient) -> None:
-    headers = {**USER, 'Authorization': f'Bearer {TOKEN}'}
+    # a user of its own: the PostgreSQL database is shared by the session
+    headers = {'X-User-Id': str(uuid4()), 'Authorization': f'Bearer {TOKEN}'}
     assert (await guarded.put('/v1/workspace', headers=headers)).status_code == 201
 
 
