@@ -8,7 +8,7 @@ from asgi_lifespan import LifespanManager
 from api.app import create_app
 from api.settings import Settings
 
-TOKEN = 'gateway-s3cret'  # noqa: S105
+TOKEN = 'gateway-s3cret'
 
 
 @pytest.fixture
