@@ -156,7 +156,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
         def on_begin(connection: Connection) -> None:
             write = bool(connection.get_execution_options().get(WRITE_OPTION, False))
-            connection.exec_driver_sql('BEGIN')
+            connection.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
 
         event.listen(engine.sync_engine, 'connect', on_connect)
         event.listen(engine.sync_engine, 'begin', on_begin)
@@ -219,7 +219,7 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         async with connection.begin():
             # held until this transaction ends, so it cannot leak with a pooled
             # connection; concurrent starters wait here, then find the schema at head
-            pass
+            await connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
             await connection.run_sync(upgrade_to_head)
 
 

@@ -107,7 +107,7 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         if for_update:
             # PostgreSQL locks the row; SQLite ignores the clause, its write units
             # already hold the database's write lock (BEGIN IMMEDIATE)
-            pass
+            statement = statement.with_for_update()
         result = await self._session.execute(statement)
         row = result.mappings().one_or_none()
         return None if row is None else _workspace(row)
