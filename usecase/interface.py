@@ -190,7 +190,7 @@ class MetadataBackend(Protocol):
         ...
 
     def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
-        """A new unit of work; `write=True` serialises it with other writers of the store."""
+        """A new unit of work; `write=True` lets it write and lock (`for_update`) rows."""
         ...
 
 
