@@ -1,5 +1,10 @@
+from typing import Protocol
+
 import httpx
-from conftest import StepClock as StepClockLike
+
+
+class StepClockLike(Protocol):
+    def advance(self, seconds: float) -> None: ...
 
 
 async def test_start_conflict_renew_end(client: httpx.AsyncClient, chat_id: str) -> None:
