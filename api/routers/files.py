@@ -18,6 +18,7 @@ from api.http import (
 from api.multipart import MultipartUpload, multipart_boundary
 from api.problems import problem_responses
 from api.routers.chats import Cursor, Limit
+from api.routing import ANYTHING
 from api.schemas import ChatFileOut, ChatFilePage
 from domain.page import DEFAULT_PAGE_LIMIT
 from usecase.upload_attachment import UploadedAttachment
@@ -104,7 +105,7 @@ async def upload_multipart(
 
 
 @router.put(
-    '/by-name/{name:path}',
+    f'/by-name/{{name:{ANYTHING}}}',
     summary='Upload a file by name (raw body)',
     description='The raw body is the content and `Content-Type` is stored as given. `201` '
     'when new, `200` when it replaced a file of that name.',
@@ -198,18 +199,16 @@ async def download_file(
     if not_modified(if_none_match, chat_file.sha256):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     byte_range = parse_range(range_header, chat_file.size_bytes)
-    media_type = chat_file.content_type or DEFAULT_CONTENT_TYPE
+    # set as a header, not as media_type: Starlette would append a charset to text/* types
+    headers['Content-Type'] = chat_file.content_type or DEFAULT_CONTENT_TYPE
     if byte_range is None:
         headers['Content-Length'] = str(chat_file.size_bytes)
-        return StreamingResponse(
-            await primed(content.open()), media_type=media_type, headers=headers
-        )
+        return StreamingResponse(await primed(content.open()), headers=headers)
     headers['Content-Length'] = str(byte_range.length)
     headers['Content-Range'] = f'bytes {byte_range.first}-{byte_range.last}/{chat_file.size_bytes}'
     return StreamingResponse(
         await primed(content.open(byte_range)),
         status_code=status.HTTP_206_PARTIAL_CONTENT,
-        media_type=media_type,
         headers=headers,
     )
 

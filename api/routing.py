@@ -1,0 +1,27 @@
+"""URL convertors of our own."""
+
+from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
+
+
+class AnythingConvertor(Convertor[str]):
+    """The rest of the path, newlines included (`path` stops at a line feed).
+
+    Attachment names are validated by the domain, which refuses control characters with
+    `invalid_attachment_name`; the router must not turn them into a 404 first.
+    """
+
+    regex = '(?s:.*)'
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+ANYTHING = 'anything'
+
+# routes compile their paths when their module is imported: routers that use
+# `{…:anything}` import this module first
+if ANYTHING not in CONVERTOR_TYPES:
+    register_url_convertor(ANYTHING, AnythingConvertor())
