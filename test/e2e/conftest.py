@@ -9,9 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from e2e_support import Caller, ServerProcess
-
-MakeServer = Callable[..., ServerProcess]
+from e2e_support import Caller, MakeServer, ServerProcess
 
 
 @pytest.fixture(scope='module', params=['sqlite', 'memory'])
@@ -30,9 +28,7 @@ def make_server(tmp_path: Path) -> Iterator[MakeServer]:
     """Starts servers of the test's own (restartable, on the same data dir); stops them all."""
     started: list[ServerProcess] = []
 
-    def make(
-        backend: str = 'sqlite', extra_env: Mapping[str, str] | None = None
-    ) -> ServerProcess:
+    def make(backend: str = 'sqlite', extra_env: Mapping[str, str] | None = None) -> ServerProcess:
         root = tmp_path / f'server-{len(started)}'
         root.mkdir()
         process = ServerProcess(root / 'data', root, backend=backend, extra_env=extra_env)

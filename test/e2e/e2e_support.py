@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +33,7 @@ HTTP_TIMEOUT = httpx.Timeout(30.0)
 PROBLEM_MEDIA_TYPE = 'application/problem+json'
 PROBLEM_MEMBERS = ('type', 'title', 'status', 'code', 'instance')
 # what a problem `detail` must never carry
-LEAK_MARKERS = ('Traceback', 'File "', '.py', '/tmp/', str(ROOT), 'SELECT ', 'sqlite')
+LEAK_MARKERS = ('Traceback', 'File "', '.py', '/tmp/', str(ROOT), 'SELECT ', 'sqlite')  # noqa: S108
 TIMESTAMP = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|\+00:00)$')
 
 Json = dict[str, Any]
@@ -156,6 +156,10 @@ class ServerProcess:
         self.stop()
 
 
+MakeServer = Callable[..., ServerProcess]
+"""`make_server(backend='sqlite', extra_env=None)`: a started server of the test's own."""
+
+
 def user_headers(user_id: UUID) -> dict[str, str]:
     return {'X-User-Id': str(user_id)}
 
@@ -163,7 +167,9 @@ def user_headers(user_id: UUID) -> dict[str, str]:
 class Caller:
     """One user (a fresh uuid4) talking to the server through a sync httpx client."""
 
-    def __init__(self, server: ServerProcess, extra_headers: Mapping[str, str] | None = None):
+    def __init__(
+        self, server: ServerProcess, extra_headers: Mapping[str, str] | None = None
+    ) -> None:
         self.server = server
         self.user_id = uuid4()
         self.http = httpx.Client(

@@ -1,0 +1,110 @@
+"""Concurrent writers over real HTTP connections."""
+
+import asyncio
+import re
+from collections import Counter
+
+import httpx
+import pytest
+from e2e_support import HTTP_TIMEOUT, Caller, ServerProcess, dir_snapshot, staging_entries
+
+pytestmark = pytest.mark.e2e
+
+APPENDS = 20
+BLOCK = re.compile(rb'<<(\d+)>>\n(x*)\n<</(\d+)>>\n')
+
+
+def _block(index: int) -> bytes:
+    # distinct, recognisable and large enough to be sent in more than one TCP segment
+    return b'<<%d>>\n' % index + b'x' * (4_000 + index) + b'\n<</%d>>\n' % index
+
+
+def _async_client(server: ServerProcess, caller: Caller) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=server.base_url,
+        headers={'X-User-Id': str(caller.user_id)},
+        timeout=HTTP_TIMEOUT,
+        limits=httpx.Limits(max_connections=APPENDS),
+    )
+
+
+async def test_concurrent_appends_keep_every_block_once_and_whole(
+    server: ServerProcess, caller: Caller
+) -> None:
+    chat = caller.workspace_and_chat()
+    path = f'/v1/chats/{chat["chat_id"]}/history'
+    caller.http.put(path, content=b'# start\n')
+    blocks = [_block(i) for i in range(APPENDS)]
+
+    async with _async_client(server, caller) as http:
+        responses = await asyncio.gather(*(http.post(path, content=b) for b in blocks))
+
+    assert [r.status_code for r in responses] == [200] * APPENDS
+    history = caller.history(chat['chat_id'])
+    assert history.startswith(b'# start\n')
+    body = history[len(b'# start\n') :]
+    found = BLOCK.findall(body)
+    assert b''.join(b'<<%s>>\n%s\n<</%s>>\n' % match for match in found) == body, 'interleaved'
+    assert all(opening == closing for opening, _, closing in found)
+    assert Counter(int(opening) for opening, _, _ in found) == Counter(range(APPENDS))
+    assert all(len(xs) == 4_000 + int(i) for i, xs, _ in found)
+    total = len(b'# start\n') + sum(map(len, blocks))
+    assert len(history) == total
+    assert max(r.json()['size_bytes'] for r in responses) == total
+    assert len({r.json()['etag'] for r in responses}) == APPENDS
+    assert caller.used_bytes() == total
+    assert dir_snapshot(caller.chat_dir(chat)).keys() == {'history.md'}
+    assert staging_entries(server.data_dir) == set()
+
+
+@pytest.mark.parametrize('method', ['PUT', 'POST'])
+async def test_two_writers_with_the_same_if_match_one_wins_one_gets_412(
+    server: ServerProcess, caller: Caller, method: str
+) -> None:
+    chat = caller.workspace_and_chat()
+    path = f'/v1/chats/{chat["chat_id"]}/history'
+
+    async with _async_client(server, caller) as http:
+        for round_number in range(5):
+            start = b'round %d\n' % round_number
+            etag = (await http.put(path, content=start)).headers['etag']
+            bodies = [b'writer A %d\n' % round_number, b'writer B %d\n' % round_number]
+
+            responses = await asyncio.gather(
+                *(http.request(method, path, content=b, headers={'If-Match': etag}) for b in bodies)
+            )
+
+            statuses = sorted(r.status_code for r in responses)
+            assert statuses == [200, 412], [r.text for r in responses]
+            loser = next(r for r in responses if r.status_code == 412)
+            assert loser.headers['content-type'] == 'application/problem+json'
+            assert loser.json()['code'] == 'precondition_failed'
+            winner = bodies[[r.status_code for r in responses].index(200)]
+            expected = winner if method == 'PUT' else start + winner
+            current = await http.get(path)
+            assert current.content == expected
+            assert current.headers['etag'] == next(
+                r.headers['etag'] for r in responses if r.status_code == 200
+            )
+
+
+async def test_concurrent_uploads_of_one_name_leave_one_whole_file(
+    server: ServerProcess, caller: Caller
+) -> None:
+    chat = caller.workspace_and_chat()
+    path = f'/v1/chats/{chat["chat_id"]}/files/by-name/shared.bin'
+    payloads = [bytes([i]) * (20_000 + i) for i in range(8)]
+
+    async with _async_client(server, caller) as http:
+        responses = await asyncio.gather(*(http.put(path, content=p) for p in payloads))
+
+    assert all(r.status_code in {200, 201} for r in responses), [r.text for r in responses]
+    assert sorted(r.status_code for r in responses).count(201) == 1
+    files = caller.files(chat['chat_id'])
+    assert len(files) == 1
+    data = caller.content(chat['chat_id'], files[0]['file_id'])
+    assert data in payloads
+    assert (caller.chat_dir(chat) / 'shared.bin').read_bytes() == data
+    assert caller.used_bytes() == len(data)
+    assert dir_snapshot(caller.chat_dir(chat)).keys() == {'history.md', 'shared.bin'}
+    assert staging_entries(server.data_dir) == set()
