@@ -9,7 +9,7 @@ from api.dependencies import ServicesDep, UserIdDep
 from api.http import not_modified, parse_etags, primed, quote_etag
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
-from domain.chat import Chat
+from usecase.write_history import WriteHistory
 
 router = APIRouter(
     prefix='/v1/chats/{chat_id}/history',
@@ -35,7 +35,22 @@ IfMatch = Annotated[
 ]
 
 
-def _written(chat: Chat, response: Response) -> HistoryWritten:
+async def _write(
+    write: WriteHistory,
+    user_id: UUID,
+    chat_id: UUID,
+    request: Request,
+    response: Response,
+    if_match: str | None,
+) -> HistoryWritten:
+    """PUT and POST differ only in the use case (`AppendHistory` is a `WriteHistory`)."""
+    chat = await write(
+        user_id,
+        chat_id,
+        body_stream(request),
+        declared_size=declared_length(request),
+        if_match=parse_etags(if_match, weak=False),
+    )
     etag = quote_etag(chat.history_version)
     response.headers['ETag'] = etag
     return HistoryWritten(etag=etag, size_bytes=chat.history_bytes)
@@ -86,14 +101,7 @@ async def write_history(
     response: Response,
     if_match: IfMatch = None,
 ) -> HistoryWritten:
-    chat = await services.write_history(
-        user_id,
-        chat_id,
-        body_stream(request),
-        declared_size=declared_length(request),
-        if_match=parse_etags(if_match, weak=False),
-    )
-    return _written(chat, response)
+    return await _write(services.write_history, user_id, chat_id, request, response, if_match)
 
 
 @router.post(
@@ -112,11 +120,4 @@ async def append_history(
     response: Response,
     if_match: IfMatch = None,
 ) -> HistoryWritten:
-    chat = await services.append_history(
-        user_id,
-        chat_id,
-        body_stream(request),
-        declared_size=declared_length(request),
-        if_match=parse_etags(if_match, weak=False),
-    )
-    return _written(chat, response)
+    return await _write(services.append_history, user_id, chat_id, request, response, if_match)
