@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -22,3 +23,10 @@ class PageKey:
 class Page(Generic[T]):
     items: list[T]
     next_key: PageKey | None
+
+
+def page_of(rows: list[T], limit: int, key_of: Callable[[T], PageKey]) -> Page[T]:
+    """A page from up to `limit + 1` rows: the extra row only tells that more exist."""
+    items = rows[:limit]
+    next_key = key_of(items[-1]) if len(rows) > limit else None
+    return Page(items=items, next_key=next_key)

@@ -1,7 +1,7 @@
 from uuid import UUID
 
 from domain.chat import ChatFile
-from domain.page import Page, PageKey
+from domain.page import Page, PageKey, page_of
 from usecase.common import owned_chat
 from usecase.interface import UnitOfWorkFactory
 
@@ -22,7 +22,6 @@ class ListAttachments:
         async with self._uow(write=False) as uow:
             await owned_chat(uow, user_id, chat_id)
             files = await uow.chat_files.list_by_chat_id(chat_id, limit=limit + 1, after=after)
-        items = files[:limit]
-        has_more = len(files) > limit
-        next_key = PageKey(items[-1].created_at, items[-1].file_id) if has_more else None
-        return Page(items=items, next_key=next_key)
+        return page_of(
+            files, limit, lambda chat_file: PageKey(chat_file.created_at, chat_file.file_id)
+        )

@@ -1,7 +1,7 @@
 from uuid import UUID
 
 from domain.chat import Chat
-from domain.page import Page, PageKey
+from domain.page import Page, PageKey, page_of
 from usecase.common import owned_workspace
 from usecase.interface import UnitOfWorkFactory
 
@@ -19,7 +19,4 @@ class ListChats:
             chats = await uow.chats.list_by_workspace_id(
                 workspace.workspace_id, limit=limit + 1, after=after
             )
-        items = chats[:limit]
-        has_more = len(chats) > limit
-        next_key = PageKey(items[-1].created_at, items[-1].chat_id) if has_more else None
-        return Page(items=items, next_key=next_key)
+        return page_of(chats, limit, lambda chat: PageKey(chat.created_at, chat.chat_id))
