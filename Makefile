@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit clean
+.PHONY: install run test lint typecheck unit clean openapi bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/chat-storage serve
+	$(BIN)/chat-storage serve --server granian
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,6 +27,15 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# the committed OpenAPI document; test/api/test_openapi.py fails while it is stale
+openapi: $(STAMP)
+	$(BIN)/python -m api.openapi_dump docs/openapi.json
+
+# the service against nginx and its framework ceiling (needs nginx-light, wrk, curl and
+# PostgreSQL; see README "Performance"); about 15 minutes; JSON into bench/results/
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -15,6 +15,8 @@ thread, and a change applied after its caller went away is rolled back.
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import json
@@ -60,6 +62,14 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_MODE = 0o644
 _TOKEN = re.compile('[0-9a-f]{32}')
+# a staging token starts with the owner id of the process that wrote it (ADR 016)
+OWNER_ID_LENGTH = 12
+_OWNER = re.compile(f'[0-9a-f]{{{OWNER_ID_LENGTH}}}')
+
+
+def new_owner_id() -> str:
+    """A random id for one process's staging and trash entries."""
+    return uuid4().hex[:OWNER_ID_LENGTH]
 
 
 class StoredContentMissingError(DomainError):
@@ -125,6 +135,41 @@ def _open_regular(path: Path, flags: int) -> int:
     return fd
 
 
+def _refuse_symlinked_dirs(root: Path, path: Path) -> None:
+    """Every directory between `root` and `path` is a real one, not a symlink.
+
+    `O_NOFOLLOW` guards only the last component of a path; a chat (or workspace)
+    directory swapped for a symlink would otherwise lead reads and writes out of `root`.
+    """
+    directory = root
+    for part in path.relative_to(root).parts[:-1]:
+        directory = directory / part
+        if stat.S_ISLNK(os.lstat(directory).st_mode):
+            raise OSError(errno.ELOOP, 'a directory on the path is a symlink')
+
+
+def _load_sync_file_range() -> Callable[[int, int, int], None]:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) where Linux has it, else nothing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+        sync_file_range = libc.sync_file_range
+    except (OSError, AttributeError):
+        return lambda _fd, _offset, _size: None
+    sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    write = 2  # SYNC_FILE_RANGE_WRITE: start write-out of dirty pages, do not wait
+
+    def start(fd: int, offset: int, size: int) -> None:
+        sync_file_range(fd, offset, size, write)  # advisory: a failure changes nothing
+
+    return start
+
+
+_start_writeback = _load_sync_file_range()
+_PROC_FDS = '/proc/self/fd'
+# how long a sent descriptor stays open, at most, for the server to open its own
+SEND_GRACE_SECONDS = 10.0
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -147,11 +192,56 @@ class _OpenFile:
             raise ValueError('file is not open')
         return os.pread(self.fd, size, offset)
 
+    def open_and_pread(self, size: int, offset: int, *, last: bool) -> bytes:
+        """Open and read the first chunk in one worker-thread call; close as well when it
+        is the last one (`last`, or the file ended): a small file costs one thread hop."""
+        self.open_regular()
+        data = self.pread(size, offset)
+        if last or len(data) < size:
+            self.close()
+        return data
+
     def close(self) -> None:
         fd, self.fd = self.fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class _SentDescriptor:
+    """`SendableFile`: an opened, checked file named by `/proc/self/fd/<fd>` (ADR 019).
+
+    The server opens the path itself, some time after it was handed over; the descriptor
+    stays open until the server holds one of its own on the same file, or a grace period
+    has passed. Nothing is written to disk, so a crash leaves nothing behind.
+    """
+
+    def __init__(self, fd: int, size_bytes: int) -> None:
+        self.fd = fd
+        self.size_bytes = size_bytes
+        self.path = f'{_PROC_FDS}/{fd}'
+
+    async def release(self, *, sent: bool = True) -> None:
+        try:
+            # /proc is memory, not disk: these lookups never wait
+            target = Path(self.path).readlink()  # noqa: ASYNC240
+            waited = 0.0 if sent else SEND_GRACE_SECONDS
+            while waited < SEND_GRACE_SECONDS and not _opened_elsewhere(self.fd, target):
+                pause = 0.01 if waited < 0.1 else 0.25  # noqa: PLR2004 - soon, then rarely
+                await asyncio.sleep(pause)
+                waited += pause
+        finally:
+            os.close(self.fd)
+
+
+def _opened_elsewhere(fd: int, target: Path) -> bool:
+    """Whether another descriptor of this process names the same file as `fd`."""
+    for entry in os.scandir(_PROC_FDS):
+        if entry.name != str(fd):
+            with contextlib.suppress(OSError):  # closed meanwhile, or the listing's own
+                if Path(entry.path).readlink() == target:
+                    return True
+    return False
 
 
 class _StagingFile(_OpenFile):
@@ -160,15 +250,19 @@ class _StagingFile(_OpenFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.digest = hashlib.sha256()
+        self.written = 0
 
     def create(self) -> None:
         self.fd = os.open(self.path, _CREATE_FLAGS, 0o600)
 
     def write(self, data: bytearray) -> None:
+        """Write a batch; the caller hashes it (`digest.update`) in another thread."""
         if self.fd is None:
             raise ValueError('file is not open')
-        self.digest.update(data)
         _write_all(self.fd, data)
+        # start writing the batch back now, so that the final fsync waits for the tail only
+        _start_writeback(self.fd, self.written, len(data))
+        self.written += len(data)
 
     def finish(self, data: bytearray) -> None:
         """Write the last batch, fsync and close."""
@@ -216,6 +310,11 @@ class _Workers:
             await asyncio.wait(set(self._tasks))
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class _Lane:
     """Blocking calls on one resource, run in worker threads one after another.
 
@@ -234,6 +333,27 @@ class _Lane:
 
     async def finally_(self, func: Callable[[], None]) -> None:
         await self._workers.after(self._pending, func)
+
+    def start(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Task[T]:
+        """Start a call without waiting for it; the caller awaits it (shielded) later."""
+        task = self._workers.spawn(asyncio.to_thread(func, *args, **kwargs))
+        # a caller that went away never looks at it: the failure is not worth a warning
+        task.add_done_callback(_retrieve)
+        self._pending = task
+        return task
+
+    def idle(self) -> bool:
+        """No call of this lane is running in a worker thread."""
+        return self._pending is None or self._pending.done()
+
+
+async def _settled(pending: list[asyncio.Future[None]]) -> None:
+    """Wait for the previous batch's write and hash."""
+    try:
+        for future in pending:
+            await asyncio.shield(future)
+    except OSError as exc:
+        raise _staging_error(exc) from exc
 
 
 async def _staging_call(
@@ -508,15 +628,27 @@ class _FileSystemChange:
 class FileSystemChatStorage:
     """`ChatStorage` on a local file system; see the module docstring and ADR 011."""
 
-    def __init__(self, data_dir: Path, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        owner: str | None = None,
+    ) -> None:
         if chunk_bytes < 1:
             raise ValueError('chunk_bytes must be positive')
+        if owner is not None and not _OWNER.fullmatch(owner):
+            raise ValueError('not an owner id')
+        # recovery leaves the entries of a live owner alone (see adapter/file_maintenance.py)
+        self.owner = owner or new_owner_id()
         self.data_dir = data_dir
         self.staging_dir = data_dir / STAGING_DIR_NAME
         self.trash_dir = data_dir / TRASH_DIR_NAME
         self.workspaces_dir = data_dir / WORKSPACES_DIR_NAME
         self._chunk_bytes = chunk_bytes
         self._workers = _Workers()
+        # a server that sends by path can be handed `/proc/self/fd/<fd>` (Linux)
+        self._send_by_descriptor = Path(_PROC_FDS).is_dir()
         # start-up only: the service areas live beside, never inside, the chat directories
         for directory in (self.staging_dir, self.trash_dir, self.workspaces_dir):
             directory.mkdir(parents=True, exist_ok=True)
@@ -540,6 +672,9 @@ class FileSystemChatStorage:
         if not _TOKEN.fullmatch(staged.token):
             raise ValueError('not a staging token')
         return self.staging_dir / staged.token
+
+    def _new_token(self) -> str:
+        return self.owner + uuid4().hex[: 32 - OWNER_ID_LENGTH]
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.data_dir).as_posix()
@@ -566,7 +701,7 @@ class FileSystemChatStorage:
     # --- staging ---------------------------------------------------------------------
 
     async def stage(self, content: ByteStream, *, limit_bytes: int) -> StagedContent:
-        staging = _StagingFile(self.staging_dir / uuid4().hex)
+        staging = _StagingFile(self.staging_dir / self._new_token())
         lane = _Lane(self._workers)
         try:
             size = await self._write_stream(content, limit_bytes, staging, lane)
@@ -592,8 +727,10 @@ class FileSystemChatStorage:
         went away) is not a disk error.
         """
         await _staging_call(lane, staging.create)
+        hashing = _Lane(self._workers)
         size = 0
         batch = bytearray()
+        written: list[asyncio.Future[None]] = []
         async for chunk in content:
             size += len(chunk)
             if size > limit_bytes:
@@ -602,8 +739,17 @@ class FileSystemChatStorage:
             batch += chunk
             if len(batch) >= self._chunk_bytes:
                 full, batch = batch, bytearray()
-                await _staging_call(lane, staging.write, full)
+                await _settled(written)
+                # the next batch arrives while this one is written and hashed, each in a
+                # thread of its own (both release the GIL); still one pass over the bytes
+                written = [
+                    lane.start(staging.write, full),
+                    hashing.start(staging.digest.update, full),
+                ]
+        await _settled(written)
+        last_hash = hashing.start(staging.digest.update, batch)
         await _staging_call(lane, staging.finish, batch)
+        await asyncio.shield(last_hash)
         return size
 
     async def discard(self, staged: StagedContent) -> None:
@@ -625,6 +771,7 @@ class FileSystemChatStorage:
         record = self._record('put_attachment', target, chat, name=name.value)
         record |= {'sha256': staged.sha256, 'size_bytes': staged.size_bytes}
         step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
+        await self._refuse_symlinked_dirs(target, chat.chat_id)
         return await self._apply([step], chat.chat_id)
 
     async def delete_attachments(
@@ -637,6 +784,7 @@ class FileSystemChatStorage:
             source = self.attachment_path(chat, name)
             record = self._record('delete_attachment', source, chat, name=name.value)
             steps.append(_MoveToTrashStep(self.trash_dir, record, source))
+        await self._refuse_symlinked_dirs(self.history_path(chat), chat.chat_id)
         return await self._apply(steps, chat.chat_id)
 
     async def put_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
@@ -648,6 +796,7 @@ class FileSystemChatStorage:
             'size_bytes': staged.size_bytes,
         }
         step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
+        await self._refuse_symlinked_dirs(target, chat.chat_id)
         return await self._apply([step], chat.chat_id)
 
     async def append_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
@@ -657,11 +806,14 @@ class FileSystemChatStorage:
             chat.history_bytes,
             self._chunk_bytes,
         )
+        await self._refuse_symlinked_dirs(self.history_path(chat), chat.chat_id)
         return await self._apply([step], chat.chat_id)
 
     async def delete_chat(self, chat: Chat) -> StorageChange:
         source = self.chat_dir(chat)
         record = self._record('delete_chat', source, chat)
+        # the chat directory itself may be a link (moving a link is safe); not its parents
+        await self._refuse_symlinked_dirs(source, chat.chat_id)
         return await self._apply([_MoveToTrashStep(self.trash_dir, record, source)], chat.chat_id)
 
     async def delete_workspace(self, workspace_id: UUID) -> StorageChange:
@@ -670,6 +822,7 @@ class FileSystemChatStorage:
             'operation': 'delete_workspace',
             'path': self._relative(source),
             'workspace_id': str(workspace_id),
+            'owner': self.owner,
         }
         return await self._apply([_MoveToTrashStep(self.trash_dir, record, source)], None)
 
@@ -679,8 +832,15 @@ class FileSystemChatStorage:
             'path': self._relative(path),
             'workspace_id': str(chat.workspace_id),
             'chat_id': str(chat.chat_id),
+            'owner': self.owner,
             **extra,
         }
+
+    async def _refuse_symlinked_dirs(self, path: Path, chat_id: UUID) -> None:
+        try:
+            await self._workers.run_to_end(_refuse_symlinked_dirs, self.data_dir, path)
+        except OSError as exc:
+            raise _storage_error(exc, chat_id) from exc
 
     async def _apply(self, steps: list[_Step], chat_id: UUID | None) -> StorageChange:
         change = _FileSystemChange(self._workers, self.trash_dir, steps)
@@ -725,6 +885,34 @@ class FileSystemChatStorage:
             return self._read(path, chat.chat_id, 0, None)
         return self._read(path, chat.chat_id, byte_range.first, byte_range.last + 1)
 
+    async def sendable_attachment(
+        self, chat: Chat, name: ChatAttachmentName
+    ) -> _SentDescriptor | None:
+        """The attachment opened now, named by `/proc/self/fd/<fd>` (ADR 019).
+
+        Opened like a read (`O_NOFOLLOW`, regular files only): a symlink or anything else a
+        sandbox plants in the chat directory is never what gets sent, and a later replace
+        or delete of the name does not change what the path names.
+        """
+        if not self._send_by_descriptor:
+            return None
+        path = self.attachment_path(chat, name)
+        await self._refuse_symlinked_dirs(path, chat.chat_id)
+        try:
+            fd, size = await self._workers.run_to_end(self._open_for_sending, path)
+        except OSError as exc:
+            raise _storage_error(exc, chat.chat_id) from exc
+        return _SentDescriptor(fd, size)
+
+    @staticmethod
+    def _open_for_sending(path: Path) -> tuple[int, int]:
+        fd = _open_regular(path, _READ_FLAGS)
+        try:
+            return fd, os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+
     async def _read(
         self,
         path: Path,
@@ -733,29 +921,35 @@ class FileSystemChatStorage:
         stop: int | None,
     ) -> AsyncGenerator[bytes, None]:
         """Bytes `start` to `stop` (exclusive; None: to the end) of one opened version."""
+        await self._refuse_symlinked_dirs(path, chat_id)
         file = _OpenFile(path)
         lane = _Lane(self._workers)
         try:
-            try:
-                # opened once: a concurrent replace never mixes two versions
-                await lane.run(file.open_regular)
-            except OSError as exc:
-                raise _storage_error(exc, chat_id) from exc
             position = start
-            while stop is None or position < stop:
+            opened = False
+            while stop is None or position < stop or not opened:
                 size = (
                     self._chunk_bytes if stop is None else min(self._chunk_bytes, stop - position)
                 )
                 try:
-                    data = await lane.run(file.pread, size, position)
+                    if opened:
+                        data = await lane.run(file.pread, size, position)
+                    else:
+                        # opened once: a concurrent replace never mixes two versions
+                        last = stop is not None and position + size >= stop
+                        data = await lane.run(file.open_and_pread, size, position, last=last)
+                        opened = True
                 except OSError as exc:
                     raise _storage_error(exc, chat_id) from exc
                 if not data:
                     break
                 position += len(data)
                 yield data
+                if file.fd is None:  # closed by `open_and_pread`: that was all
+                    break
         finally:
-            await lane.finally_(file.close)
+            if file.fd is not None or not lane.idle():
+                await lane.finally_(file.close)
 
     # --- operations ------------------------------------------------------------------
 
@@ -767,7 +961,7 @@ class FileSystemChatStorage:
         return True
 
     def _probe(self) -> None:
-        path = self.staging_dir / f'probe-{uuid4().hex}'
+        path = self.staging_dir / f'probe-{self._new_token()}'
         fd = os.open(path, _CREATE_FLAGS, 0o600)
         try:
             _write_all(fd, b'probe')

@@ -8,15 +8,23 @@ from typing import TypedDict
 from fastapi import FastAPI
 
 from adapter.clock import SystemClock
+from adapter.file_maintenance import FileSystemMaintenance, OwnerLock
 from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
+from api.body import install_parsed_body_limit
 from api.container import Services, build_services
-from api.problems import Problem, install_problem_handlers
-from api.routers import chats, files, health, history, sandbox, workspace
+from api.drain import install_drain
+from api.gateway import install_identity_first
+from api.logs import ensure_logging
+from api.observability import install_observability
+from api.openapi_docs import finish_openapi
+from api.problems import install_problem_handlers
+from api.routers import chats, export, files, health, history, links, sandbox, workspace
 from api.settings import Settings, SettingsError, load_settings
 from repository.config import MetadataConfig
 from repository.factory import create_metadata_backend
-from usecase.interface import Clock, IdGenerator
+from usecase.interface import Clock, IdGenerator, Tracer
+from usecase.recover_storage import RecoverStorage
 
 logger = logging.getLogger('chat_storage')
 
@@ -49,6 +57,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     ids: IdGenerator | None = None,
+    tracer: Tracer | None = None,
 ) -> FastAPI:
     """Build the application; nothing connects until the lifespan starts."""
     if settings is None:
@@ -58,6 +67,7 @@ def create_app(
             # one clear line instead of a traceback, then stop
             raise SystemExit(f'chat-storage: {error}') from None
     resolved: Settings = settings
+    ensure_logging(resolved.log_level, resolved.log_format)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -65,7 +75,11 @@ def create_app(
         await backend.connect()
         try:
             await backend.migrate()
-            storage = FileSystemChatStorage(resolved.data_dir)
+            # registered before recovery: other starting processes see this one as alive
+            owner = OwnerLock(resolved.data_dir)
+            storage = FileSystemChatStorage(resolved.data_dir, owner=owner.owner)
+            maintenance = FileSystemMaintenance(resolved.data_dir, own_owner=owner.owner)
+            await RecoverStorage(backend.unit_of_work, maintenance)()
             services = build_services(
                 resolved, backend, storage, clock or SystemClock(), ids or UuidGenerator()
             )
@@ -74,6 +88,7 @@ def create_app(
                 yield {'services': services}
             finally:
                 await storage.close()
+                owner.release()
         finally:
             await backend.close()
 
@@ -93,24 +108,24 @@ def create_app(
         ],
     )
     install_problem_handlers(app)
-    for module in (workspace, chats, history, files, sandbox, health):
+    for module in (workspace, chats, history, files, links, export, sandbox, health):
         app.include_router(module.router)
+    install_parsed_body_limit(app)
+    install_identity_first(app, resolved.gateway_token)
+    install_observability(app, tracer=tracer, settings=resolved)
+    # outermost: unread bodies of early refusals are read so that the answer arrives
+    install_drain(app)
     _register_problem_schema(app)
     return app
 
 
 def _register_problem_schema(app: FastAPI) -> None:
-    """Put the shared `Problem` schema into the OpenAPI components."""
+    """Finish the generated OpenAPI document (shared `Problem` schema, gateway header)."""
     original = app.openapi
 
     def openapi() -> dict[str, object]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        schema = original()
-        components = schema.setdefault('components', {}).setdefault('schemas', {})
-        components.setdefault(
-            'Problem', Problem.model_json_schema(ref_template='#/components/schemas/{model}')
-        )
-        return schema
+        return finish_openapi(original())
 
     app.openapi = openapi  # type: ignore[method-assign]

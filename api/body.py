@@ -1,10 +1,20 @@
-"""Request bodies as streams."""
+"""Request bodies: streams for content, a size limit for bodies parsed in memory."""
 
+import re
 from collections.abc import AsyncIterator
 
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.drain import mark_content_body
 from api.problems import validation_problem
+
+# JSON bodies are small documents ({"title": …}, {"ttl_seconds": …}); FastAPI reads them
+# whole into memory before validating, so a larger one is refused with 413 as it arrives
+MAX_PARSED_BODY_BYTES = 64 * 1024
 
 
 def declared_length(request: Request) -> int | None:
@@ -18,4 +28,63 @@ def declared_length(request: Request) -> int | None:
 
 
 def body_stream(request: Request) -> AsyncIterator[bytes]:
+    mark_content_body(request.scope)  # a refused upload's rest is read (api/drain.py)
     return request.stream()
+
+
+class ParsedBodyLimit:
+    """ASGI middleware: the body of a route that FastAPI parses whole is bounded.
+
+    Those are the routes with a body model (JSON); content routes stream their body with
+    limits of their own and have none, so they are left alone, and a route added later
+    is covered without a change here. A larger body is `413 request_too_large`: refused
+    unread when its `Content-Length` says so, else as soon as the count passes the limit
+    (raised from `receive`, so FastAPI hands it to the problem handlers).
+    """
+
+    def __init__(self, app: ASGIApp, *, owner: FastAPI, max_bytes: int) -> None:
+        self.app = app
+        self._owner = owner
+        self._max_bytes = max_bytes
+        self._bounded: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _is_bounded(self, scope: Scope) -> bool:
+        if self._bounded is None:
+            # the routes are complete once the first request arrives
+            self._bounded = [
+                (context.path_regex, frozenset(context.methods or ()))
+                for context in iter_route_contexts(self._owner.routes)
+                if isinstance(context.original_route, APIRoute)
+                and context.original_route.body_field is not None
+            ]
+        path, method = scope['path'], scope['method']
+        return any(method in methods and regex.match(path) for regex, methods in self._bounded)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope['type'] != 'http' or not self._is_bounded(scope):
+            await self.app(scope, receive, send)
+            return
+        max_bytes = self._max_bytes
+        declared = Headers(scope=scope).get('content-length')
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(max_bytes)
+            message = await receive()
+            if message['type'] == 'http.request':
+                received += len(message.get('body', b''))
+                if received > max_bytes:
+                    raise _too_large(max_bytes)
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+
+def _too_large(max_bytes: int) -> StarletteHTTPException:
+    return StarletteHTTPException(413, f'This request body may have at most {max_bytes} bytes.')
+
+
+def install_parsed_body_limit(app: FastAPI, max_bytes: int = MAX_PARSED_BODY_BYTES) -> None:
+    app.add_middleware(ParsedBodyLimit, owner=app, max_bytes=max_bytes)

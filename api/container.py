@@ -9,6 +9,7 @@ from usecase.delete_attachment import ClearAttachments, DeleteAttachment
 from usecase.delete_chat import DeleteChat
 from usecase.delete_workspace import DeleteWorkspace
 from usecase.ensure_workspace import EnsureWorkspace
+from usecase.export_chat import ExportChat
 from usecase.get_attachment import GetAttachment, ReadAttachment
 from usecase.get_chat import GetChat
 from usecase.get_workspace import GetWorkspace, GetWorkspaceUsage
@@ -17,7 +18,13 @@ from usecase.list_attachments import ListAttachments
 from usecase.list_chats import ListChats
 from usecase.read_history import ReadHistory
 from usecase.rename_chat import RenameChat
-from usecase.sandbox_session import EndSandboxSession, GetSandboxSession, StartSandboxSession
+from usecase.sandbox_session import (
+    CountActiveSandboxSessions,
+    EndSandboxSession,
+    GetSandboxSession,
+    StartSandboxSession,
+)
+from usecase.signed_link import CreateDownloadLink, OpenLinkedAttachment
 from usecase.upload_attachment import UploadAttachment
 from usecase.write_history import WriteHistory
 
@@ -44,11 +51,16 @@ class Services:
     list_attachments: ListAttachments
     get_attachment: GetAttachment
     read_attachment: ReadAttachment
+    export_chat: ExportChat
+    # None when links are off (no STORAGE_LINK_SECRET)
+    create_download_link: CreateDownloadLink | None
+    open_linked_attachment: OpenLinkedAttachment
     delete_attachment: DeleteAttachment
     clear_attachments: ClearAttachments
     start_sandbox_session: StartSandboxSession
     get_sandbox_session: GetSandboxSession
     end_sandbox_session: EndSandboxSession
+    count_active_sandbox_sessions: CountActiveSandboxSessions
 
 
 def build_services(
@@ -60,6 +72,9 @@ def build_services(
 ) -> Services:
     uow = backend.unit_of_work
     max_file = settings.max_file_bytes
+    # an empty secret is no secret: links stay off
+    secret_text = settings.link_secret.get_secret_value() if settings.link_secret else ''
+    link_secret = secret_text.encode() or None
     return Services(
         settings=settings,
         backend=backend,
@@ -81,9 +96,15 @@ def build_services(
         list_attachments=ListAttachments(uow),
         get_attachment=GetAttachment(uow),
         read_attachment=ReadAttachment(uow, storage),
+        export_chat=ExportChat(uow, storage),
+        create_download_link=(
+            None if link_secret is None else CreateDownloadLink(uow, clock, link_secret)
+        ),
+        open_linked_attachment=OpenLinkedAttachment(uow, storage, clock, link_secret),
         delete_attachment=DeleteAttachment(uow, storage, clock),
         clear_attachments=ClearAttachments(uow, storage, clock),
         start_sandbox_session=StartSandboxSession(uow, clock, ids),
         get_sandbox_session=GetSandboxSession(uow, clock),
         end_sandbox_session=EndSandboxSession(uow),
+        count_active_sandbox_sessions=CountActiveSandboxSessions(uow, clock),
     )

@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import UUID
 
@@ -26,13 +26,23 @@ def decode_cursor(cursor: str | None) -> PageKey | None:
         return None
     try:
         padded = cursor + '=' * (-len(cursor) % 4)
-        created_at, item_id = json.loads(base64.urlsafe_b64decode(padded.encode('ascii')))
-        key = PageKey(datetime.fromisoformat(created_at), UUID(item_id))
-    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
+        return _page_key(json.loads(base64.urlsafe_b64decode(padded.encode('ascii'))))
+    except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError):
         raise validation_problem(['query', 'cursor'], 'not a cursor of this list') from None
-    if key.created_at.tzinfo is None:
-        raise validation_problem(['query', 'cursor'], 'not a cursor of this list')
-    return key
+
+
+def _page_key(decoded: object) -> PageKey:
+    """Exactly what `encode_cursor` writes: two strings, an aware time and a UUID."""
+    if not isinstance(decoded, list) or len(decoded) != 2:  # noqa: PLR2004
+        raise TypeError('not a pair')
+    created_text, item_text = decoded
+    if not isinstance(created_text, str) or not isinstance(item_text, str):
+        raise TypeError('not two strings')
+    created_at = datetime.fromisoformat(created_text)
+    if created_at.tzinfo is None:
+        raise ValueError('naive time')
+    # a far offset near year 1 or 9999 cannot be converted: refused here, not in a query
+    return PageKey(created_at.astimezone(UTC), UUID(item_text))
 
 
 def quote_etag(opaque: str) -> str:

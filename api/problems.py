@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from types import SimpleNamespace
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -35,6 +36,8 @@ from domain.error import (
 logger = logging.getLogger('chat_storage.errors')
 
 PROBLEM_MEDIA_TYPE = 'application/problem+json'
+# where a problem response leaves its code for the metrics middleware (api/observability.py)
+PROBLEM_CODE_SCOPE_KEY = 'chat_storage.problem_code'
 
 
 class ApiProblem(Exception):  # noqa: N818 - it is a problem, raised as one
@@ -167,14 +170,16 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            'example': {
-                'type': '/problems/chat-not-found',
-                'title': 'Chat not found',
-                'status': 404,
-                'detail': 'No chat with id 3f1c… here.',
-                'instance': '/v1/chats/3f1c…',
-                'code': 'chat_not_found',
-            }
+            'examples': [
+                {
+                    'type': '/problems/chat-not-found',
+                    'title': 'Chat not found',
+                    'status': 404,
+                    'detail': 'No chat with id 3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f here.',
+                    'instance': '/v1/chats/3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f',
+                    'code': 'chat_not_found',
+                }
+            ]
         }
     )
 
@@ -209,6 +214,7 @@ def problem_response(
     }
     if errors is not None:
         body['errors'] = list(errors)
+    request.scope[PROBLEM_CODE_SCOPE_KEY] = code
     return JSONResponse(
         {k: v for k, v in body.items() if v is not None},
         status_code=status,
@@ -273,11 +279,23 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-_HTTP_CODES = {404: 'not_found', 405: 'method_not_allowed'}
+_HTTP_CODES = {404: 'not_found', 405: 'method_not_allowed', 413: 'request_too_large'}
+
+
+# FastAPI's 400 for a JSON body it cannot decode at all (e.g. bytes that are not UTF-8);
+# any malformed input is a 422 validation_error by the contract
+_UNDECODABLE_BODY = (400, 'There was an error parsing the body')
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     error = cast('StarletteHTTPException', exc)
+    if (error.status_code, error.detail) == _UNDECODABLE_BODY:
+        return await _validation_error(
+            request,
+            RequestValidationError(
+                [{'loc': ('body',), 'msg': 'The body is not valid JSON', 'type': 'json_invalid'}]
+            ),
+        )
     code = _HTTP_CODES.get(error.status_code, 'http_error')
     return problem_response(
         request,
@@ -309,13 +327,123 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each listed status documented with the problem schema."""
+# problems raised by the HTTP layer itself (ApiProblem, validation, Starlette); with the
+# domain table above, the codes the OpenAPI document shows examples of
+HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
+    'unauthenticated': ProblemType(
+        401, HTTPStatus(401).phrase, lambda _: 'The X-User-Id header is required.'
+    ),
+    'not_found': ProblemType(404, HTTPStatus(404).phrase, lambda _: 'No such route.'),
+    'request_too_large': ProblemType(
+        413, HTTPStatus(413).phrase, lambda _: 'This request body may have at most 65536 bytes.'
+    ),
+    'unsupported_media_type': ProblemType(
+        415,
+        HTTPStatus(415).phrase,
+        lambda _: 'This route takes multipart/form-data with one part named "file".',
+    ),
+    'range_not_satisfiable': ProblemType(
+        416,
+        HTTPStatus(416).phrase,
+        lambda _: 'The file has 52113 bytes; the range asked for lies outside it.',
+    ),
+    'validation_error': ProblemType(
+        422, 'Validation error', lambda _: 'The request is not valid; see errors.'
+    ),
+    'internal_error': INTERNAL_ERROR,
+}
+# codes documented only where a route names them: every route exists, so `not_found` is
+# never the 404 of a route unless it says so; only JSON bodies are `request_too_large`
+_ONLY_WHEN_NAMED = frozenset({'not_found', 'request_too_large'})
+
+_EXAMPLE_CHAT_ID = '3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f'
+_EXAMPLE_FILE_ID = '7e8f9a0b-1c2d-4e3f-9a4b-5c6d7e8f9a0b'
+# what the detail templates read from an error, with realistic values
+_EXAMPLE_ERROR = SimpleNamespace(
+    chat_id=_EXAMPLE_CHAT_ID,
+    file_id=_EXAMPLE_FILE_ID,
+    max_bytes=104_857_600,
+    quota_bytes=1_073_741_824,
+    reason='path_separator',
+)
+_EXAMPLE_INSTANCES = {
+    'unauthenticated': '/v1/chats',
+    'workspace_not_found': '/v1/workspace',
+    'chat_file_not_found': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/{_EXAMPLE_FILE_ID}',
+    'range_not_satisfiable': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/{_EXAMPLE_FILE_ID}/content',
+    'invalid_link': f'/links/{_EXAMPLE_FILE_ID}',
+    'precondition_failed': f'/v1/chats/{_EXAMPLE_CHAT_ID}/history',
+    'invalid_history_encoding': f'/v1/chats/{_EXAMPLE_CHAT_ID}/history',
+    'file_too_large': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/by-name/video.mp4',
+    'workspace_quota_exceeded': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/by-name/video.mp4',
+    'invalid_attachment_name': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
+    'reserved_attachment_name': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/by-name/history.md',
+    'unsupported_media_type': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
+    'insufficient_storage': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
+    'sandbox_already_active': f'/v1/chats/{_EXAMPLE_CHAT_ID}/sandbox',
+    'sandbox_session_not_found': f'/v1/chats/{_EXAMPLE_CHAT_ID}/sandbox',
+    'service_unavailable': '/v1/chats',
+}
+
+
+def _all_problem_types() -> dict[str, ProblemType]:
+    return {cls.code: kind for cls, kind in PROBLEM_TYPES.items()} | HTTP_PROBLEM_TYPES
+
+
+def problem_example(code: str) -> dict[str, Any]:
+    """A realistic problem body of that code, as the handlers above would write it."""
+    kind = _all_problem_types()[code]
+    body: dict[str, Any] = {
+        'type': f'/problems/{code.replace("_", "-")}',
+        'title': kind.title,
+        'status': kind.status,
+        'detail': kind.detail(_EXAMPLE_ERROR),
+        'instance': _EXAMPLE_INSTANCES.get(code, f'/v1/chats/{_EXAMPLE_CHAT_ID}'),
+        'code': code,
+    }
+    if code == 'validation_error':
+        body['errors'] = [
+            {
+                'loc': ['query', 'limit'],
+                'msg': 'Input should be less than or equal to 200',
+                'type': 'less_than_equal',
+            }
+        ]
+    return body
+
+
+def _described(status: int, codes: Sequence[str]) -> str:
+    phrase = HTTPStatus(status).phrase
+    return f'{phrase}: ' + ', '.join(f'`{code}`' for code in codes) if codes else phrase
+
+
+def problem_responses(*statuses_or_codes: int | str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each problem status with the shared `Problem` schema.
+
+    An int documents that status with an example of every code it may carry; a str (a
+    code) documents just that code under its status, e.g. `problem_responses(401,
+    'chat_not_found')`.
+    """
+    kinds = _all_problem_types()
+    codes_by_status: dict[int, list[str]] = {}
+    for item in statuses_or_codes:
+        if isinstance(item, str):
+            codes_by_status.setdefault(kinds[item].status, []).append(item)
+            continue
+        named = [c for c, k in kinds.items() if k.status == item and c not in _ONLY_WHEN_NAMED]
+        codes_by_status.setdefault(item, []).extend(named)
     return {
         status: {
-            'model': Problem,
-            'description': HTTPStatus(status).phrase,
-            'content': {PROBLEM_MEDIA_TYPE: {'schema': {'$ref': '#/components/schemas/Problem'}}},
+            'description': _described(status, codes),
+            'content': {
+                PROBLEM_MEDIA_TYPE: {
+                    'schema': {'$ref': '#/components/schemas/Problem'},
+                    'examples': {
+                        code: {'summary': kinds[code].title, 'value': problem_example(code)}
+                        for code in codes
+                    },
+                }
+            },
         }
-        for status in statuses
+        for status, codes in codes_by_status.items()
     }

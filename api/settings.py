@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     link_secret: SecretStr | None = None
     host: str = '127.0.0.1'
     port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal['debug', 'info', 'warning', 'error'] = 'info'
+    log_format: Literal['json', 'text'] = 'json'
+    tracing: Literal['off', 'otel'] = 'off'
 
     @model_validator(mode='after')
     def _postgres_needs_dsn(self) -> 'Settings':

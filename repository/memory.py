@@ -6,6 +6,7 @@ from typing import Self
 
 from repository.chat import InMemoryChatRepository
 from repository.chat_file import InMemoryChatFileRepository
+from repository.idempotency_key import InMemoryIdempotencyKeyRepository
 from repository.memory_store import MemoryStore
 from repository.sandbox_session import InMemorySandboxSessionRepository
 from repository.workspace import InMemoryWorkspaceRepository
@@ -33,6 +34,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.chats = InMemoryChatRepository(store, writable=self._write)
         self.chat_files = InMemoryChatFileRepository(store, writable=self._write)
         self.sandbox_sessions = InMemorySandboxSessionRepository(store, writable=self._write)
+        self.idempotency_keys = InMemoryIdempotencyKeyRepository(store, writable=self._write)
 
     async def __aenter__(self) -> Self:
         if self._entered:

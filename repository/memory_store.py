@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from domain.chat import Chat, ChatFile
+from domain.idempotency import IdempotencyRecord
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 from repository.common import ReadOnlyUnitOfWorkError
@@ -19,6 +20,7 @@ class MemoryStore:
     chat_files: dict[UUID, ChatFile] = field(default_factory=dict)
     file_id_by_chat_and_name: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
     sandbox_sessions: dict[UUID, SandboxSession] = field(default_factory=dict)
+    idempotency_keys: dict[tuple[UUID, str], IdempotencyRecord] = field(default_factory=dict)
 
     def copy(self) -> 'MemoryStore':
         return MemoryStore(
@@ -28,6 +30,7 @@ class MemoryStore:
             chat_files=dict(self.chat_files),
             file_id_by_chat_and_name=dict(self.file_id_by_chat_and_name),
             sandbox_sessions=dict(self.sandbox_sessions),
+            idempotency_keys=dict(self.idempotency_keys),
         )
 
     def load(self, other: 'MemoryStore') -> None:
@@ -39,6 +42,7 @@ class MemoryStore:
         self.chat_files = copied.chat_files
         self.file_id_by_chat_and_name = copied.file_id_by_chat_and_name
         self.sandbox_sessions = copied.sandbox_sessions
+        self.idempotency_keys = copied.idempotency_keys
 
 
 class MemoryRepository:

@@ -22,6 +22,9 @@ class InMemorySandboxSessionRepository(MemoryRepository, SandboxSessionRepositor
             for session in self._store.sandbox_sessions.values()
         )
 
+    async def count_active(self, now: datetime) -> int:
+        return sum(s.is_active(now) for s in self._store.sandbox_sessions.values())
+
     async def save(self, session: SandboxSession) -> None:
         self._for_write().sandbox_sessions[session.chat_id] = session
 

@@ -1,7 +1,9 @@
 from dataclasses import replace
 from uuid import UUID
 
+from domain.page import PageKey
 from domain.workspace import Workspace
+from repository.common import keyset_page
 from repository.memory_store import MemoryRepository
 from usecase.interface import WorkspaceRepository
 
@@ -58,3 +60,16 @@ class InMemoryWorkspaceRepository(MemoryRepository, WorkspaceRepository):
             workspace_id
         ):
             del store.workspace_id_by_user_id[workspace.user_id]
+
+    async def list_all(
+        self,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[Workspace]:
+        return keyset_page(
+            self._store.workspaces.values(),
+            lambda w: (w.created_at, w.workspace_id),
+            limit=limit,
+            after=after,
+        )

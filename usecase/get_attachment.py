@@ -6,7 +6,13 @@ from domain.chat import Chat, ChatFile
 from domain.content import ByteRange
 from domain.error import ChatFileNotFoundError
 from usecase.common import owned_chat
-from usecase.interface import ChatStorage, UnitOfWork, UnitOfWorkFactory
+from usecase.interface import (
+    ChatStorage,
+    SendableAttachments,
+    SendableFile,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 
 async def owned_file(
@@ -46,6 +52,18 @@ class AttachmentContent:
     def open(self, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
         """The file's bytes, or the given range of them, in chunks."""
         return self.storage.read_attachment(self.chat, self.chat_file.name, byte_range)
+
+    async def sendable(self) -> SendableFile | None:
+        """The whole file under a private path to send by path, when the storage can make
+        one and it holds the size the record says; else None (stream it with `open`)."""
+        if not isinstance(self.storage, SendableAttachments):
+            return None
+        sendable = await self.storage.sendable_attachment(self.chat, self.chat_file.name)
+        if sendable is not None and sendable.size_bytes != self.chat_file.size_bytes:
+            # not the committed version (a swap in flight, or changed in place): stream it
+            await sendable.release(sent=False)
+            return None
+        return sendable
 
 
 class ReadAttachment:

@@ -4,15 +4,18 @@ Repositories and storage are implemented in `repository` and `adapter`; use case
 only these protocols. Every metadata call happens inside a `UnitOfWork`.
 """
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, TypeAlias
+from typing import Protocol, Self, TypeAlias, runtime_checkable
 from uuid import UUID
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.content import ByteRange, StagedContent
+from domain.idempotency import IdempotencyRecord
 from domain.page import PageKey
+from domain.recovery import ChatDirectory, Leftover, PendingChange, StoredEntry
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 
@@ -45,6 +48,15 @@ class WorkspaceRepository(Protocol):
 
     async def delete(self, workspace_id: UUID) -> None:
         """Remove the workspace row (its chats are removed by their repository)."""
+        ...
+
+    async def list_all(
+        self,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[Workspace]:
+        """Every workspace by `created_at`, then `workspace_id`, strictly after `after`."""
         ...
 
 
@@ -129,6 +141,10 @@ class SandboxSessionRepository(Protocol):
         """Whether any chat of the workspace has a session not expired at `now`."""
         ...
 
+    async def count_active(self, now: datetime) -> int:
+        """How many sessions of all workspaces have not expired at `now` (for metrics)."""
+        ...
+
     async def save(self, session: SandboxSession) -> None:
         """Insert or replace the chat's one session (keyed by `chat_id`)."""
         ...
@@ -142,6 +158,29 @@ class SandboxSessionRepository(Protocol):
         ...
 
 
+class IdempotencyKeyRepository(Protocol):
+    """Each user's `Idempotency-Key`s with the fingerprint and the answer of their request."""
+
+    async def get(self, user_id: UUID, key: str) -> IdempotencyRecord | None:
+        """The user's record of `key`, expired or not, or None."""
+        ...
+
+    async def add(self, record: IdempotencyRecord, *, expiry_cutoff: datetime) -> bool:
+        """Insert unless the user holds the key already; True when inserted.
+
+        A record of the key created at or before `expiry_cutoff` is expired: it is
+        replaced. A live one is kept and nothing changes (False).
+        """
+        ...
+
+    async def delete_expired(self, expiry_cutoff: datetime, *, limit: int) -> int:
+        """Delete up to `limit` records created at or before `expiry_cutoff`; how many went.
+
+        Rows another transaction is deleting are skipped, never waited for.
+        """
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over all repositories; leaving the block without commit rolls back."""
 
@@ -149,6 +188,7 @@ class UnitOfWork(Protocol):
     chats: ChatRepository
     chat_files: ChatFileRepository
     sandbox_sessions: SandboxSessionRepository
+    idempotency_keys: IdempotencyKeyRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -287,6 +327,86 @@ class ChatStorage(Protocol):
         ...
 
 
+class SendableFile(Protocol):
+    """A path naming one opened version of a stored file, for a server that sends files by
+    path; valid until released."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    async def release(self, *, sent: bool = True) -> None:
+        """Free the path: once the server holds the file when it was `sent`, else now."""
+        ...
+
+
+@runtime_checkable
+class SendableAttachments(Protocol):
+    """A `ChatStorage` that can name an attachment's bytes by a path no sandbox can change."""
+
+    async def sendable_attachment(
+        self, chat: Chat, name: ChatAttachmentName
+    ) -> SendableFile | None:
+        """The file as it is now, under a path that names only it; None when there is none.
+
+        Raises what `read_attachment` raises when the file is missing or not a regular file.
+        """
+        ...
+
+
+class StorageMaintenance(Protocol):
+    """Inspection and repair of the data directory: start-up recovery and `fsck` (ADR 016).
+
+    Entries a live process may still own are never touched: `alone` (yielded by
+    `exclusive`) says that no other process uses the data directory.
+    """
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        """Hold the maintenance lock of the data directory; yields `alone`."""
+        ...
+
+    async def sweep(self, *, alone: bool) -> int:
+        """Remove staging and trash entries of dead processes that no pending change needs.
+
+        Returns how many entries were removed.
+        """
+        ...
+
+    async def pending_changes(self, *, alone: bool) -> list[PendingChange]:
+        """Unsettled changes of dead processes, newest first."""
+        ...
+
+    async def settle(self, change: PendingChange, *, committed: bool) -> None:
+        """Drop the change's backup (committed) or put the disk back as it was (not)."""
+        ...
+
+    async def leftovers(self) -> list[Leftover]:
+        """Every entry of the staging and trash areas."""
+        ...
+
+    async def chat_directories(self) -> list[ChatDirectory]:
+        """Every chat directory on disk."""
+        ...
+
+    async def chat_entries(self, directory: ChatDirectory) -> list[StoredEntry] | None:
+        """The entries of a chat directory; None when the directory does not exist."""
+        ...
+
+    async def file_sha256(self, directory: ChatDirectory, name: str) -> str | None:
+        """sha256 of a regular file of the chat directory; None when there is none."""
+        ...
+
+    async def cut_history(self, directory: ChatDirectory, history_bytes: int) -> bool:
+        """Truncate `history.md` to its committed length; True when a tail was cut."""
+        ...
+
+    async def remove_if_empty(self, directory: ChatDirectory) -> bool:
+        """Remove a chat directory holding nothing but an empty `history.md`; True if removed."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
@@ -296,4 +416,29 @@ class Clock(Protocol):
 class IdGenerator(Protocol):
     def new(self) -> UUID:
         """A new unique id."""
+        ...
+
+
+TraceValue: TypeAlias = str | int | float | bool
+
+
+class Span(Protocol):
+    """One timed operation of a trace."""
+
+    def set_attribute(self, key: str, value: TraceValue) -> None:
+        """Attach a fact to the span (never user content or secrets)."""
+        ...
+
+    def update_name(self, name: str) -> None:
+        """Rename the span once its operation is known (a route template, say)."""
+        ...
+
+
+class Tracer(Protocol):
+    """Starts spans; the default does nothing and costs nothing."""
+
+    def span(
+        self, name: str, *, carrier: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[Span]:
+        """A span around the block; `carrier` holds propagated context (`traceparent`)."""
         ...

@@ -79,3 +79,15 @@ class EndSandboxSession:
             await owned_chat(uow, user_id, chat_id, for_update=True)
             await uow.sandbox_sessions.delete_by_chat_id(chat_id)
             await uow.commit()
+
+
+class CountActiveSandboxSessions:
+    """How many sandbox sessions of all workspaces are active now (a metric, not per user)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self) -> int:
+        async with self._uow(write=False) as uow:
+            return await uow.sandbox_sessions.count_active(self._clock.now())

@@ -5,11 +5,20 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from api.dependencies import ServicesDep, UserIdDep
 from api.http import decode_cursor, encode_cursor
+from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
+from api.openapi_docs import CHAT_CREATE_EXAMPLES, CHAT_UPDATE_EXAMPLES, LOCATION
 from api.problems import problem_responses
 from api.schemas import ChatCreate, ChatOut, ChatPage, ChatUpdate
+from domain.chat import Chat
+from domain.idempotency import RecordedResponse
 from domain.page import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, MIN_PAGE_LIMIT
 
-router = APIRouter(prefix='/v1/chats', tags=['chats'], responses=problem_responses(401, 422))
+router = APIRouter(
+    prefix='/v1/chats',
+    tags=['chats'],
+    responses=problem_responses(401, 'validation_error', 500, 503),
+)
+_NOT_FOUND = problem_responses('workspace_not_found', 'chat_not_found')
 
 Limit = Annotated[
     int,
@@ -26,26 +35,42 @@ Cursor = Annotated[
     summary='Create a chat',
     description='Creates the chat directory with an empty `history.md`. The body may be empty.',
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(404),
+    response_model=ChatOut,
+    responses={
+        201: {'description': 'Created', 'headers': {'Location': LOCATION}},
+        **problem_responses(
+            'workspace_not_found', 'validation_error', 'idempotency_key_reused', 'request_too_large'
+        ),
+    },
 )
 async def create_chat(
     user_id: UserIdDep,
     services: ServicesDep,
     request: Request,
     response: Response,
-    body: Annotated[ChatCreate | None, Body()] = None,
-) -> ChatOut:
-    chat = await services.create_chat(user_id, body.title if body else None)
-    response.headers['Location'] = str(request.url_for('get_chat', chat_id=chat.chat_id).path)
-    return ChatOut.of(chat)
+    body: Annotated[ChatCreate | None, Body(openapi_examples=CHAT_CREATE_EXAMPLES)] = None,
+    idempotency_key: IdempotencyKeyDep = None,
+) -> ChatOut | Response:
+    title = body.title if body else None
+
+    def created(chat: Chat, response: Response) -> ChatOut:
+        response.headers['Location'] = str(request.url_for('get_chat', chat_id=chat.chat_id).path)
+        return ChatOut.of(chat)
+
+    idempotency = idempotency_request(idempotency_key, request, {'title': title}, created)
+    result = await services.create_chat(user_id, title, idempotency=idempotency)
+    if isinstance(result, RecordedResponse):
+        return replayed(result)
+    return created(result, response)
 
 
 @router.get(
     '',
     summary="List the caller's chats",
     description='Ordered by `created_at`, then `chat_id`; every chat appears exactly once '
-    'while paging, even as chats are created or deleted between pages.',
-    responses=problem_responses(404),
+    'while paging, even as chats are created or deleted between pages. Pass `next_cursor` '
+    'back as `cursor` until it is `null`.',
+    responses=problem_responses('workspace_not_found'),
 )
 async def list_chats(
     user_id: UserIdDep,
@@ -62,7 +87,9 @@ async def list_chats(
 @router.get(
     '/{chat_id}',
     summary='One chat',
-    responses=problem_responses(404),
+    description="The chat with its `history_bytes` and `file_count`. Another user's chat is "
+    '`404 chat_not_found`, exactly like a missing one.',
+    responses=_NOT_FOUND,
 )
 async def get_chat(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> ChatOut:
     return ChatOut.of(await services.get_chat(user_id, chat_id))
@@ -71,10 +98,15 @@ async def get_chat(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> 
 @router.patch(
     '/{chat_id}',
     summary='Rename a chat',
-    responses=problem_responses(404),
+    description='Sets the title (at most 200 characters); `null` removes it. `updated_at` '
+    'moves on.',
+    responses={**_NOT_FOUND, **problem_responses('request_too_large')},
 )
 async def rename_chat(
-    user_id: UserIdDep, services: ServicesDep, chat_id: UUID, body: ChatUpdate
+    user_id: UserIdDep,
+    services: ServicesDep,
+    chat_id: UUID,
+    body: Annotated[ChatUpdate, Body(openapi_examples=CHAT_UPDATE_EXAMPLES)],
 ) -> ChatOut:
     return ChatOut.of(await services.rename_chat(user_id, chat_id, body.title))
 
@@ -82,8 +114,15 @@ async def rename_chat(
 @router.delete(
     '/{chat_id}',
     summary='Delete a chat with its history and files',
+    description='Removes the chat directory, `history.md` and every attachment, and frees '
+    'their bytes from the quota. `409 chat_has_active_sandbox` while a sandbox session is '
+    'active.',
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(404, 409),
+    responses={
+        204: {'description': 'Deleted'},
+        **_NOT_FOUND,
+        **problem_responses('chat_has_active_sandbox'),
+    },
 )
 async def delete_chat(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> Response:
     await services.delete_chat(user_id, chat_id)

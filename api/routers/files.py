@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -6,58 +6,50 @@ from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, declared_length
 from api.dependencies import ServicesDep, UserIdDep
-from api.http import (
-    content_disposition,
-    decode_cursor,
-    encode_cursor,
-    not_modified,
-    parse_range,
-    primed,
-    quote_etag,
-)
+from api.download import attachment_response
+from api.http import decode_cursor, encode_cursor
+from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.multipart import MultipartUpload, multipart_boundary
+from api.openapi_docs import DOWNLOAD_RESPONSES, LOCATION, MULTIPART_BODY, RAW_BODY
 from api.problems import problem_responses
 from api.routers.chats import Cursor, Limit
 from api.routing import ANYTHING
 from api.schemas import ChatFileOut, ChatFilePage
+from domain.idempotency import RecordedResponse
 from domain.page import DEFAULT_PAGE_LIMIT
+from usecase.idempotency import IdempotencyRequest
 from usecase.upload_attachment import UploadedAttachment
 
 router = APIRouter(
     prefix='/v1/chats/{chat_id}/files',
     tags=['files'],
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(
+        401,
+        'validation_error',
+        500,
+        503,
+        'workspace_not_found',
+        'chat_not_found',
+        'chat_file_not_found',
+    ),
 )
-
-DEFAULT_CONTENT_TYPE = 'application/octet-stream'
-# stored bytes are never rendered as a page: no scripts, no plugins, sandboxed
-CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
-
-_MULTIPART_BODY = {
-    'requestBody': {
-        'required': True,
-        'content': {
-            'multipart/form-data': {
-                'schema': {
-                    'type': 'object',
-                    'required': ['file'],
-                    'properties': {
-                        'name': {
-                            'type': 'string',
-                            'description': 'File name to store under; must come before `file`',
-                        },
-                        'file': {'type': 'string', 'format': 'binary'},
-                    },
-                },
-            }
-        },
-    }
-}
-_RAW_BODY = {
-    'requestBody': {
-        'required': True,
-        'content': {'*/*': {'schema': {'type': 'string', 'format': 'binary'}}},
-    }
+_CHAT_NOT_FOUND = problem_responses('workspace_not_found', 'chat_not_found')
+_UPLOADED: dict[int | str, dict[str, Any]] = {
+    201: {'description': 'Stored as a new file', 'headers': {'Location': LOCATION}},
+    200: {
+        'model': ChatFileOut,
+        'description': 'Replaced a file of the same name (new `file_id`)',
+        'headers': {'Location': LOCATION},
+    },
+    **_CHAT_NOT_FOUND,
+    **problem_responses(
+        413,
+        'invalid_attachment_name',
+        'reserved_attachment_name',
+        'idempotency_key_reused',
+        'validation_error',
+        'insufficient_storage',
+    ),
 }
 
 
@@ -70,6 +62,23 @@ def _created(uploaded: UploadedAttachment, request: Request, response: Response)
     return ChatFileOut.of(chat_file)
 
 
+def _idempotency(
+    key: str | None, request: Request, body: dict[str, str | None]
+) -> IdempotencyRequest[UploadedAttachment] | None:
+    """The upload's `Idempotency-Key` request; the use case mixes in the content's sha256."""
+    return idempotency_request(
+        key, request, body, lambda uploaded, response: _created(uploaded, request, response)
+    )
+
+
+def _answer(
+    result: UploadedAttachment | RecordedResponse, request: Request, response: Response
+) -> ChatFileOut | Response:
+    if isinstance(result, RecordedResponse):
+        return replayed(result)
+    return _created(result, request, response)
+
+
 @router.post(
     '',
     summary='Upload a file (multipart)',
@@ -77,11 +86,9 @@ def _created(uploaded: UploadedAttachment, request: Request, response: Response)
     "`file`) or the part's filename. A file of the same name is replaced (new `file_id`); "
     'until the upload is committed the old one stays readable.',
     status_code=status.HTTP_201_CREATED,
-    responses={
-        200: {'model': ChatFileOut, 'description': 'Replaced a file of the same name'},
-        **problem_responses(413, 415, 507),
-    },
-    openapi_extra=_MULTIPART_BODY,
+    responses={**_UPLOADED, **problem_responses('unsupported_media_type')},
+    openapi_extra=MULTIPART_BODY,
+    response_model=ChatFileOut,
 )
 async def upload_multipart(
     user_id: UserIdDep,
@@ -89,19 +96,24 @@ async def upload_multipart(
     chat_id: UUID,
     request: Request,
     response: Response,
-) -> ChatFileOut:
+    idempotency_key: IdempotencyKeyDep = None,
+) -> ChatFileOut | Response:
     form = MultipartUpload(
         body_stream(request), multipart_boundary(request.headers.get('content-type'))
     )
     file_part = await form.read_until_file()
-    uploaded = await services.upload_attachment(
+    name = form.name_field if form.name_field is not None else file_part.filename or ''
+    result = await services.upload_attachment(
         user_id,
         chat_id,
-        form.name_field if form.name_field is not None else file_part.filename or '',
+        name,
         file_part.content_type,
         form.file_chunks(),
+        idempotency=_idempotency(
+            idempotency_key, request, {'name': name, 'content_type': file_part.content_type}
+        ),
     )
-    return _created(uploaded, request, response)
+    return _answer(result, request, response)
 
 
 @router.put(
@@ -110,11 +122,9 @@ async def upload_multipart(
     description='The raw body is the content and `Content-Type` is stored as given. `201` '
     'when new, `200` when it replaced a file of that name.',
     status_code=status.HTTP_201_CREATED,
-    responses={
-        200: {'model': ChatFileOut, 'description': 'Replaced a file of the same name'},
-        **problem_responses(413, 507),
-    },
-    openapi_extra=_RAW_BODY,
+    responses=_UPLOADED,
+    openapi_extra=RAW_BODY,
+    response_model=ChatFileOut,
 )
 async def upload_raw(
     user_id: UserIdDep,
@@ -123,22 +133,27 @@ async def upload_raw(
     name: str,
     request: Request,
     response: Response,
-) -> ChatFileOut:
-    uploaded = await services.upload_attachment(
+    idempotency_key: IdempotencyKeyDep = None,
+) -> ChatFileOut | Response:
+    content_type = request.headers.get('content-type')
+    result = await services.upload_attachment(
         user_id,
         chat_id,
         name,
-        request.headers.get('content-type'),
+        content_type,
         body_stream(request),
         declared_size=declared_length(request),
+        idempotency=_idempotency(idempotency_key, request, {'content_type': content_type}),
     )
-    return _created(uploaded, request, response)
+    return _answer(result, request, response)
 
 
 @router.get(
     '',
     summary="List a chat's files",
-    description='Ordered by `created_at`, then `file_id`.',
+    description='Ordered by `created_at`, then `file_id`. Pass `next_cursor` back as `cursor` '
+    'until it is `null`.',
+    responses=_CHAT_NOT_FOUND,
 )
 async def list_files(
     user_id: UserIdDep,
@@ -153,7 +168,11 @@ async def list_files(
     )
 
 
-@router.get('/{file_id}', summary="One file's record")
+@router.get(
+    '/{file_id}',
+    summary="One file's record",
+    description='Name, stored `content_type`, size and sha256 (the download `ETag`).',
+)
 async def get_file(
     user_id: UserIdDep, services: ServicesDep, chat_id: UUID, file_id: UUID
 ) -> ChatFileOut:
@@ -166,57 +185,30 @@ async def get_file(
     description='Streamed; supports one `Range` (206), `If-None-Match` (304); always served '
     'as an attachment that a browser will not render.',
     response_class=StreamingResponse,
-    responses={
-        200: {
-            'description': 'The bytes',
-            'content': {
-                'application/octet-stream': {'schema': {'type': 'string', 'format': 'binary'}}
-            },
-        },
-        206: {'description': 'The requested range'},
-        304: {'description': 'Not modified'},
-        **problem_responses(416),
-    },
+    responses=DOWNLOAD_RESPONSES,
 )
 async def download_file(
     user_id: UserIdDep,
     services: ServicesDep,
     chat_id: UUID,
     file_id: UUID,
-    range_header: Annotated[str | None, Header(alias='range')] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
+    range_header: Annotated[
+        str | None, Header(alias='range', description='One range, e.g. `bytes=0-1023`')
+    ] = None,
+    if_none_match: Annotated[
+        str | None, Header(description='The ETag you hold: `304` while it is current')
+    ] = None,
 ) -> Response:
     content = await services.read_attachment(user_id, chat_id, file_id)
-    chat_file = content.chat_file
-    etag = quote_etag(chat_file.sha256)
-    headers = {
-        'ETag': etag,
-        'Accept-Ranges': 'bytes',
-        'Content-Disposition': content_disposition(chat_file.name.value),
-        'X-Content-Type-Options': 'nosniff',
-        'Content-Security-Policy': CONTENT_SECURITY_POLICY,
-    }
-    if not_modified(if_none_match, chat_file.sha256):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    byte_range = parse_range(range_header, chat_file.size_bytes)
-    # set as a header, not as media_type: Starlette would append a charset to text/* types
-    headers['Content-Type'] = chat_file.content_type or DEFAULT_CONTENT_TYPE
-    if byte_range is None:
-        headers['Content-Length'] = str(chat_file.size_bytes)
-        return StreamingResponse(await primed(content.open()), headers=headers)
-    headers['Content-Length'] = str(byte_range.length)
-    headers['Content-Range'] = f'bytes {byte_range.first}-{byte_range.last}/{chat_file.size_bytes}'
-    return StreamingResponse(
-        await primed(content.open(byte_range)),
-        status_code=status.HTTP_206_PARTIAL_CONTENT,
-        headers=headers,
-    )
+    return await attachment_response(content, range_header, if_none_match)
 
 
 @router.delete(
     '/{file_id}',
     summary='Delete a file',
+    description='Its bytes are freed from the quota; signed links to it stop working.',
     status_code=status.HTTP_204_NO_CONTENT,
+    responses={204: {'description': 'Deleted'}},
 )
 async def delete_file(
     user_id: UserIdDep, services: ServicesDep, chat_id: UUID, file_id: UUID
@@ -228,8 +220,9 @@ async def delete_file(
 @router.delete(
     '',
     summary='Delete every file of a chat',
-    description='`history.md` stays.',
+    description='Every attachment goes; `history.md` stays.',
     status_code=status.HTTP_204_NO_CONTENT,
+    responses={204: {'description': 'Deleted'}, **_CHAT_NOT_FOUND},
 )
 async def clear_files(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> Response:
     await services.clear_attachments(user_id, chat_id)

@@ -8,7 +8,12 @@ from domain.error import ServiceUnavailableError
 router = APIRouter(tags=['operations'])
 
 
-@router.get('/healthz', summary='Liveness: 200 while the process serves')
+@router.get(
+    '/healthz',
+    summary='Liveness: 200 while the process serves',
+    description='Touches nothing but the process; no caller id or gateway token needed.',
+    responses=problem_responses(500),
+)
 async def healthz() -> Health:
     return Health(status='ok')
 
@@ -16,7 +21,9 @@ async def healthz() -> Health:
 @router.get(
     '/readyz',
     summary='Readiness: metadata store answers and the data directory is writable',
-    responses=problem_responses(503),
+    description='`503 service_unavailable` (with `Retry-After`) while either is away; no '
+    'caller id or gateway token needed.',
+    responses=problem_responses(500, 503),
 )
 async def readyz(services: ServicesDep) -> Health:
     if not await services.backend.health_check() or not await services.storage.is_writable():

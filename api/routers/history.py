@@ -6,7 +6,10 @@ from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, declared_length
 from api.dependencies import ServicesDep, UserIdDep
+from api.download import safety_headers
+from api.file_response import SMALL_BODY_BYTES, read_small
 from api.http import not_modified, parse_etags, primed, quote_etag
+from api.openapi_docs import HISTORY_BODY, HISTORY_READ_RESPONSES, HISTORY_WRITTEN_HEADERS
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
 from usecase.write_history import WriteHistory
@@ -14,20 +17,21 @@ from usecase.write_history import WriteHistory
 router = APIRouter(
     prefix='/v1/chats/{chat_id}/history',
     tags=['history'],
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(
+        401, 'validation_error', 500, 503, 'workspace_not_found', 'chat_not_found'
+    ),
 )
 
 HISTORY_MEDIA_TYPE = 'text/markdown; charset=utf-8'
-_TEXT_BODY = {
-    'requestBody': {
-        'required': True,
-        'content': {
-            'text/markdown': {
-                'schema': {'type': 'string'},
-                'example': '# Chat\n\n**user:** hello\n',
-            }
-        },
-    }
+_WRITE_RESPONSES = {
+    200: {'description': 'Written', 'headers': HISTORY_WRITTEN_HEADERS},
+    **problem_responses(
+        'precondition_failed',
+        413,
+        'invalid_history_encoding',
+        'validation_error',
+        'insufficient_storage',
+    ),
 }
 IfMatch = Annotated[
     str | None,
@@ -59,14 +63,10 @@ async def _write(
 @router.get(
     '',
     summary="Read the chat's history.md",
+    description='Streamed as `text/markdown; charset=utf-8` with a strong `ETag`; send it back '
+    'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write.',
     response_class=StreamingResponse,
-    responses={
-        200: {
-            'description': 'The history, with a strong ETag',
-            'content': {'text/markdown': {'schema': {'type': 'string'}}},
-        },
-        304: {'description': 'Not modified (If-None-Match matched)'},
-    },
+    responses=HISTORY_READ_RESPONSES,
 )
 async def read_history(
     user_id: UserIdDep,
@@ -78,10 +78,16 @@ async def read_history(
     etag = quote_etag(content.chat.history_version)
     if not_modified(if_none_match, content.chat.history_version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
+    # the history is written by users and models: a browser must never sniff or run it
+    headers = {'ETag': etag, **safety_headers()}
+    if content.chat.history_bytes <= SMALL_BODY_BYTES:
+        # most histories: one read, one body, no stream
+        body = await read_small(content.chunks)
+        return Response(body, media_type=HISTORY_MEDIA_TYPE, headers=headers)
     return StreamingResponse(
         await primed(content.chunks),
         media_type=HISTORY_MEDIA_TYPE,
-        headers={'ETag': etag, 'Content-Length': str(content.chat.history_bytes)},
+        headers={**headers, 'Content-Length': str(content.chat.history_bytes)},
     )
 
 
@@ -90,8 +96,8 @@ async def read_history(
     summary='Replace the whole history',
     description='The body is the new history, UTF-8 text. Atomic: readers see the old or '
     'the new history. With `If-Match`, the write applies only to that version.',
-    responses=problem_responses(412, 413),
-    openapi_extra=_TEXT_BODY,
+    responses=_WRITE_RESPONSES,
+    openapi_extra=HISTORY_BODY,
 )
 async def write_history(
     user_id: UserIdDep,
@@ -108,9 +114,9 @@ async def write_history(
     '',
     summary='Append to the history',
     description='Appends the body (UTF-8 text) atomically and durably; concurrent appends are '
-    'never interleaved nor lost.',
-    responses=problem_responses(412, 413),
-    openapi_extra=_TEXT_BODY,
+    'never interleaved nor lost. With `If-Match`, the append applies only to that version.',
+    responses=_WRITE_RESPONSES,
+    openapi_extra=HISTORY_BODY,
 )
 async def append_history(
     user_id: UserIdDep,

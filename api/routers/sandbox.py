@@ -4,13 +4,22 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Response, status
 
 from api.dependencies import ServicesDep, UserIdDep
+from api.openapi_docs import SANDBOX_START_EXAMPLES
 from api.problems import problem_responses
 from api.schemas import SandboxSessionOut, SandboxStart
 
 router = APIRouter(
     prefix='/v1/chats/{chat_id}/sandbox',
     tags=['sandbox'],
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(
+        401,
+        'validation_error',
+        500,
+        503,
+        'workspace_not_found',
+        'chat_not_found',
+        'sandbox_session_not_found',
+    ),
 )
 
 
@@ -22,8 +31,9 @@ router = APIRouter(
     'active until it is ended or `expires_at` passes. The body may be empty.',
     status_code=status.HTTP_201_CREATED,
     responses={
+        201: {'description': 'Started'},
         200: {'model': SandboxSessionOut, 'description': 'Renewed'},
-        **problem_responses(409),
+        **problem_responses('sandbox_already_active', 'request_too_large'),
     },
 )
 async def start_sandbox(
@@ -31,7 +41,7 @@ async def start_sandbox(
     services: ServicesDep,
     chat_id: UUID,
     response: Response,
-    body: Annotated[SandboxStart | None, Body()] = None,
+    body: Annotated[SandboxStart | None, Body(openapi_examples=SANDBOX_START_EXAMPLES)] = None,
 ) -> SandboxSessionOut:
     request = body or SandboxStart()
     started = await services.start_sandbox_session(
@@ -41,14 +51,25 @@ async def start_sandbox(
     return SandboxSessionOut.of(started.session)
 
 
-@router.get('', summary='The active sandbox session')
+@router.get(
+    '',
+    summary='The active sandbox session',
+    description='`404 sandbox_session_not_found` when no session is active (none started, '
+    'ended, or expired).',
+)
 async def get_sandbox(
     user_id: UserIdDep, services: ServicesDep, chat_id: UUID
 ) -> SandboxSessionOut:
     return SandboxSessionOut.of(await services.get_sandbox_session(user_id, chat_id))
 
 
-@router.delete('', summary='End the sandbox session', status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    '',
+    summary='End the sandbox session',
+    description='Idempotent: `204` also when no session is active.',
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={204: {'description': 'Ended, or none was active'}},
+)
 async def end_sandbox(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> Response:
     await services.end_sandbox_session(user_id, chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

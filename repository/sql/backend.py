@@ -2,6 +2,7 @@
 
 import asyncio
 from abc import ABC, abstractmethod
+from functools import partial
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -14,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from repository.sql import inline_sqlite
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork
 from usecase.interface import MetadataBackend
@@ -135,9 +137,15 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             URL.create('sqlite+aiosqlite', database=str(self.path)),
             pool_size=self._pool_size,
             max_overflow=0,
-            pool_pre_ping=True,
+            # a local file does not drop connections: no ping before every unit of work
+            pool_pre_ping=False,
             hide_parameters=True,
-            connect_args={'timeout': self._busy_timeout_seconds},
+            # statements run on the event loop, BEGIN IMMEDIATE and COMMIT in a thread
+            async_creator=partial(
+                inline_sqlite.connect,
+                str(self.path),
+                busy_timeout_seconds=self._busy_timeout_seconds,
+            ),
         )
         busy_timeout_ms = int(self._busy_timeout_seconds * 1000)
 

@@ -1,5 +1,6 @@
 """The metadata repositories for SQLite and PostgreSQL: one code path for both."""
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -13,27 +14,37 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     cast,
     delete,
     exists,
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
+from domain.idempotency import IdempotencyRecord, RecordedResponse
 from domain.page import PageKey
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 from repository.common import check_limit
 from repository.sql.session import SqlSession
-from repository.sql.tables import chat_files, chats, sandbox_sessions, workspaces
+from repository.sql.tables import (
+    chat_files,
+    chats,
+    idempotency_keys,
+    sandbox_sessions,
+    workspaces,
+)
 from usecase.interface import (
     ChatFileRepository,
     ChatRepository,
+    IdempotencyKeyRepository,
     SandboxSessionRepository,
     WorkspaceRepository,
 )
@@ -103,12 +114,10 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         return None if row is None else _workspace(row)
 
     async def get_by_user_id(self, user_id: UUID, *, for_update: bool = False) -> Workspace | None:
-        statement = select(workspaces).where(workspaces.c.user_id == user_id)
-        if for_update:
-            # PostgreSQL locks the row; SQLite ignores the clause, its write units
-            # already hold the database's write lock (BEGIN IMMEDIATE)
-            statement = statement.with_for_update()
-        result = await self._session.execute(statement)
+        # PostgreSQL locks the row; SQLite ignores the clause, its write units already hold
+        # the database's write lock (BEGIN IMMEDIATE)
+        statement = _WORKSPACE_BY_USER_FOR_UPDATE if for_update else _WORKSPACE_BY_USER
+        result = await self._session.execute(statement, {'user_id': user_id})
         row = result.mappings().one_or_none()
         return None if row is None else _workspace(row)
 
@@ -153,13 +162,36 @@ class SqlWorkspaceRepository(WorkspaceRepository):
             delete(workspaces).where(workspaces.c.workspace_id == workspace_id)
         )
 
+    async def list_all(
+        self,
+        *,
+        limit: int | None = None,
+        after: PageKey | None = None,
+    ) -> list[Workspace]:
+        statement = _keyset_page(
+            select(workspaces),
+            workspaces.c.created_at,
+            workspaces.c.workspace_id,
+            limit=limit,
+            after=after,
+        )
+        result = await self._session.execute(statement)
+        return [_workspace(row) for row in result.mappings()]
+
+
+# built once: the two lookups of nearly every request (building a statement costs more
+# than running it on SQLite; ADR 019)
+_WORKSPACE_BY_USER = select(workspaces).where(workspaces.c.user_id == bindparam('user_id'))
+_WORKSPACE_BY_USER_FOR_UPDATE = _WORKSPACE_BY_USER.with_for_update()
+_CHAT_BY_ID = select(chats).where(chats.c.chat_id == bindparam('chat_id'))
+
 
 class SqlChatRepository(ChatRepository):
     def __init__(self, session: SqlSession) -> None:
         self._session = session
 
     async def get(self, chat_id: UUID) -> Chat | None:
-        result = await self._session.execute(select(chats).where(chats.c.chat_id == chat_id))
+        result = await self._session.execute(_CHAT_BY_ID, {'chat_id': chat_id})
         row = result.mappings().one_or_none()
         return None if row is None else _chat(row)
 
@@ -310,6 +342,14 @@ class SqlSandboxSessionRepository(SandboxSessionRepository):
         result = await self._session.execute(select(active))
         return bool(result.scalar_one())
 
+    async def count_active(self, now: datetime) -> int:
+        result = await self._session.execute(
+            select(func.count())
+            .select_from(sandbox_sessions)
+            .where(sandbox_sessions.c.expires_at > now)
+        )
+        return int(result.scalar_one())
+
     async def save(self, session: SandboxSession) -> None:
         values = {
             'chat_id': session.chat_id,
@@ -385,4 +425,75 @@ def _sandbox_session(row: RowMapping) -> SandboxSession:
         chat_id=row['chat_id'],
         started_at=row['started_at'],
         expires_at=row['expires_at'],
+    )
+
+
+class SqlIdempotencyKeyRepository(IdempotencyKeyRepository):
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    async def get(self, user_id: UUID, key: str) -> IdempotencyRecord | None:
+        result = await self._session.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key
+            )
+        )
+        row = result.mappings().one_or_none()
+        return None if row is None else _idempotency_record(row)
+
+    async def add(self, record: IdempotencyRecord, *, expiry_cutoff: datetime) -> bool:
+        await self._session.execute_write(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.user_id == record.user_id,
+                idempotency_keys.c.key == record.key,
+                idempotency_keys.c.created_at <= expiry_cutoff,
+            )
+        )
+        response = record.response
+        values = {
+            'user_id': record.user_id,
+            'key': record.key,
+            'request_hash': record.request_hash,
+            'status_code': response.status_code,
+            'response_body': response.body,
+            'headers': json.dumps([list(pair) for pair in response.headers]),
+            'created_at': record.created_at,
+        }
+        # a concurrent insert of the same key makes PostgreSQL wait for its transaction:
+        # committed, this one inserts nothing; rolled back, this one inserts
+        result = await self._session.execute_write(
+            _insert_ignoring_conflicts(self._session.dialect_name, idempotency_keys, values)
+        )
+        return result.rowcount == 1
+
+    async def delete_expired(self, expiry_cutoff: datetime, *, limit: int) -> int:
+        batch = (
+            select(idempotency_keys.c.user_id, idempotency_keys.c.key)
+            .where(idempotency_keys.c.created_at <= expiry_cutoff)
+            .order_by(idempotency_keys.c.created_at)
+            .limit(limit)
+            # concurrent cleaners take disjoint batches instead of waiting or deadlocking
+            # (PostgreSQL; SQLite writers are serialised and ignore the clause)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self._session.execute_write(
+            delete(idempotency_keys).where(
+                tuple_(idempotency_keys.c.user_id, idempotency_keys.c.key).in_(batch)
+            )
+        )
+        return int(result.rowcount)
+
+
+def _idempotency_record(row: RowMapping) -> IdempotencyRecord:
+    headers = json.loads(row['headers']) if row['headers'] else []
+    return IdempotencyRecord(
+        user_id=row['user_id'],
+        key=row['key'],
+        request_hash=row['request_hash'],
+        response=RecordedResponse(
+            status_code=row['status_code'],
+            body=row['response_body'] or '',
+            headers=tuple((str(name), str(value)) for name, value in headers),
+        ),
+        created_at=row['created_at'],
     )

@@ -1,3 +1,4 @@
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Executable
@@ -16,11 +17,13 @@ class SqlSession:
         self.write = write
         self.connection: AsyncConnection | None = None
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]:
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
         if self.connection is None:
             raise RuntimeError('repository used outside its unit of work')
         with unavailable_on_connection_errors():
-            return await self.connection.execute(statement)
+            return await self.connection.execute(statement, parameters)
 
     async def execute_write(self, statement: Executable) -> CursorResult[Any]:
         if not self.write:

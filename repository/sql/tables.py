@@ -80,7 +80,7 @@ sandbox_sessions = Table(
     Column('expires_at', UtcDateTime, nullable=False),
 )
 
-# no repository yet: the HTTP layer's Idempotency-Key store will use it
+# the Idempotency-Key store (ADR 015): one row per user and key
 idempotency_keys = Table(
     'idempotency_keys',
     metadata,

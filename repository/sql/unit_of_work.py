@@ -10,6 +10,7 @@ from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.repositories import (
     SqlChatFileRepository,
     SqlChatRepository,
+    SqlIdempotencyKeyRepository,
     SqlSandboxSessionRepository,
     SqlWorkspaceRepository,
 )
@@ -40,6 +41,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.chats = SqlChatRepository(self._session)
         self.chat_files = SqlChatFileRepository(self._session)
         self.sandbox_sessions = SqlSandboxSessionRepository(self._session)
+        self.idempotency_keys = SqlIdempotencyKeyRepository(self._session)
 
     async def __aenter__(self) -> Self:
         if self._entered:

@@ -13,6 +13,7 @@ from sqlalchemy import inspect
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.error import ServiceUnavailableError
+from domain.idempotency import IdempotencyRecord, RecordedResponse
 from domain.page import PageKey
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
@@ -555,6 +556,23 @@ async def test_sandbox_exists_active_ignores_expired(backend: MetadataBackend) -
         assert await uow.sandbox_sessions.exists_active_in_workspace(WS_A, TS_2) is False
 
 
+async def test_sandbox_count_active_across_workspaces(backend: MetadataBackend) -> None:
+    await given_two_workspaces_with_chats(backend)
+    await given(
+        backend,
+        a_session(CHAT_A, session_id=SESSION_A, expires_at=TS_2),
+        a_session(CHAT_C, session_id=SESSION_B, expires_at=TS_2),
+    )
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.sandbox_sessions.count_active(TS) == 2
+        assert await uow.sandbox_sessions.count_active(TS_2) == 0
+
+
+async def test_sandbox_count_active_of_empty_store_is_zero(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.sandbox_sessions.count_active(TS) == 0
+
+
 async def test_sandbox_delete_by_chat_id(backend: MetadataBackend) -> None:
     await given(backend, a_workspace(), a_chat(), a_session(expires_at=TS_2))
     async with backend.unit_of_work() as uow:
@@ -811,3 +829,138 @@ async def test_postgres_concurrent_migrations_all_succeed(fresh_postgres_dsn: st
     finally:
         for backend in backends:
             await backend.close()
+
+
+# --- idempotency keys ----------------------------------------------------------------------
+
+KEY_CUTOFF = TS - timedelta(hours=24)
+
+
+def a_key_record(
+    key: str = 'key-1',
+    user_id: UUID = USER_A,
+    *,
+    request_hash: str = 'h1',
+    created_at: datetime = TS,
+    body: str = '{"chat_id":"c1"}',
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        user_id=user_id,
+        key=key,
+        request_hash=request_hash,
+        response=RecordedResponse(
+            status_code=201, body=body, headers=(('location', '/v1/chats/c1'),)
+        ),
+        created_at=created_at,
+    )
+
+
+async def add_key(backend: MetadataBackend, record: IdempotencyRecord) -> bool:
+    async with backend.unit_of_work() as uow:
+        added = await uow.idempotency_keys.add(record, expiry_cutoff=KEY_CUTOFF)
+        await uow.commit()
+    return added
+
+
+async def stored_key(
+    backend: MetadataBackend, key: str = 'key-1', user_id: UUID = USER_A
+) -> IdempotencyRecord | None:
+    async with backend.unit_of_work(write=False) as uow:
+        return await uow.idempotency_keys.get(user_id, key)
+
+
+async def test_idempotency_key_round_trips(backend: MetadataBackend) -> None:
+    record = a_key_record('ключ ✓ ' + 'k' * 200, created_at=TS_MICRO, body='{"title":"é ✓"}')
+    assert await add_key(backend, record) is True
+    assert await stored_key(backend, record.key) == record
+
+
+async def test_idempotency_key_unknown_is_none(backend: MetadataBackend) -> None:
+    await add_key(backend, a_key_record('key-1'))
+    assert await stored_key(backend, 'key-2') is None
+    assert await stored_key(backend, 'key-1', USER_B) is None
+
+
+async def test_idempotency_keys_are_per_user(backend: MetadataBackend) -> None:
+    assert await add_key(backend, a_key_record(user_id=USER_A, request_hash='a')) is True
+    assert await add_key(backend, a_key_record(user_id=USER_B, request_hash='b')) is True
+    stored_a, stored_b = await stored_key(backend), await stored_key(backend, user_id=USER_B)
+    assert (stored_a and stored_a.request_hash, stored_b and stored_b.request_hash) == ('a', 'b')
+
+
+async def test_idempotency_key_live_is_kept(backend: MetadataBackend) -> None:
+    first = a_key_record(request_hash='first', created_at=KEY_CUTOFF + ONE_MICROSECOND)
+    await add_key(backend, first)
+    assert await add_key(backend, a_key_record(request_hash='second')) is False
+    assert await stored_key(backend) == first
+
+
+async def test_idempotency_key_expired_is_replaced(backend: MetadataBackend) -> None:
+    await add_key(backend, a_key_record(request_hash='old', created_at=KEY_CUTOFF))
+    newer = a_key_record(request_hash='new')
+    assert await add_key(backend, newer) is True
+    assert await stored_key(backend) == newer
+
+
+async def test_idempotency_key_delete_expired_oldest_first_up_to_limit(
+    backend: MetadataBackend,
+) -> None:
+    for index, age in enumerate([3, 1, 2]):  # hours past the cutoff
+        await add_key(
+            backend, a_key_record(f'old-{index}', created_at=KEY_CUTOFF - timedelta(hours=age))
+        )
+    await add_key(backend, a_key_record('live', created_at=KEY_CUTOFF + ONE_MICROSECOND))
+    async with backend.unit_of_work() as uow:
+        deleted = await uow.idempotency_keys.delete_expired(KEY_CUTOFF, limit=2)
+        await uow.commit()
+    assert deleted == 2
+    remaining = {k for k in ['old-0', 'old-1', 'old-2', 'live'] if await stored_key(backend, k)}
+    assert remaining == {'old-1', 'live'}
+
+
+async def test_idempotency_key_delete_expired_spares_live_keys(backend: MetadataBackend) -> None:
+    await add_key(backend, a_key_record('live', created_at=KEY_CUTOFF + ONE_MICROSECOND))
+    async with backend.unit_of_work() as uow:
+        assert await uow.idempotency_keys.delete_expired(KEY_CUTOFF, limit=100) == 0
+        await uow.commit()
+    assert await stored_key(backend, 'live') is not None
+
+
+async def test_idempotency_key_not_committed_is_not_kept(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work() as uow:
+        await uow.idempotency_keys.add(a_key_record(), expiry_cutoff=KEY_CUTOFF)
+    assert await stored_key(backend) is None
+
+
+async def test_idempotency_key_read_unit_refuses_add(backend: MetadataBackend) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        with pytest.raises(ReadOnlyUnitOfWorkError):
+            await uow.idempotency_keys.add(a_key_record(), expiry_cutoff=KEY_CUTOFF)
+
+
+async def test_idempotency_key_concurrent_adds_have_one_winner(backend: MetadataBackend) -> None:
+    # PostgreSQL: the second insert waits for the first transaction on the key's row;
+    # memory and SQLite: the second writer waits for the first at its start
+    added_first = asyncio.Event()
+
+    async def second() -> bool:
+        await added_first.wait()
+        async with backend.unit_of_work() as uow:
+            added = await uow.idempotency_keys.add(
+                a_key_record(request_hash='second'), expiry_cutoff=KEY_CUTOFF
+            )
+            await uow.commit()
+        return added
+
+    task = asyncio.create_task(second())
+    async with backend.unit_of_work() as uow:
+        assert await uow.idempotency_keys.add(
+            a_key_record(request_hash='first'), expiry_cutoff=KEY_CUTOFF
+        )
+        added_first.set()
+        await asyncio.sleep(0.05)  # lets the second writer queue up behind this one
+        await uow.commit()
+    assert await asyncio.wait_for(task, timeout=10) is False
+    stored = await stored_key(backend)
+    assert stored is not None
+    assert stored.request_hash == 'first'

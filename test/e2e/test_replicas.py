@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from e2e_support import ServerProcess
+from e2e_support import ServerProcess, sha256, staging_entries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -124,3 +124,48 @@ async def test_appends_through_both_replicas_are_whole_and_once(
         assert history.count(block) == 1
     usage = (await clients[1].get('/v1/workspace/usage')).json()
     assert usage['used_bytes'] == len(history)
+
+
+def assert_same_answer(first: httpx.Response, again: httpx.Response) -> None:
+    assert (again.status_code, again.content) == (first.status_code, first.content)
+    assert again.headers['location'] == first.headers['location']
+
+
+async def test_concurrent_uploads_with_one_key_store_one_file(
+    clients: list[httpx.AsyncClient], replicas: tuple[ServerProcess, ServerProcess]
+) -> None:
+    chat = await clients[0].post('/v1/chats')
+    chat_id = chat.json()['chat_id']
+    content = bytes(range(250)) * 40  # six of them stay within QUOTA
+    rounds = 6
+    for index in range(rounds):
+        url = f'/v1/chats/{chat_id}/files/by-name/f{index}'
+        key = {'Idempotency-Key': f'race-{index}'}
+        answers = await asyncio.gather(
+            clients[0].put(url, content=content, headers=key),
+            clients[1].put(url, content=content, headers=key),
+        )
+        assert answers[0].status_code == 201, answers[0].text
+        assert_same_answer(answers[0], answers[1])
+    files = (await clients[1].get(f'/v1/chats/{chat_id}/files')).json()['items']
+    assert sorted(f['name'] for f in files) == sorted(f'f{i}' for i in range(rounds))
+    usage = (await clients[0].get('/v1/workspace/usage')).json()
+    assert usage['used_bytes'] == rounds * len(content)
+    chat_dir = next((replicas[0].data_dir / 'workspaces').glob(f'*/chats/{chat_id}'))
+    for index in range(rounds):
+        assert sha256((chat_dir / f'f{index}').read_bytes()) == sha256(content)
+    assert staging_entries(replicas[0].data_dir) == set()
+
+
+async def test_concurrent_chat_creates_with_one_key_make_one_chat(
+    clients: list[httpx.AsyncClient],
+) -> None:
+    key = {'Idempotency-Key': 'one-chat'}
+    answers = await asyncio.gather(
+        *(clients[i % 2].post('/v1/chats', json={'title': 't'}, headers=key) for i in range(6))
+    )
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    for answer in answers[1:]:
+        assert_same_answer(answers[0], answer)
+    chats = (await clients[1].get('/v1/chats')).json()['items']
+    assert [c['chat_id'] for c in chats] == [answers[0].json()['chat_id']]

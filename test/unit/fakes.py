@@ -1,5 +1,6 @@
 """Fakes of our own ports that record what the use cases did."""
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -63,7 +64,8 @@ class RecordingStorage:
         token = f't{len(self.staged)}'
         self.staged[token] = bytes(data)
         self.log.append(f'stage {token}')
-        return StagedContent(token=token, size_bytes=len(data), sha256='0' * 64)
+        sha256 = hashlib.sha256(data).hexdigest()
+        return StagedContent(token=token, size_bytes=len(data), sha256=sha256)
 
     async def discard(self, staged: StagedContent) -> None:
         self.log.append(f'discard {staged.token}')

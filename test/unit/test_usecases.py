@@ -63,6 +63,17 @@ async def test_create_chat_makes_its_directory_first(world: World) -> None:
     assert world.storage.log == [f'ensure {chat.chat_id}']
 
 
+async def test_create_chat_takes_its_directory_away_when_the_commit_fails(
+    world: World,
+) -> None:
+    world.backend.failing = True
+    with pytest.raises(ServiceUnavailableError):
+        await world.create_chat(USER, 'title')
+    [ensured, *rest] = world.storage.log
+    assert ensured.startswith('ensure ')
+    assert rest == ['delete chat', 'commit delete chat']
+
+
 async def test_upload_commits_then_settles_the_disk_change(world: World) -> None:
     chat = await world.create_chat(USER, None)
     result = await world.upload(USER, chat.chat_id, 'a.txt', 'text/plain', body(b'12345'))

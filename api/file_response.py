@@ -1,0 +1,85 @@
+"""Responses for stored bytes: small ones whole, large ones by path or in chunks (ADR 019).
+
+A small body read in one go and sent as one message is several times cheaper than a
+stream. A large file goes by `http.response.pathsend` when the server offers it (Granian
+sends it from Rust); otherwise (uvicorn, the in-process test client) it is streamed.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from fastapi import Response
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from api.http import primed
+from usecase.interface import SendableFile
+
+# read whole and sent as one body up to this size; streamed (or sent by path) above it
+SMALL_BODY_BYTES = 64 * 1024
+PATHSEND = 'http.response.pathsend'
+
+
+async def read_small(chunks: AsyncIterator[bytes], limit: int = SMALL_BODY_BYTES) -> bytes:
+    """All the chunks of a body known to be small; never more than `limit` bytes are kept."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
+class WholeFileResponse(Response):
+    """A whole stored file: sent by path when the server can, else streamed.
+
+    The decision needs the ASGI scope, so it is taken when the response is sent; nothing
+    has been sent when the file turns out to be missing, so that is still a problem
+    response.
+    """
+
+    def __init__(
+        self,
+        sendable: Callable[[], Awaitable[SendableFile | None]],
+        chunks: Callable[[], AsyncIterator[bytes]],
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(headers=headers)
+        self._sendable = sendable
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if PATHSEND in scope.get('extensions', {}):
+            sendable = await self._sendable()
+            if sendable is not None:
+                await self._send_path(sendable, receive, send)
+                return
+        stream = StreamingResponse(await primed(self._chunks()), headers=self.headers)
+        await stream(scope, receive, send)
+
+    async def _send_path(self, sendable: SendableFile, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    'type': 'http.response.start',
+                    'status': self.status_code,
+                    'headers': self.raw_headers,
+                }
+            )
+            await send({'type': PATHSEND, 'path': sendable.path})
+            # the server opens the path after `send` returns: the storage keeps what the
+            # path names until the server holds it (or a grace period has passed)
+            while (await receive())['type'] != 'http.disconnect':
+                pass
+        finally:
+            _release_in_background(sendable)
+
+
+# releases still waiting for the server, kept so that they are not collected
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+def _release_in_background(sendable: SendableFile) -> None:
+    task = asyncio.get_running_loop().create_task(sendable.release())
+    _RELEASING.add(task)
+    task.add_done_callback(_RELEASING.discard)

@@ -1,0 +1,66 @@
+"""The caller's identity: the gateway's shared secret and `X-User-Id`, checked first.
+
+`authenticate` is the one check. The `current_user_id` dependency uses it to get the
+caller; `IdentityFirst` runs it on every `/v1` request before routing and body parsing,
+so that an unauthenticated request is `401` even when its path, query or body is
+malformed (FastAPI parses a JSON body before it resolves dependencies).
+"""
+
+import hmac
+from http import HTTPStatus
+from uuid import UUID
+
+from fastapi import FastAPI, Request
+from pydantic import SecretStr
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.problems import ApiProblem, problem_response, unauthenticated
+
+API_PREFIX = '/v1'
+
+
+def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: str | None) -> UUID:
+    """The caller's user id; the gateway's shared secret first, when one is configured."""
+    if token is not None:
+        expected = f'Bearer {token.get_secret_value()}'.encode()
+        given = (authorization or '').encode()
+        if not hmac.compare_digest(given, expected):
+            raise unauthenticated('A valid gateway token is required.')
+    if not x_user_id:
+        raise unauthenticated('The X-User-Id header is required.')
+    try:
+        return UUID(x_user_id)
+    except ValueError:
+        raise unauthenticated('X-User-Id must be a UUID.') from None
+
+
+class IdentityFirst:
+    """ASGI middleware: a `/v1` request without a valid identity ends here with `401`."""
+
+    def __init__(self, app: ASGIApp, *, token: SecretStr | None) -> None:
+        self.app = app
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get('path', '')
+        if scope['type'] == 'http' and (path == API_PREFIX or path.startswith(API_PREFIX + '/')):
+            headers = Headers(scope=scope)
+            try:
+                authenticate(self._token, headers.get('authorization'), headers.get('x-user-id'))
+            except ApiProblem as problem:
+                response = problem_response(
+                    Request(scope),
+                    status=problem.status,
+                    code=problem.code,
+                    title=HTTPStatus(problem.status).phrase,
+                    detail=problem.detail,
+                    headers=problem.headers,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def install_identity_first(app: FastAPI, token: SecretStr | None) -> None:
+    app.add_middleware(IdentityFirst, token=token)

@@ -1,0 +1,56 @@
+import unicodedata
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
+
+from adapter.zip_stream import zip_stream
+from api.dependencies import ServicesDep, UserIdDep
+from api.download import safety_headers
+from api.http import content_disposition, primed
+from api.openapi_docs import ZIP_RESPONSE
+from api.problems import problem_responses
+from domain.chat import Chat
+
+router = APIRouter(
+    prefix='/v1/chats/{chat_id}',
+    tags=['chats'],
+    responses=problem_responses(
+        401, 'validation_error', 500, 503, 'workspace_not_found', 'chat_not_found'
+    ),
+)
+
+ZIP_MEDIA_TYPE = 'application/zip'
+MAX_ARCHIVE_STEM_CHARS = 100
+# path separators, and what Windows refuses in a file name
+_UNSAFE_IN_FILE_NAMES = frozenset('/\\<>:"|?*')
+
+
+def archive_name(chat: Chat) -> str:
+    """`<title>.zip`, made safe to save as a file name; `<chat_id>.zip` without a title."""
+    cleaned = ''.join(
+        '_' if ch in _UNSAFE_IN_FILE_NAMES or unicodedata.category(ch).startswith('C') else ch
+        for ch in chat.title or ''
+    )
+    stem = cleaned.strip().strip('.').strip()[:MAX_ARCHIVE_STEM_CHARS]
+    return f'{stem or chat.chat_id}.zip'
+
+
+@router.get(
+    '/export',
+    summary='Download a chat as a ZIP archive',
+    description='`history.md` and every attachment under its own name, stored without '
+    'compression, streamed as it is read (ZIP64 where sizes need it). Each member is '
+    'exactly the bytes listed when the export started; when a file is replaced or deleted '
+    'before its turn, the stream stops before the archive is complete (retry).',
+    response_class=StreamingResponse,
+    responses={200: ZIP_RESPONSE},
+)
+async def export_chat(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> Response:
+    export = await services.export_chat(user_id, chat_id)
+    headers = {
+        'Content-Type': ZIP_MEDIA_TYPE,
+        'Content-Disposition': content_disposition(archive_name(export.chat)),
+        **safety_headers(),
+    }
+    return StreamingResponse(await primed(zip_stream(export.entries())), headers=headers)

@@ -1,0 +1,124 @@
+"""Signed download links: made under `/v1` by the file's owner, used outside it by anyone
+holding the URL (a browser cannot add `X-User-Id` or the gateway token; the signature is
+the credential)."""
+
+from typing import Annotated
+from urllib.parse import urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.dependencies import ServicesDep, UserIdDep
+from api.download import attachment_response
+from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_REQUEST_EXAMPLES
+from api.problems import ApiProblem, problem_responses
+from api.schemas import FILE_ID, Timestamp
+from domain.error import InvalidLinkError
+from usecase.signed_link import MAX_LINK_SECONDS, MIN_LINK_SECONDS
+
+router = APIRouter(tags=['files'])
+
+LINK_EXAMPLE_URL = f'/links/{FILE_ID}?expires=1795457530&signature=Zm9vYmFy…'
+
+
+class LinkRequest(BaseModel):
+    model_config = ConfigDict(extra='forbid', json_schema_extra={'example': {'expires_in': 600}})
+
+    expires_in: int = Field(
+        ge=MIN_LINK_SECONDS,
+        le=MAX_LINK_SECONDS,
+        strict=True,
+        description='Seconds the link stays valid',
+    )
+
+
+class LinkOut(BaseModel):
+    model_config = ConfigDict(
+        title='DownloadLink',
+        json_schema_extra={
+            'example': {'url': LINK_EXAMPLE_URL, 'expires_at': '2026-11-23T18:12:10.000000Z'}
+        },
+    )
+
+    url: str = Field(
+        description='Root-relative: prefix it with the public origin of the gateway that '
+        'serves this service'
+    )
+    expires_at: Timestamp = Field(description='The link answers 403 from this instant on')
+
+
+def links_off() -> ApiProblem:
+    return ApiProblem('not_found', 404, 'Signed download links are not enabled on this service.')
+
+
+@router.post(
+    '/v1/chats/{chat_id}/files/{file_id}/link',
+    summary='Make a signed download link',
+    description='The URL serves the bytes like `/content`, without `X-User-Id` or the '
+    'gateway token, until `expires_at` or until the file is replaced or deleted. '
+    '`404 not_found` when the service has no `STORAGE_LINK_SECRET`.',
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: {'description': 'The link; prefix `url` with the gateway origin'},
+        **problem_responses(
+            401,
+            'validation_error',
+            500,
+            503,
+            'workspace_not_found',
+            'chat_not_found',
+            'chat_file_not_found',
+            'not_found',
+            'request_too_large',
+        ),
+    },
+)
+async def create_link(
+    user_id: UserIdDep,
+    services: ServicesDep,
+    chat_id: UUID,
+    file_id: UUID,
+    body: Annotated[LinkRequest, Body(openapi_examples=LINK_REQUEST_EXAMPLES)],
+    request: Request,
+) -> LinkOut:
+    create = services.create_download_link
+    if create is None:
+        raise links_off()
+    link = await create(user_id, chat_id, file_id, body.expires_in)
+    path = request.url_for('download_by_link', file_id=link.file_id).path
+    query = urlencode({'expires': link.expires, 'signature': link.signature})
+    return LinkOut(url=f'{path}?{query}', expires_at=link.expires_at)
+
+
+def _link_fields(file_id: str, expires: str | None, signature: str | None) -> tuple[UUID, int]:
+    """A link's file id and expiry; anything malformed is an invalid link, not a 422."""
+    if expires is None or signature is None or not expires.isascii():
+        raise InvalidLinkError
+    try:
+        return UUID(file_id), int(expires)
+    except ValueError:
+        raise InvalidLinkError from None
+
+
+@router.get(
+    '/links/{file_id}',
+    summary='Download through a signed link',
+    description='No `X-User-Id`: the signature is the credential. Served exactly like '
+    '`/content` (one `Range` → 206, `If-None-Match` → 304); `403 invalid_link` when the '
+    'link is tampered with, expired, its file replaced or deleted, or links are off.',
+    response_class=StreamingResponse,
+    responses={**DOWNLOAD_RESPONSES, **problem_responses('invalid_link', 500, 503)},
+)
+async def download_by_link(
+    services: ServicesDep,
+    file_id: str,
+    expires: Annotated[str | None, Query(description='Unix seconds')] = None,
+    signature: Annotated[str | None, Query(description='base64url HMAC-SHA256')] = None,
+    range_header: Annotated[str | None, Header(alias='range')] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    link_file_id, link_expires = _link_fields(file_id, expires, signature)
+    content = await services.open_linked_attachment(link_file_id, link_expires, signature or '')
+    return await attachment_response(content, range_header, if_none_match)

@@ -1,0 +1,143 @@
+"""`GET /v1/chats/{chat_id}/export`: a ZIP of `history.md` and every attachment."""
+
+import io
+import zipfile
+from urllib.parse import quote
+
+import httpx
+
+UNICODE_NAME = 'Résumé 東京 🚀 ü.txt'
+
+
+def unzip(response: httpx.Response) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.testzip() is None
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+async def test_export_holds_history_and_every_file_by_name(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    await client.put(f'/v1/chats/{chat_id}/history', content='# Plan\n\nhi ✓\n'.encode())
+    uploads = {
+        'data.csv': b'a,b\n1,2\n',
+        UNICODE_NAME: 'ünïcode body'.encode(),
+        'empty.bin': b'',
+        'binary.dat': bytes(range(256)) * 3,
+    }
+    for name, content in uploads.items():
+        response = await client.put(
+            f'/v1/chats/{chat_id}/files/by-name/{quote(name, safe="")}', content=content
+        )
+        assert response.status_code == 201, response.text
+
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    assert response.status_code == 200
+    assert response.headers['content-type'] == 'application/zip'
+    assert response.headers['x-content-type-options'] == 'nosniff'
+    assert response.headers['content-disposition'].startswith('attachment;')
+    assert "filename*=UTF-8''first.zip" in response.headers['content-disposition']
+    assert unzip(response) == {'history.md': '# Plan\n\nhi ✓\n'.encode(), **uploads}
+
+
+async def test_members_keep_the_order_of_the_listing(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    for name in ('b.txt', 'a.txt', 'c.txt'):
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=name.encode())
+
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ['history.md', 'b.txt', 'a.txt', 'c.txt']
+
+
+async def test_unicode_names_are_flagged_utf8(client: httpx.AsyncClient, chat_id: str) -> None:
+    name = quote(UNICODE_NAME, safe='')
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=b'x')
+
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        info = archive.getinfo(UNICODE_NAME)
+        assert info.flag_bits & 0x800  # the language encoding flag: the name is UTF-8
+
+
+async def test_new_chat_exports_an_empty_history_only(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    assert response.status_code == 200
+    assert unzip(response) == {'history.md': b''}
+
+
+async def test_export_sees_the_replacement_and_not_the_deleted(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/keep.txt', content=b'old')
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/keep.txt', content=b'new!')
+    gone = await client.put(f'/v1/chats/{chat_id}/files/by-name/gone.txt', content=b'x')
+    await client.delete(f'/v1/chats/{chat_id}/files/{gone.json()["file_id"]}')
+
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    assert unzip(response) == {'history.md': b'', 'keep.txt': b'new!'}
+
+
+async def test_export_changes_no_usage(client: httpx.AsyncClient, chat_id: str) -> None:
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'abc')
+    before = (await client.get('/v1/workspace/usage')).json()
+
+    await client.get(f'/v1/chats/{chat_id}/export')
+
+    assert (await client.get('/v1/workspace/usage')).json() == before
+
+
+async def test_archive_is_named_after_a_safe_title(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    chat = await client.post('/v1/chats', json={'title': ' Q3/Q4: "plan"\tü. '})
+
+    response = await client.get(f'/v1/chats/{chat.json()["chat_id"]}/export')
+
+    disposition = response.headers['content-disposition']
+    assert f"filename*=UTF-8''{quote('Q3_Q4_ _plan__ü', safe='')}.zip" in disposition
+
+
+async def test_chat_without_title_is_named_by_its_id(client: httpx.AsyncClient) -> None:
+    await client.put('/v1/workspace')
+    chat_id = (await client.post('/v1/chats')).json()['chat_id']
+
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    assert f"filename*=UTF-8''{chat_id}.zip" in response.headers['content-disposition']
+
+
+async def test_another_users_chat_is_not_found(
+    client: httpx.AsyncClient, chat_id: str, other_user: dict[str, str]
+) -> None:
+    await client.put('/v1/workspace', headers=other_user)
+
+    response = await client.get(f'/v1/chats/{chat_id}/export', headers=other_user)
+
+    assert response.status_code == 404
+    assert response.headers['content-type'] == 'application/problem+json'
+    assert response.json()['code'] == 'chat_not_found'
+
+
+async def test_unknown_chat_and_bad_id(client: httpx.AsyncClient, chat_id: str) -> None:
+    missing = await client.get('/v1/chats/00000000-0000-4000-8000-000000000000/export')
+    malformed = await client.get('/v1/chats/not-a-uuid/export')
+
+    assert missing.status_code == 404
+    assert missing.json()['code'] == 'chat_not_found'
+    assert malformed.status_code == 422
+    assert malformed.json()['code'] == 'validation_error'
+
+
+async def test_export_needs_the_caller(client: httpx.AsyncClient, chat_id: str) -> None:
+    response = await client.get(f'/v1/chats/{chat_id}/export', headers={'X-User-Id': 'not-a-uuid'})
+
+    assert response.status_code == 401
+    assert response.json()['code'] == 'unauthenticated'

@@ -1,0 +1,225 @@
+"""Start-up recovery (ADR 016) on a real data directory and a real SQLite store.
+
+A crash is simulated by applying a storage change and never settling it (the process
+"died" between the swap and the metadata commit, or between the commit and the clean-up).
+"""
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from adapter.clock import SystemClock
+from adapter.file_maintenance import FileSystemMaintenance, OwnerLock
+from adapter.file_storage import FileSystemChatStorage
+from adapter.id_generator import UuidGenerator
+from domain.chat import Chat, ChatAttachmentName
+from repository.sql.backend import SqliteMetadataBackend
+from usecase.append_history import AppendHistory
+from usecase.create_chat import CreateChat
+from usecase.ensure_workspace import EnsureWorkspace
+from usecase.recover_storage import RecoverStorage, RecoveryReport
+from usecase.upload_attachment import UploadAttachment
+
+USER_ID = UUID('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb')
+NAME = ChatAttachmentName('report.txt')
+OLD = b'the committed version'
+NEW = b'a version whose metadata never committed'
+
+
+async def chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@dataclass
+class World:
+    backend: SqliteMetadataBackend
+    data_dir: Path
+    storage: FileSystemChatStorage
+    chat: Chat
+
+    @property
+    def path(self) -> Path:
+        return self.storage.attachment_path(self.chat, NAME)
+
+    async def recover(self, own_owner: str | None = None) -> RecoveryReport:
+        maintenance = FileSystemMaintenance(self.data_dir, own_owner=own_owner)
+        return await RecoverStorage(self.backend.unit_of_work, maintenance)()
+
+    async def crashed_put(self, data: bytes, storage: FileSystemChatStorage | None = None) -> None:
+        """A put swapped into place whose process died before settling it."""
+        storage = storage or self.storage
+        staged = await storage.stage(chunks(data), limit_bytes=10_000)
+        await storage.put_attachment(self.chat, NAME, staged)
+
+    def leftovers(self) -> list[str]:
+        return sorted(
+            p.name for area in ('.staging', '.trash') for p in (self.data_dir / area).iterdir()
+        )
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    data_dir = tmp_path / 'data'
+    data_dir.mkdir()
+    backend = SqliteMetadataBackend(data_dir / 'metadata.db', pool_size=2)
+    await backend.connect()
+    await backend.migrate()
+    storage = FileSystemChatStorage(data_dir)
+    uow, clock, ids = backend.unit_of_work, SystemClock(), UuidGenerator()
+    await EnsureWorkspace(uow, clock, ids, 1_000_000)(USER_ID)
+    chat = await CreateChat(uow, storage, clock, ids)(USER_ID, 'recovery')
+    await UploadAttachment(uow, storage, clock, ids, 10_000)(
+        USER_ID, chat.chat_id, NAME.value, None, chunks(OLD)
+    )
+    try:
+        yield World(backend, data_dir, storage, chat)
+    finally:
+        await storage.close()
+        await backend.close()
+
+
+async def test_an_uncommitted_replace_is_rolled_back(world: World) -> None:
+    await world.crashed_put(NEW)
+    assert world.path.read_bytes() == NEW
+
+    report = await world.recover()
+
+    assert world.path.read_bytes() == OLD
+    assert world.leftovers() == []
+    assert report.rolled_back == 1
+
+
+async def test_a_committed_replace_keeps_the_new_bytes_and_drops_the_backup(
+    world: World,
+) -> None:
+    await world.crashed_put(NEW)
+    async with world.backend.unit_of_work() as uow:  # the metadata commit did happen
+        old = await uow.chat_files.get_by_chat_id_and_name(world.chat.chat_id, NAME)
+        assert old is not None
+        digest = hashlib.sha256(NEW).hexdigest()
+        await uow.chat_files.save(replace(old, sha256=digest, size_bytes=len(NEW)))
+        await uow.workspaces.add_used_bytes(world.chat.workspace_id, len(NEW) - len(OLD))
+        await uow.commit()
+
+    report = await world.recover()
+
+    assert world.path.read_bytes() == NEW
+    assert world.leftovers() == []
+    assert (report.committed, report.usage_fixed) == (1, 0)
+
+
+async def test_an_uncommitted_new_file_is_removed(world: World) -> None:
+    other = ChatAttachmentName('new.txt')
+    staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
+    await world.storage.put_attachment(world.chat, other, staged)
+
+    await world.recover()
+
+    assert not world.storage.attachment_path(world.chat, other).exists()
+    assert world.leftovers() == []
+
+
+async def test_an_uncommitted_chat_delete_is_put_back(world: World) -> None:
+    await world.storage.delete_chat(world.chat)
+    assert not world.path.exists()
+
+    await world.recover()
+
+    assert world.path.read_bytes() == OLD
+    assert world.leftovers() == []
+
+
+async def test_an_uncommitted_append_tail_is_cut(world: World) -> None:
+    chat = replace(world.chat, history_bytes=0)
+    staged = await world.storage.stage(chunks(b'never committed'), limit_bytes=10_000)
+    await world.storage.append_history(chat, staged)
+    history = world.storage.history_path(chat)
+    assert history.read_bytes() == b'never committed'
+
+    report = await world.recover()
+
+    assert history.read_bytes() == b''
+    assert (report.tails_cut, world.leftovers()) == (1, [])
+
+
+async def test_the_changes_of_a_live_process_are_left_alone(world: World) -> None:
+    live = OwnerLock(world.data_dir)
+    storage = FileSystemChatStorage(world.data_dir, owner=live.owner)
+    try:
+        await world.crashed_put(NEW, storage)
+        await storage.stage(chunks(b'an upload in progress'), limit_bytes=10_000)
+        before = world.leftovers()
+
+        report = await world.recover()
+
+        assert world.path.read_bytes() == NEW  # its metadata commit may still come
+        assert world.leftovers() == before
+        assert len(before) == 3  # staged upload, backup, sidecar
+        assert report == RecoveryReport()
+    finally:
+        live.release()
+        await storage.close()
+
+    await world.recover()  # the process has died now
+
+    assert world.path.read_bytes() == OLD
+    assert world.leftovers() == []
+
+
+async def test_recoveries_started_together_settle_each_change_once(world: World) -> None:
+    await world.crashed_put(NEW)
+
+    reports = await asyncio.gather(*(world.recover() for _ in range(4)))
+
+    assert world.path.read_bytes() == OLD
+    assert world.leftovers() == []
+    assert sum(r.rolled_back for r in reports) == 1
+
+
+async def test_an_empty_orphan_chat_directory_goes_and_one_with_files_stays(
+    world: World,
+) -> None:
+    chats_dir = world.storage.chat_dir(world.chat).parent
+    empty, full = chats_dir / str(uuid4()), chats_dir / str(uuid4())
+    for directory in (empty, full):
+        directory.mkdir()
+        (directory / 'history.md').touch()
+    (full / 'sandbox.txt').write_bytes(b'not ours to delete')
+
+    report = await world.recover()
+
+    assert not empty.exists()
+    assert (full / 'sandbox.txt').read_bytes() == b'not ours to delete'
+    assert report.directories_removed == 1
+
+
+async def test_used_bytes_is_recomputed_from_the_rows(world: World) -> None:
+    async with world.backend.unit_of_work() as uow:
+        workspace = await uow.workspaces.get(world.chat.workspace_id)
+        assert workspace is not None
+        await uow.workspaces.save(replace(workspace, used_bytes=999))
+        await uow.commit()
+
+    report = await world.recover()
+
+    async with world.backend.unit_of_work(write=False) as uow:
+        workspace = await uow.workspaces.get(world.chat.workspace_id)
+    assert workspace is not None
+    assert (workspace.used_bytes, report.usage_fixed) == (len(OLD), 1)
+
+
+async def test_a_clean_store_is_left_as_it_is(world: World) -> None:
+    await AppendHistory(world.backend.unit_of_work, world.storage, SystemClock(), 10_000)(
+        USER_ID, world.chat.chat_id, chunks(b'# hi\n')
+    )
+
+    report = await world.recover()
+
+    assert report == RecoveryReport()
+    assert world.path.read_bytes() == OLD
+    assert world.storage.history_path(world.chat).read_bytes() == b'# hi\n'

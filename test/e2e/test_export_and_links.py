@@ -1,0 +1,156 @@
+"""Chat export and signed download links, over real HTTP against a real server."""
+
+import io
+import socket
+import zipfile
+from collections.abc import Callable, Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+from e2e_support import HTTP_TIMEOUT, Caller, MakeServer, assert_problem
+
+pytestmark = pytest.mark.e2e
+
+LINK_SECRET = 'e2e-link-secret-0123456789abcdef0123'
+GATEWAY_TOKEN = 'e2e-gateway-token'
+MIB = 1024 * 1024
+
+
+def unzip(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def drain(chunks: Iterator[bytes], into: bytearray) -> None:
+    for chunk in chunks:
+        into += chunk
+
+
+# --- export ----------------------------------------------------------------------------
+
+
+def test_export_streams_a_zip_of_history_and_files(caller: Caller) -> None:
+    chat = caller.workspace_and_chat()
+    chat_id = chat['chat_id']
+    caller.http.put(f'/v1/chats/{chat_id}/history', content='# Plan ✓\n'.encode())
+    files = {'data.csv': b'a,b\n1,2\n', 'Grüße 東京.txt': 'ü'.encode(), 'empty': b''}
+    for name, content in files.items():
+        caller.stored_file(chat_id, quote(name, safe=''), content)
+
+    with caller.http.stream('GET', f'/v1/chats/{chat_id}/export') as response:
+        pieces = list(response.iter_bytes())
+
+    assert response.status_code == 200
+    assert response.headers['content-type'] == 'application/zip'
+    assert response.headers['x-content-type-options'] == 'nosniff'
+    assert response.headers['transfer-encoding'] == 'chunked'
+    assert "filename*=UTF-8''chat.zip" in response.headers['content-disposition']
+    assert unzip(b''.join(pieces)) == {'history.md': '# Plan ✓\n'.encode(), **files}
+
+
+def test_export_of_another_users_chat_is_not_found(
+    caller: Caller, make_caller: Callable[[], Caller]
+) -> None:
+    chat = caller.workspace_and_chat()
+    other = make_caller()
+    other.workspace()
+
+    response = other.http.get(f'/v1/chats/{chat["chat_id"]}/export')
+
+    assert_problem(response, 404, 'chat_not_found')
+
+
+def test_a_file_replaced_during_the_export_cuts_the_archive_short(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(
+        'sqlite',
+        extra_env={
+            'STORAGE_MAX_FILE_BYTES': str(64 * MIB),
+            'STORAGE_DEFAULT_QUOTA_BYTES': str(256 * MIB),
+        },
+    )
+    caller = Caller(server)
+    try:
+        chat_id = caller.workspace_and_chat()['chat_id']
+        big = bytes(range(256)) * (64 * 1024)  # 16 MiB
+        caller.stored_file(chat_id, 'big.bin', big)
+        caller.stored_file(chat_id, 'small.txt', b's' * 1000)
+        received = bytearray()
+        # a fixed small receive buffer (no autotuning): with the server's send buffer
+        # (at most 4 MiB here) and one 1 MiB read in flight, far less than big.bin is
+        # ahead of us, so the server is still on big.bin when we pause
+        slow_reader = httpx.Client(
+            base_url=server.base_url,
+            headers=caller.http.headers,
+            timeout=HTTP_TIMEOUT,
+            transport=httpx.HTTPTransport(
+                socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
+            ),
+        )
+        with slow_reader, slow_reader.stream('GET', f'/v1/chats/{chat_id}/export') as response:
+            assert response.status_code == 200
+            chunks = response.iter_raw()
+            while len(received) < MIB:
+                received += next(chunks)
+            # same size, other bytes: only the digest tells the versions apart
+            caller.stored_file(chat_id, 'small.txt', b'S' * 1000)
+            with pytest.raises(httpx.RemoteProtocolError):
+                drain(chunks, received)
+        with pytest.raises(zipfile.BadZipFile):
+            zipfile.ZipFile(io.BytesIO(bytes(received)))
+
+        retried = caller.http.get(f'/v1/chats/{chat_id}/export')
+        assert unzip(retried.content) == {
+            'history.md': b'',
+            'big.bin': big,
+            'small.txt': b'S' * 1000,
+        }
+    finally:
+        caller.close()
+
+
+# --- signed links ----------------------------------------------------------------------
+
+
+def test_a_signed_link_works_without_any_credential(make_server: MakeServer) -> None:
+    server = make_server(
+        'sqlite',
+        extra_env={'STORAGE_LINK_SECRET': LINK_SECRET, 'STORAGE_GATEWAY_TOKEN': GATEWAY_TOKEN},
+    )
+    caller = Caller(server, extra_headers={'Authorization': f'Bearer {GATEWAY_TOKEN}'})
+    browser = httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT)
+    try:
+        chat_id = caller.workspace_and_chat()['chat_id']
+        stored = caller.put_file(chat_id, 'report.txt', b'0123456789', 'text/plain')
+        assert stored.status_code == 201, stored.text
+        record = stored.json()
+        made = caller.http.post(
+            f'/v1/chats/{chat_id}/files/{record["file_id"]}/link', json={'expires_in': 300}
+        )
+        assert made.status_code == 201, made.text
+        url = made.json()['url']
+        assert url.startswith(f'/links/{record["file_id"]}?')
+
+        whole = browser.get(url)
+        part = browser.get(url, headers={'Range': 'bytes=-3'})
+        unchanged = browser.get(url, headers={'If-None-Match': whole.headers.get('etag', '')})
+        caller.stored_file(chat_id, 'report.txt', b'replaced')
+        after_replace = browser.get(url)
+        without_credentials = browser.get(f'/v1/chats/{chat_id}/files/{record["file_id"]}')
+    finally:
+        browser.close()
+        caller.close()
+
+    assert whole.status_code == 200
+    assert whole.content == b'0123456789'
+    assert whole.headers['content-type'] == 'text/plain'
+    assert whole.headers['content-disposition'].startswith('attachment;')
+    assert whole.headers['x-content-type-options'] == 'nosniff'
+    assert part.status_code == 206
+    assert part.content == b'789'
+    assert unchanged.status_code == 304
+    assert_problem(after_replace, 403, 'invalid_link')
+    assert_problem(without_credentials, 401, 'unauthenticated')

@@ -1,0 +1,110 @@
+"""A chat as a set of named byte streams: `history.md` and every attachment."""
+
+import hashlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
+from domain.error import DomainError
+from usecase.common import owned_chat
+from usecase.interface import ChatStorage, UnitOfWorkFactory
+
+
+class ExportedContentChangedError(DomainError):
+    """A file listed at the start of an export no longer has the listed bytes.
+
+    Raised while the archive streams, so it cuts the response short rather than send a
+    file under a record it does not match.
+    """
+
+    code = 'exported_content_changed'
+
+    def __init__(self, chat_id: UUID, name: str) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class ExportEntry:
+    """One member of an export: its name, listed size and time, and its bytes (checked)."""
+
+    name: str
+    size_bytes: int
+    modified_at: datetime
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatExport:
+    """What the export lists at its start; each file is opened only when it is reached."""
+
+    chat: Chat
+    files: tuple[ChatFile, ...]
+    storage: ChatStorage
+
+    async def entries(self) -> AsyncIterator[ExportEntry]:
+        """`history.md` first, then the attachments by `created_at`, then `file_id`."""
+        chat = self.chat
+        yield ExportEntry(
+            name=HISTORY_FILE_NAME,
+            size_bytes=chat.history_bytes,
+            modified_at=chat.updated_at,
+            chunks=_checked(self.storage.read_history(chat), chat, HISTORY_FILE_NAME, None),
+        )
+        for chat_file in self.files:
+            name = chat_file.name.value
+            yield ExportEntry(
+                name=name,
+                size_bytes=chat_file.size_bytes,
+                modified_at=chat_file.created_at,
+                chunks=_checked(
+                    self.storage.read_attachment(chat, chat_file.name),
+                    chat,
+                    name,
+                    chat_file,
+                ),
+            )
+
+
+async def _checked(
+    chunks: AsyncIterator[bytes], chat: Chat, name: str, chat_file: ChatFile | None
+) -> AsyncIterator[bytes]:
+    """The chunks, as long as they are the listed bytes: the listed size, and the listed
+    sha256 for attachments (the history has no digest, only its committed length).
+
+    Storage opens a file once, so the bytes are all of one version; if that version is
+    not the listed one (replaced or truncated since), the stream fails at the first chunk
+    past the listed size or, at the latest, after its last chunk.
+    """
+    expected = chat.history_bytes if chat_file is None else chat_file.size_bytes
+    digest = hashlib.sha256()
+    seen = 0
+    try:
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > expected:
+                raise ExportedContentChangedError(chat.chat_id, name)
+            digest.update(chunk)
+            yield chunk
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+    if seen != expected or (chat_file is not None and digest.hexdigest() != chat_file.sha256):
+        raise ExportedContentChangedError(chat.chat_id, name)
+
+
+class ExportChat:
+    """List a chat for export: its record and every file record, in one read."""
+
+    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage) -> None:
+        self._uow = uow
+        self._storage = storage
+
+    async def __call__(self, user_id: UUID, chat_id: UUID) -> ChatExport:
+        async with self._uow(write=False) as uow:
+            _, chat = await owned_chat(uow, user_id, chat_id)
+            files = await uow.chat_files.list_by_chat_id(chat_id)
+        return ChatExport(chat=chat, files=tuple(files), storage=self._storage)

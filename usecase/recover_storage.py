@@ -1,0 +1,160 @@
+"""Start-up recovery: settle what a crash left half done, with the metadata as the truth."""
+
+import logging
+from dataclasses import dataclass, replace
+from uuid import UUID
+
+from domain.chat import ChatAttachmentName
+from domain.page import PageKey
+from domain.recovery import ChatDirectory, PendingChange, PendingOperation
+from domain.workspace import Workspace
+from usecase.interface import StorageMaintenance, UnitOfWork, UnitOfWorkFactory
+
+_log = logging.getLogger(__name__)
+
+WORKSPACE_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    swept: int = 0
+    committed: int = 0
+    rolled_back: int = 0
+    tails_cut: int = 0
+    directories_removed: int = 0
+    usage_fixed: int = 0
+
+    @property
+    def changed_anything(self) -> bool:
+        return any(
+            (
+                self.swept,
+                self.committed,
+                self.rolled_back,
+                self.tails_cut,
+                self.directories_removed,
+                self.usage_fixed,
+            )
+        )
+
+
+async def is_committed(uow: UnitOfWork, change: PendingChange) -> bool:
+    """Whether the metadata holds the change (ADR 011's rules, ADR 016)."""
+    if change.operation is PendingOperation.DELETE_WORKSPACE:
+        return await uow.workspaces.get(change.workspace_id) is None
+    chat = None if change.chat_id is None else await uow.chats.get(change.chat_id)
+    if chat is None:
+        # the chat is gone (its delete committed): nothing of this change is kept
+        return True
+    if change.operation is PendingOperation.PUT_HISTORY:
+        return chat.history_revision > (change.history_revision or 0)
+    if change.operation is PendingOperation.DELETE_CHAT:
+        return False
+    name = ChatAttachmentName(str(change.name))
+    chat_file = await uow.chat_files.get_by_chat_id_and_name(chat.chat_id, name)
+    if change.operation is PendingOperation.DELETE_ATTACHMENT:
+        return chat_file is None
+    return chat_file is not None and chat_file.sha256 == change.sha256
+
+
+async def all_workspaces(uow: UnitOfWork) -> list[Workspace]:
+    """Every workspace, read page by page."""
+    found: list[Workspace] = []
+    while True:
+        after = PageKey(found[-1].created_at, found[-1].workspace_id) if found else None
+        page = await uow.workspaces.list_all(limit=WORKSPACE_PAGE, after=after)
+        found.extend(page)
+        if len(page) < WORKSPACE_PAGE:
+            return found
+
+
+async def stored_bytes(uow: UnitOfWork, workspace_id: UUID) -> int:
+    """What the workspace's rows account for: every history and every file."""
+    total = 0
+    for chat in await uow.chats.list_by_workspace_id(workspace_id):
+        total += chat.history_bytes + await uow.chat_files.total_size_by_chat_id(chat.chat_id)
+    return total
+
+
+async def fix_usage(uow_factory: UnitOfWorkFactory, workspace: Workspace) -> bool:
+    """Set `used_bytes` to what the rows account for, under the workspace lock."""
+    async with uow_factory() as uow:
+        locked = await uow.workspaces.get_by_user_id(workspace.user_id, for_update=True)
+        if locked is None or locked.workspace_id != workspace.workspace_id:
+            return False
+        total = await stored_bytes(uow, workspace.workspace_id)
+        if total == locked.used_bytes:
+            return False
+        _log.warning(
+            'workspace %s: used_bytes %d, stored %d; corrected',
+            workspace.workspace_id,
+            locked.used_bytes,
+            total,
+        )
+        await uow.workspaces.save(replace(locked, used_bytes=total))
+        await uow.commit()
+    return True
+
+
+class RecoverStorage:
+    """Run once before serving; safe when several processes start on one data directory.
+
+    Under the data directory's maintenance lock: drop staging and trash leftovers of dead
+    processes, settle their pending changes by what the metadata says, and, when no other
+    process is alive, cut uncommitted history tails and remove chat directories whose
+    chat insert never committed. Then every workspace's `used_bytes` is checked against
+    its rows. See ADR 016.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, maintenance: StorageMaintenance) -> None:
+        self._uow = uow
+        self._maintenance = maintenance
+
+    async def __call__(self) -> RecoveryReport:
+        async with self._maintenance.exclusive() as alone:
+            swept = await self._maintenance.sweep(alone=alone)
+            committed = rolled_back = 0
+            for change in await self._maintenance.pending_changes(alone=alone):
+                async with self._uow(write=False) as uow:
+                    done = await is_committed(uow, change)
+                await self._maintenance.settle(change, committed=done)
+                committed += done
+                rolled_back += not done
+            tails_cut = removed = 0
+            if alone:
+                tails_cut, removed = await self._tidy_chat_directories()
+            usage_fixed = await self._fix_usage()
+        report = RecoveryReport(swept, committed, rolled_back, tails_cut, removed, usage_fixed)
+        if report.changed_anything:
+            _log.warning('start-up recovery: %s', report)
+        return report
+
+    async def _tidy_chat_directories(self) -> tuple[int, int]:
+        tails_cut = removed = 0
+        for directory in await self._maintenance.chat_directories():
+            async with self._uow(write=False) as uow:
+                chat = await uow.chats.get(directory.chat_id)
+            if chat is None or chat.workspace_id != directory.workspace_id:
+                removed += await self._remove_orphan(directory)
+            else:
+                tails_cut += await self._maintenance.cut_history(directory, chat.history_bytes)
+        return tails_cut, removed
+
+    async def _remove_orphan(self, directory: ChatDirectory) -> bool:
+        # a chat whose insert never committed left an empty directory; anything with
+        # content is left for `fsck` to report: a sandbox may have written it
+        if await self._maintenance.remove_if_empty(directory):
+            return True
+        _log.warning('chat directory %s has no chat and is not empty', directory)
+        return False
+
+    async def _fix_usage(self) -> int:
+        fixed = 0
+        async with self._uow(write=False) as uow:
+            workspaces = await all_workspaces(uow)
+        for workspace in workspaces:
+            async with self._uow(write=False) as uow:
+                total = await stored_bytes(uow, workspace.workspace_id)
+            if total != workspace.used_bytes:
+                fixed += await fix_usage(self._uow, workspace)
+        return fixed
