@@ -1,9 +1,13 @@
 """Chat export and signed download links, over real HTTP against a real server."""
 
+import functools
+import hashlib
 import io
+import random
 import socket
 import zipfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -108,6 +112,69 @@ def test_a_file_replaced_during_the_export_cuts_the_archive_short(
             'big.bin': big,
             'small.txt': b'S' * 1000,
         }
+    finally:
+        caller.close()
+
+
+def _generated(size: int, seed: int) -> Iterator[bytes]:
+    """`size` seeded random bytes in 1 MiB pieces, each piece led by its own number."""
+    base = random.Random(seed).randbytes(MIB)  # noqa: S311 - test data, not a secret
+    block = 0
+    while size > 0:
+        piece = (block.to_bytes(8, 'little') + base[8:])[:size]
+        size -= len(piece)
+        block += 1
+        yield piece
+
+
+def _digest_of(chunks: Iterator[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_an_export_of_a_gibibyte_of_attachments_is_complete_and_exact(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """1 GiB of attachments, uploaded and exported as streams; every member is checked by
+    its sha256 and the archive's own CRC-32s (`testzip`), read from disk, not memory."""
+    sizes = {'first half.bin': 512 * MIB, 'second half.bin': 512 * MIB, 'tail.bin': 4096 + 7}
+    server = make_server(
+        'sqlite',
+        extra_env={
+            'STORAGE_MAX_FILE_BYTES': str(512 * MIB),
+            'STORAGE_DEFAULT_QUOTA_BYTES': str(2 * 1024 * MIB),
+        },
+    )
+    caller = Caller(server)
+    try:
+        chat_id = caller.workspace_and_chat()['chat_id']
+        for seed, (name, size) in enumerate(sizes.items()):
+            response = caller.http.put(
+                f'/v1/chats/{chat_id}/files/by-name/{quote(name, safe="")}',
+                content=_generated(size, seed),
+                headers={'Content-Length': str(size)},
+            )
+            assert response.status_code == 201, response.text
+        archive_path = tmp_path / 'export.zip'
+        with (
+            caller.http.stream('GET', f'/v1/chats/{chat_id}/export') as response,
+            archive_path.open('wb') as archive_file,
+        ):
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                archive_file.write(chunk)
+
+        with zipfile.ZipFile(archive_path) as archive:
+            assert archive.testzip() is None
+            members = {info.filename: info for info in archive.infolist()}
+            assert list(members) == ['history.md', *sizes]
+            for seed, (name, size) in enumerate(sizes.items()):
+                assert members[name].file_size == size
+                with archive.open(name) as member:
+                    read = _digest_of(iter(functools.partial(member.read, MIB), b''))
+                assert read == _digest_of(_generated(size, seed)), name
     finally:
         caller.close()
 
