@@ -27,6 +27,8 @@ from repository.config import MetadataConfig
 MIB = 1024 * 1024
 RSS_SAMPLE_SECONDS = 0.01
 OCTET_STREAM = 'application/octet-stream'
+# the names `--only` takes, in the order they run
+MEASUREMENTS = frozenset({'transfers', 'rss', 'small', 'growth'})
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,8 +601,16 @@ class BackendRun:
                 )
             )
 
-    def all(self) -> list[Row]:
-        for step in (self.transfers, self.peak_memory, self.small_requests, self.growth):
+    def all(self, only: frozenset[str] = MEASUREMENTS) -> list[Row]:
+        steps = {
+            'transfers': self.transfers,
+            'rss': self.peak_memory,
+            'small': self.small_requests,
+            'growth': self.growth,
+        }
+        for name, step in steps.items():
+            if name not in only:
+                continue
             started = time.monotonic()
             step()
             self.log(f'{step.__name__} done in {time.monotonic() - started:.0f} s')
