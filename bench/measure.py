@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from bench import BARE_PATH
 from bench.load import Request, curl, expect_status, run_wrk
 from bench.seed import SeededWorkspace, seed_workspace
 from bench.servers import (
-    BARE_PATH,
     BenchError,
     NginxServer,
     ServiceServer,

@@ -25,10 +25,11 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from bench import BARE_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = '127.0.0.1'
 BARE_FACTORY = 'bench.bare_app:create_app'
-BARE_PATH = '/bench/bare'
 STARTUP_SECONDS = 60.0
 SHUTDOWN_SECONDS = 15.0
 
