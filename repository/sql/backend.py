@@ -6,7 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, cast
 
-from sqlalchemy import column, event, func, select, table
+from sqlalchemy import Select, String, column, event, func, select, table
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -26,7 +26,9 @@ MIN_SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 
 
 # Alembic's bookkeeping table: one row, the revision the schema is at
-_ALEMBIC_VERSION = select(column('version_num')).select_from(table('alembic_version'))
+_ALEMBIC_VERSION: Select[tuple[str]] = select(column('version_num', String)).select_from(
+    table('alembic_version')
+)
 
 
 def upgrade_to_head(connection: Connection) -> None:
