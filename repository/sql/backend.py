@@ -26,7 +26,7 @@ MIN_SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 
 
 # Alembic's bookkeeping table: one row, the revision the schema is at
-_ALEMBIC_VERSION: Select[tuple[str]] = select(column('version_num', String)).select_from(
+_ALEMBIC_VERSION: Select[str] = select(column('version_num', String)).select_from(
     table('alembic_version')
 )
 
