@@ -116,7 +116,8 @@ def table(rows: list[Row]) -> str:
         if 'baseline_mb' in row.details:
             figure += (
                 f' ({row.details["process_count"]} processes, idle {row.details["baseline_mb"]:.0f}'
-                f' MB; largest process {row.details["largest_process_mb"]:.0f} MB)'
+                f' MB; largest process {row.details["largest_process_mb"]:.0f} MB;'
+                f' PSS {row.details["peak_pss_mb"]:.0f} MB)'
             )
         reference = _figure(row.reference, row.unit)
         if row.reference_name:

@@ -20,6 +20,7 @@ from bench.servers import (
     BenchError,
     NginxServer,
     ServiceServer,
+    tree_pss_bytes,
     tree_rss_bytes,
 )
 from repository.config import MetadataConfig
@@ -230,6 +231,16 @@ class TransferSides:
         return self.size / seconds / 1e6
 
 
+def _combined(rates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of equal duration as one: requests and errors summed, the mean rate, each run."""
+    return {
+        'requests_per_second': statistics.fmean(rate['requests_per_second'] for rate in rates),
+        'requests': sum(rate['requests'] for rate in rates),
+        'errors': sum(rate['errors'] for rate in rates),
+        'runs': rates,
+    }
+
+
 @dataclass
 class BackendRun:
     """Everything measured on one backend: the service, nginx, and a work directory."""
@@ -401,6 +412,7 @@ class BackendRun:
             self.log(f'peak memory while uploading and downloading {mebibytes(size)} at once')
             baseline = tree_rss_bytes(self.service.pid)
             peak, largest = sum(baseline), max(baseline)
+            peak_pss = tree_pss_bytes(self.service.pid)
             failures: list[BaseException] = []
 
             def transfer(arguments: list[str], *expected: int) -> None:
@@ -428,6 +440,7 @@ class BackendRun:
             while any(client.is_alive() for client in clients):
                 sample = tree_rss_bytes(self.service.pid)
                 peak, largest = max(peak, sum(sample)), max(largest, *sample)
+                peak_pss = max(peak_pss, tree_pss_bytes(self.service.pid))
                 time.sleep(RSS_SAMPLE_SECONDS)
             for client in clients:
                 client.join()
@@ -450,9 +463,11 @@ class BackendRun:
                 {
                     'baseline_mb': round(sum(baseline) / 1e6, 1),
                     'largest_process_mb': round(largest / 1e6, 1),
+                    'peak_pss_mb': round(peak_pss / 1e6, 1),
                     'process_count': len(baseline),
                     'transfer_bytes': size,
-                    'processes': 'server process and its workers, sum of VmRSS sampled every 10 ms',
+                    'processes': 'server process and its workers, sum of VmRSS sampled every 10 ms'
+                    ' (peak_pss_mb: the same with shared pages counted once)',
                 },
             )
         )
@@ -564,12 +579,15 @@ class BackendRun:
             }
 
         small, large = requests(seeded['small']), requests(seeded['large'])
-        self.log(f'growth: {len(small)} routes x 2 workspaces x {config.seconds} s')
+        self.log(f'growth: {len(small)} routes x 2 workspaces x 2 runs x {config.seconds} s')
         for name in small:
-            measured = {
-                label: self.rate(self.service.base_url, routes[name])
-                for label, routes in (('small', small), ('large', large))
-            }
+            # small, large, large, small: whichever goes first warms caches (and the machine
+            # drifts) for both alike; each side's rate is over its two runs
+            runs: dict[str, list[dict[str, Any]]] = {'small': [], 'large': []}
+            for label in ('small', 'large', 'large', 'small'):
+                routes = small if label == 'small' else large
+                runs[label].append(self.rate(self.service.base_url, routes[name]))
+            measured = {label: _combined(rates) for label, rates in runs.items()}
             # large/small of the time a request takes: the inverse of the rates' ratio
             ratio = (
                 measured['small']['requests_per_second'] / measured['large']['requests_per_second']

@@ -88,6 +88,21 @@ def tree_rss_bytes(pid: int) -> list[int]:
     return [_status_kib(member, 'VmRSS') * 1024 for member in process_tree(pid)]
 
 
+def _pss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f'/proc/{pid}/smaps_rollup').read_text().splitlines():
+            if line.startswith('Pss:'):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_pss_bytes(pid: int) -> int:
+    """Proportional set size of `pid` and its descendants now: each shared page (the
+    server's libraries, mapped by the parent and every worker) counted once in all, where
+    the sum of VmRSS counts it in every process that maps it."""
+    return sum(_pss_kib(member) * 1024 for member in process_tree(pid))
+
+
 # --- a child process that is always stopped -------------------------------------------
 
 
