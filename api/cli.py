@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from typing import Any
 
 from api.logs import logging_config
@@ -67,12 +68,17 @@ def _prepare_in_child() -> tuple[int, dict[str, Any] | None]:
     import SQLAlchemy and Alembic. A child that exits gives all of that back (ADR 019).
     """
     read_end, write_end = os.pipe()
+    # the child must not write out again what this process has buffered
+    sys.stdout.flush()
+    sys.stderr.flush()
     child = os.fork()
     if child == 0:  # pragma: no cover - measured in the parent through the exit code
         os.close(read_end)
         code = 1
         try:
             code = _prepare(write_end)
+        except BaseException:  # noqa: BLE001 - reported here, the exit code says it failed
+            traceback.print_exc()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

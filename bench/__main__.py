@@ -122,6 +122,9 @@ def table(rows: list[Row]) -> str:
         reference = _figure(row.reference, row.unit)
         if row.reference_name:
             reference += f' ({row.reference_name})'
+        if row.details.get('large_workspace', {}).get('page_items') is not None:
+            figure += f' ({row.details["large_workspace"]["page_items"]} items)'
+            reference += f' ({row.details["small_workspace"]["page_items"]} items)'
         lines.append(
             (
                 row.backend,
