@@ -20,8 +20,7 @@ from api.observability import install_observability
 from api.openapi_docs import finish_openapi
 from api.problems import install_problem_handlers
 from api.routers import chats, export, files, health, history, links, sandbox, workspace
-from api.settings import Settings, SettingsError, load_settings
-from repository.config import MetadataConfig
+from api.settings import Settings, SettingsError, load_settings, metadata_config
 from repository.factory import create_metadata_backend
 from usecase.interface import Clock, IdGenerator, Tracer
 from usecase.recover_storage import RecoverStorage
@@ -39,17 +38,6 @@ an RFC 9457 `application/problem+json` body whose `code` is the stable token to 
 
 class State(TypedDict):
     services: Services
-
-
-def metadata_config(settings: Settings) -> MetadataConfig:
-    return MetadataConfig(
-        backend=settings.metadata_backend,
-        sqlite_path=settings.resolved_sqlite_path,
-        postgres_dsn=(settings.postgres_dsn.get_secret_value() if settings.postgres_dsn else None),
-        pool_size=settings.postgres_pool_size,
-        connect_timeout_seconds=settings.postgres_connect_timeout_seconds,
-        statement_timeout_seconds=settings.postgres_statement_timeout_seconds,
-    )
 
 
 def create_app(

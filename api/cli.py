@@ -2,11 +2,14 @@
 checks the data directory against the metadata."""
 
 import argparse
+import json
+import os
 import sys
+import traceback
+from typing import Any
 
 from api.logs import logging_config
 from api.server import DEFAULT_APP, SERVER_ENV, SERVERS, ServerOptions, default_server, run
-from api.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,29 +29,88 @@ def main(argv: list[str] | None = None) -> int:
     fsck = commands.add_parser('fsck', help='check the data directory against the metadata')
     fsck.add_argument('--repair', action='store_true', help='fix what needs no guess')
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f'chat-storage: {error}', file=sys.stderr)  # noqa: T201 - the one clear line
-        return 2
     if args.command == 'fsck':
         # imported here: the serving process of a multi-process server stays small
         from api.fsck_cli import run_fsck  # noqa: PLC0415
+        from api.settings import SettingsError, load_settings  # noqa: PLC0415
 
+        try:
+            settings = load_settings()
+        except SettingsError as error:
+            print(f'chat-storage: {error}', file=sys.stderr)  # noqa: T201 - the one clear line
+            return 2
         return run_fsck(settings, repair=args.repair)
+    code, serving = _prepare_in_child()
+    if serving is None:
+        return code
     run(
         # `chat-storage` alone serves with the defaults
         getattr(args, 'server', default_server()),
         ServerOptions(
             app=getattr(args, 'app', DEFAULT_APP),
-            host=settings.host,
-            port=settings.port,
+            host=serving['host'],
+            port=serving['port'],
             workers=getattr(args, 'workers', 1),
-            log_level=settings.log_level,
+            log_level=serving['log_level'],
             # JSON lines in every worker; our middleware writes the access log
-            log_config=logging_config(settings.log_level, settings.log_format),
+            log_config=logging_config(serving['log_level'], serving['log_format']),
         ),
     )
+    return 0
+
+
+def _prepare_in_child() -> tuple[int, dict[str, Any] | None]:
+    """Check the settings (and migrate the schema) in a forked child: its exit code, and
+    what the server needs of the settings when they are valid.
+
+    The serving process lives as long as the server and, under Granian, only supervises
+    its workers: validating the settings would import pydantic (~20 MB), migrating would
+    import SQLAlchemy and Alembic. A child that exits gives all of that back (ADR 019).
+    """
+    read_end, write_end = os.pipe()
+    # the child must not write out again what this process has buffered
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - measured in the parent through the exit code
+        os.close(read_end)
+        code = 1
+        try:
+            code = _prepare(write_end)
+        except BaseException:  # noqa: BLE001 - reported here, the exit code says it failed
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as pipe:
+        answer = pipe.read()
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if code != 0:
+        return code, None
+    return 0, dict(json.loads(answer))
+
+
+def _prepare(answer_fd: int) -> int:
+    """In the child: validate the settings, migrate ahead of the workers, answer."""
+    from api.prepare import migrate_ahead  # noqa: PLC0415 - the child's imports
+    from api.settings import SettingsError, load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f'chat-storage: {error}', file=sys.stderr)  # noqa: T201 - the one clear line
+        return 2
+    migrate_ahead(settings)
+    serving = {
+        'host': settings.host,
+        'port': settings.port,
+        'log_level': settings.log_level,
+        'log_format': settings.log_format,
+    }
+    with os.fdopen(answer_fd, 'wb') as answer:
+        answer.write(json.dumps(serving).encode())
     return 0
 
 

@@ -9,8 +9,7 @@ import sys
 from typing import TextIO
 
 from adapter.file_maintenance import FileSystemMaintenance
-from api.app import metadata_config
-from api.settings import Settings
+from api.settings import Settings, metadata_config
 from domain.error import DomainError
 from repository.factory import create_metadata_backend
 from usecase.fsck import CheckStorage, FsckReport

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from repository.config import MetadataConfig
+
 ENV_PREFIX = 'STORAGE_'
 
 
@@ -63,3 +65,14 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         raise SettingsError(describe_validation_error(error)) from None
+
+
+def metadata_config(settings: Settings) -> MetadataConfig:
+    return MetadataConfig(
+        backend=settings.metadata_backend,
+        sqlite_path=settings.resolved_sqlite_path,
+        postgres_dsn=(settings.postgres_dsn.get_secret_value() if settings.postgres_dsn else None),
+        pool_size=settings.postgres_pool_size,
+        connect_timeout_seconds=settings.postgres_connect_timeout_seconds,
+        statement_timeout_seconds=settings.postgres_statement_timeout_seconds,
+    )

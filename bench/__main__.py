@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.measure import FULL, TINY, BackendRun, BenchConfig, Row, make_file
+from bench.measure import FULL, MEASUREMENTS, TINY, BackendRun, BenchConfig, Row, make_file
 from bench.servers import (
     ROOT,
     BenchError,
@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get('BENCH_POSTGRES_DSN', DEFAULT_POSTGRES_DSN),
         help='a server where the bench may create and drop a database (env BENCH_POSTGRES_DSN)',
     )
+    parser.add_argument(
+        '--only',
+        default=','.join(sorted(MEASUREMENTS)),
+        help='a comma list of measurements to run: transfers,rss,small,growth (default: all)',
+    )
     parser.add_argument('--results-dir', type=Path, default=RESULTS_DIR)
     parser.add_argument(
         '--work-dir', type=Path, default=None, help='parent of the temporary data (default: TMPDIR)'
@@ -52,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.backends.split(',')) - set(BACKENDS)
     if unknown:
         parser.error(f'unknown backends: {", ".join(sorted(unknown))}')
+    unknown = set(args.only.split(',')) - MEASUREMENTS
+    if unknown:
+        parser.error(f'unknown measurements: {", ".join(sorted(unknown))}')
     return args
 
 
@@ -108,11 +116,15 @@ def table(rows: list[Row]) -> str:
         if 'baseline_mb' in row.details:
             figure += (
                 f' ({row.details["process_count"]} processes, idle {row.details["baseline_mb"]:.0f}'
-                f' MB; largest process {row.details["largest_process_mb"]:.0f} MB)'
+                f' MB; largest process {row.details["largest_process_mb"]:.0f} MB;'
+                f' PSS {row.details["peak_pss_mb"]:.0f} MB)'
             )
         reference = _figure(row.reference, row.unit)
         if row.reference_name:
             reference += f' ({row.reference_name})'
+        if row.details.get('large_workspace', {}).get('page_items') is not None:
+            figure += f' ({row.details["large_workspace"]["page_items"]} items)'
+            reference += f' ({row.details["small_workspace"]["page_items"]} items)'
         lines.append(
             (
                 row.backend,
@@ -151,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for tool in ('nginx', 'wrk', 'curl'):
         require_tool(tool)
     launch = ServiceLaunch.detect(config.workers)
+    only = frozenset(args.only.split(','))
     started_at = datetime.now(UTC)
     began = time.monotonic()
     rows: list[Row] = []
@@ -162,9 +175,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sources = work_dir / 'sources'
         for directory in (log_dir, sources):
             directory.mkdir()
+        # the source files the chosen measurements upload: (measurement, name, size)
+        needed = (
+            ('transfers', 'transfer', config.transfer_bytes),
+            ('rss', 'rss', config.rss_transfer_bytes),
+        )
         files = {
-            'transfer': make_file(sources / 'transfer.bin', config.transfer_bytes),
-            'rss': make_file(sources / 'rss.bin', config.rss_transfer_bytes),
+            name: make_file(sources / f'{name}.bin', size)
+            for measurement, name, size in needed
+            if measurement in only
         }
         with NginxServer(work_dir, work_dir, log_dir, workers=config.workers) as nginx:
             for backend in args.backends.split(','):
@@ -184,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         sources=files,
                         service=service,
                     )
-                    rows += measured.all()
+                    rows += measured.all(only)
                 started = time.monotonic()
                 shutil.rmtree(data_dir)
                 print(f'{backend}: stopped, data removed in {time.monotonic() - started:.0f} s')
@@ -195,6 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'started_at': started_at.isoformat(),
         'seconds': round(time.monotonic() - began, 1),
         'server': launch.describe(),
+        'measurements': sorted(only),
         'config': asdict(config),
         'machine': machine(),
         'rows': [row.as_dict() for row in rows],

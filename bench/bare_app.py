@@ -9,7 +9,7 @@ request of the service is compared with it. The bench serves this factory instea
 from fastapi import FastAPI
 
 from api.app import create_app as create_service_app
-from bench.servers import BARE_PATH
+from bench import BARE_PATH
 
 BARE_BODY = {'status': 'ok'}
 

@@ -13,13 +13,14 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from bench import BARE_PATH
 from bench.load import Request, curl, expect_status, run_wrk
 from bench.seed import SeededWorkspace, seed_workspace
 from bench.servers import (
-    BARE_PATH,
     BenchError,
     NginxServer,
     ServiceServer,
+    tree_pss_bytes,
     tree_rss_bytes,
 )
 from repository.config import MetadataConfig
@@ -27,6 +28,8 @@ from repository.config import MetadataConfig
 MIB = 1024 * 1024
 RSS_SAMPLE_SECONDS = 0.01
 OCTET_STREAM = 'application/octet-stream'
+# the names `--only` takes, in the order they run
+MEASUREMENTS = frozenset({'transfers', 'rss', 'small', 'growth'})
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,24 @@ class TransferSides:
         return self.size / seconds / 1e6
 
 
+def _page_items(name: str, workspace: SeededWorkspace) -> int | None:
+    """How many items a growth request's answer lists (None: not a list)."""
+    if '?limit=' not in name:
+        return None
+    limit = int(name.rsplit('=', 1)[1])
+    return min(limit, workspace.chats if name.startswith('GET /v1/chats?') else workspace.files)
+
+
+def _combined(rates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of equal duration as one: requests and errors summed, the mean rate, each run."""
+    return {
+        'requests_per_second': statistics.fmean(rate['requests_per_second'] for rate in rates),
+        'requests': sum(rate['requests'] for rate in rates),
+        'errors': sum(rate['errors'] for rate in rates),
+        'runs': rates,
+    }
+
+
 @dataclass
 class BackendRun:
     """Everything measured on one backend: the service, nginx, and a work directory."""
@@ -399,6 +420,7 @@ class BackendRun:
             self.log(f'peak memory while uploading and downloading {mebibytes(size)} at once')
             baseline = tree_rss_bytes(self.service.pid)
             peak, largest = sum(baseline), max(baseline)
+            peak_pss = tree_pss_bytes(self.service.pid)
             failures: list[BaseException] = []
 
             def transfer(arguments: list[str], *expected: int) -> None:
@@ -426,6 +448,7 @@ class BackendRun:
             while any(client.is_alive() for client in clients):
                 sample = tree_rss_bytes(self.service.pid)
                 peak, largest = max(peak, sum(sample)), max(largest, *sample)
+                peak_pss = max(peak_pss, tree_pss_bytes(self.service.pid))
                 time.sleep(RSS_SAMPLE_SECONDS)
             for client in clients:
                 client.join()
@@ -448,9 +471,11 @@ class BackendRun:
                 {
                     'baseline_mb': round(sum(baseline) / 1e6, 1),
                     'largest_process_mb': round(largest / 1e6, 1),
+                    'peak_pss_mb': round(peak_pss / 1e6, 1),
                     'process_count': len(baseline),
                     'transfer_bytes': size,
-                    'processes': 'server process and its workers, sum of VmRSS sampled every 10 ms',
+                    'processes': 'server process and its workers, sum of VmRSS sampled every 10 ms'
+                    ' (peak_pss_mb: the same with shared pages counted once)',
                 },
             )
         )
@@ -546,12 +571,20 @@ class BackendRun:
             )
             self.log(f'seeded {chats} chats / {files} files in {time.monotonic() - started:.1f} s')
 
+        # the small workspace's chat has fewer files than a page of 50: its page is shorter,
+        # and each item costs the response ~30 µs of CPU. The extra row lists a page both
+        # workspaces fill, so that it compares workspace sizes and nothing else
+        full_page = min(50, config.growth_small[1])
+
         def requests(workspace: SeededWorkspace) -> dict[str, Request]:
             headers = {'X-User-Id': str(workspace.user_id)}
             chat = workspace.files_chat_id
             return {
                 'GET /v1/chats?limit=50': Request('GET', '/v1/chats?limit=50', headers),
                 'GET …/files?limit=50': Request('GET', f'/v1/chats/{chat}/files?limit=50', headers),
+                f'GET …/files?limit={full_page}': Request(
+                    'GET', f'/v1/chats/{chat}/files?limit={full_page}', headers
+                ),
                 f'PUT …/files/by-name of {config.small_upload_bytes // 1024} KiB': Request(
                     'PUT',
                     f'/v1/chats/{chat}/files/by-name/bench-',
@@ -562,12 +595,15 @@ class BackendRun:
             }
 
         small, large = requests(seeded['small']), requests(seeded['large'])
-        self.log(f'growth: {len(small)} routes x 2 workspaces x {config.seconds} s')
+        self.log(f'growth: {len(small)} routes x 2 workspaces x 2 runs x {config.seconds} s')
         for name in small:
-            measured = {
-                label: self.rate(self.service.base_url, routes[name])
-                for label, routes in (('small', small), ('large', large))
-            }
+            # small, large, large, small: whichever goes first warms caches (and the machine
+            # drifts) for both alike; each side's rate is over its two runs
+            runs: dict[str, list[dict[str, Any]]] = {'small': [], 'large': []}
+            for label in ('small', 'large', 'large', 'small'):
+                routes = small if label == 'small' else large
+                runs[label].append(self.rate(self.service.base_url, routes[name]))
+            measured = {label: _combined(rates) for label, rates in runs.items()}
             # large/small of the time a request takes: the inverse of the rates' ratio
             ratio = (
                 measured['small']['requests_per_second'] / measured['large']['requests_per_second']
@@ -588,19 +624,29 @@ class BackendRun:
                         'small_workspace': {
                             'chats': seeded['small'].chats,
                             'files': seeded['small'].files,
+                            'page_items': _page_items(name, seeded['small']),
                             **measured['small'],
                         },
                         'large_workspace': {
                             'chats': seeded['large'].chats,
                             'files': seeded['large'].files,
+                            'page_items': _page_items(name, seeded['large']),
                             **measured['large'],
                         },
                     },
                 )
             )
 
-    def all(self) -> list[Row]:
-        for step in (self.transfers, self.peak_memory, self.small_requests, self.growth):
+    def all(self, only: frozenset[str] = MEASUREMENTS) -> list[Row]:
+        steps = {
+            'transfers': self.transfers,
+            'rss': self.peak_memory,
+            'small': self.small_requests,
+            'growth': self.growth,
+        }
+        for name, step in steps.items():
+            if name not in only:
+                continue
             started = time.monotonic()
             step()
             self.log(f'{step.__name__} done in {time.monotonic() - started:.0f} s')

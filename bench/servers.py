@@ -25,10 +25,11 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from bench import BARE_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = '127.0.0.1'
 BARE_FACTORY = 'bench.bare_app:create_app'
-BARE_PATH = '/bench/bare'
 STARTUP_SECONDS = 60.0
 SHUTDOWN_SECONDS = 15.0
 
@@ -85,6 +86,21 @@ def _status_kib(pid: int, field: str) -> int:
 def tree_rss_bytes(pid: int) -> list[int]:
     """Resident memory (VmRSS) of `pid` and of each of its descendants now."""
     return [_status_kib(member, 'VmRSS') * 1024 for member in process_tree(pid)]
+
+
+def _pss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f'/proc/{pid}/smaps_rollup').read_text().splitlines():
+            if line.startswith('Pss:'):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_pss_bytes(pid: int) -> int:
+    """Proportional set size of `pid` and its descendants now: each shared page (the
+    server's libraries, mapped by the parent and every worker) counted once in all, where
+    the sum of VmRSS counts it in every process that maps it."""
+    return sum(_pss_kib(member) * 1024 for member in process_tree(pid))
 
 
 # --- a child process that is always stopped -------------------------------------------

@@ -2,6 +2,8 @@
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,13 +20,16 @@ from domain.page import PageKey
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 from repository.common import ReadOnlyUnitOfWorkError
+from repository.migrations import HEAD_REVISION
 from repository.sql.backend import (
+    MIGRATIONS_DIR,
     PostgresMetadataBackend,
     SqliteMetadataBackend,
     SqlMetadataBackend,
 )
 from usecase.interface import MetadataBackend
 
+ROOT = Path(__file__).resolve().parents[2]
 USER_A = UUID('aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa')
 USER_B = UUID('bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb')
 WS_A = UUID('11111111-1111-1111-1111-111111111111')
@@ -703,6 +708,36 @@ async def test_migration_creates_every_table(backend: MetadataBackend, backend_n
     async with backend.engine().connect() as connection:
         names = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     assert names >= {'workspaces', 'chats', 'chat_files', 'sandbox_sessions', 'idempotency_keys'}
+
+
+def test_head_revision_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - as the server: only here
+
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+    assert scripts.get_heads() == [HEAD_REVISION]
+
+
+async def test_migrate_at_head_needs_no_alembic(tmp_path: Path) -> None:
+    """A schema at head is recognised without Alembic, which the server then never imports."""
+    path = tmp_path / 'metadata.sqlite3'
+    first = SqliteMetadataBackend(path)
+    await first.migrate()
+    await first.close()
+    script = f"""
+import asyncio, sys
+from pathlib import Path
+from repository.sql.backend import SqliteMetadataBackend
+async def main():
+    backend = SqliteMetadataBackend(Path({str(path)!r}))
+    await backend.migrate()
+    await backend.close()
+asyncio.run(main())
+assert not [name for name in sys.modules if name.split('.')[0] in ('alembic', 'mako')]
+"""
+    completed = subprocess.run(
+        [sys.executable, '-c', script], cwd=ROOT, capture_output=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr.decode(errors='replace')
 
 
 # --- SQLite --------------------------------------------------------------------------------
