@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.measure import FULL, TINY, BackendRun, BenchConfig, Row, make_file
+from bench.measure import FULL, MEASUREMENTS, TINY, BackendRun, BenchConfig, Row, make_file
 from bench.servers import (
     ROOT,
     BenchError,
@@ -40,6 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--backends', default=','.join(BACKENDS), help='sqlite,postgres')
     parser.add_argument('--workers', type=int, default=1, help='server worker processes')
     parser.add_argument(
+        '--only',
+        default=','.join(MEASUREMENTS),
+        help=f'some of {",".join(MEASUREMENTS)} (default: all)',
+    )
+    parser.add_argument(
         '--postgres-dsn',
         default=os.environ.get('BENCH_POSTGRES_DSN', DEFAULT_POSTGRES_DSN),
         help='a server where the bench may create and drop a database (env BENCH_POSTGRES_DSN)',
@@ -52,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.backends.split(',')) - set(BACKENDS)
     if unknown:
         parser.error(f'unknown backends: {", ".join(sorted(unknown))}')
+    unknown = set(args.only.split(',')) - set(MEASUREMENTS)
+    if unknown:
+        parser.error(f'unknown measurements: {", ".join(sorted(unknown))}')
     return args
 
 
@@ -162,10 +170,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sources = work_dir / 'sources'
         for directory in (log_dir, sources):
             directory.mkdir()
-        files = {
-            'transfer': make_file(sources / 'transfer.bin', config.transfer_bytes),
-            'rss': make_file(sources / 'rss.bin', config.rss_transfer_bytes),
-        }
+        only = args.only.split(',')
+        # the large source files only for the measurements that send them
+        files = {}
+        if 'transfers' in only:
+            files['transfer'] = make_file(sources / 'transfer.bin', config.transfer_bytes)
+        if 'memory' in only:
+            files['rss'] = make_file(sources / 'rss.bin', config.rss_transfer_bytes)
         with NginxServer(work_dir, work_dir, log_dir, workers=config.workers) as nginx:
             for backend in args.backends.split(','):
                 data_dir = work_dir / backend
@@ -184,7 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         sources=files,
                         service=service,
                     )
-                    rows += measured.all()
+                    rows += measured.all(only)
                 started = time.monotonic()
                 shutil.rmtree(data_dir)
                 print(f'{backend}: stopped, data removed in {time.monotonic() - started:.0f} s')
@@ -196,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'seconds': round(time.monotonic() - began, 1),
         'server': launch.describe(),
         'config': asdict(config),
+        'measurements': only,
         'machine': machine(),
         'rows': [row.as_dict() for row in rows],
         'table': table(rows),
@@ -212,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print()
     print(document['table'])
-    path = write_results(args.results_dir, document, 'tiny-' if args.tiny else '')
+    prefix = 'tiny-' if args.tiny else ''
+    if set(document['measurements']) != set(MEASUREMENTS):
+        # a partial run never replaces the full run's latest.json
+        prefix += 'only-' + '-'.join(document['measurements']) + '-'
+    path = write_results(args.results_dir, document, prefix)
     print(f'\n{len(document["rows"])} figures in {document["seconds"]} s; written to {path}')
     return 0
 

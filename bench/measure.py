@@ -5,7 +5,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ from repository.config import MetadataConfig
 MIB = 1024 * 1024
 RSS_SAMPLE_SECONDS = 0.01
 OCTET_STREAM = 'application/octet-stream'
+# what `python -m bench --only` may name: transfers (download/upload), memory (peak RSS),
+# small (small requests against the bare route), growth (small vs large workspace)
+MEASUREMENTS = ('transfers', 'memory', 'small', 'growth')
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,8 +602,17 @@ class BackendRun:
                 )
             )
 
-    def all(self) -> list[Row]:
-        for step in (self.transfers, self.peak_memory, self.small_requests, self.growth):
+    def all(self, only: Collection[str] = MEASUREMENTS) -> list[Row]:
+        """Every measurement, or those named in `only` (see `MEASUREMENTS`), in a fixed order."""
+        steps = {
+            'transfers': self.transfers,
+            'memory': self.peak_memory,
+            'small': self.small_requests,
+            'growth': self.growth,
+        }
+        for name, step in steps.items():
+            if name not in only:
+                continue
             started = time.monotonic()
             step()
             self.log(f'{step.__name__} done in {time.monotonic() - started:.0f} s')
