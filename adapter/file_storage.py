@@ -273,6 +273,12 @@ class _StagingFile(_OpenFile):
         if fd is not None:
             os.close(fd)
 
+    def create_and_finish(self, data: bytearray) -> None:
+        """A body smaller than one batch: create, write, hash, fsync and close in one call."""
+        self.create()
+        self.digest.update(data)
+        self.finish(data)
+
     def remove(self) -> None:
         self.close()
         with contextlib.suppress(OSError):
@@ -542,6 +548,8 @@ class _FileSystemChange:
         self._trash_dir = trash_dir
         self._steps = steps
         self._outcome: str | None = None
+        # whether a step wrote sidecars or backups into the trash (True until applied)
+        self._wrote_trash = True
 
     async def commit(self) -> None:
         if self._settle('committed'):
@@ -579,6 +587,7 @@ class _FileSystemChange:
             for step in self._steps:
                 prepared.append(step)
                 wrote_trash = step.prepare() or wrote_trash
+            self._wrote_trash = wrote_trash
             if wrote_trash:
                 # sidecars and backups are durable before anything visible changes
                 _fsync_dir(self._trash_dir)
@@ -617,8 +626,10 @@ class _FileSystemChange:
     def _forget(self) -> None:
         for step in self._steps:
             step.forget()
-        # a settled sidecar must not outlive a crash and be read as pending
-        _fsync_dir(self._trash_dir)
+        if self._wrote_trash:
+            # a settled sidecar must not outlive a crash and be read as pending (an
+            # append writes none: its staged copy is left to recovery, as before)
+            _fsync_dir(self._trash_dir)
 
     def _fsync(self, directories: Iterable[Path]) -> None:
         for directory in sorted(directories):
@@ -726,11 +737,11 @@ class FileSystemChatStorage:
         Only our own disk calls are translated: an OSError of the stream (a client that
         went away) is not a disk error.
         """
-        await _staging_call(lane, staging.create)
         hashing = _Lane(self._workers)
         size = 0
         batch = bytearray()
         written: list[asyncio.Future[None]] = []
+        created = False
         async for chunk in content:
             size += len(chunk)
             if size > limit_bytes:
@@ -739,6 +750,9 @@ class FileSystemChatStorage:
             batch += chunk
             if len(batch) >= self._chunk_bytes:
                 full, batch = batch, bytearray()
+                if not created:
+                    await _staging_call(lane, staging.create)
+                    created = True
                 await _settled(written)
                 # the next batch arrives while this one is written and hashed, each in a
                 # thread of its own (both release the GIL); still one pass over the bytes
@@ -747,6 +761,10 @@ class FileSystemChatStorage:
                     hashing.start(staging.digest.update, full),
                 ]
         await _settled(written)
+        if not created:
+            # most history appends and small files: one worker-thread call (ADR 019)
+            await _staging_call(lane, staging.create_and_finish, batch)
+            return size
         last_hash = hashing.start(staging.digest.update, batch)
         await _staging_call(lane, staging.finish, batch)
         await asyncio.shield(last_hash)

@@ -149,7 +149,7 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         # checked and applied in one statement when growing: no read-modify-write race
         statement = _ADD_USED_BYTES_WITHIN_QUOTA if delta > 0 else _ADD_USED_BYTES
         result = await self._session.execute_write(
-            statement, {'workspace_id': workspace_id, 'delta': delta}
+            statement, {'b_workspace_id': workspace_id, 'b_delta': delta}
         )
         return result.rowcount == 1
 
@@ -177,17 +177,18 @@ class SqlWorkspaceRepository(WorkspaceRepository):
 
 _ADD_USED_BYTES = (
     update(workspaces)
-    .where(workspaces.c.workspace_id == bindparam('workspace_id'))
-    .values(used_bytes=workspaces.c.used_bytes + bindparam('delta', type_=BigInteger))
+    .where(workspaces.c.workspace_id == bindparam('b_workspace_id'))
+    .values(used_bytes=workspaces.c.used_bytes + bindparam('b_delta', type_=BigInteger))
 )
 _ADD_USED_BYTES_WITHIN_QUOTA = _ADD_USED_BYTES.where(
-    workspaces.c.used_bytes + bindparam('delta', type_=BigInteger) <= workspaces.c.quota_bytes
+    workspaces.c.used_bytes + bindparam('b_delta', type_=BigInteger) <= workspaces.c.quota_bytes
 )
 
 
 def _prebuilt_upsert(table: Table, key: str) -> dict[str, Executable]:
-    """`_upsert` of every column of `table` with bind parameters, built once per dialect."""
-    values = {column.name: bindparam(column.name, type_=column.type) for column in table.c}
+    """`_upsert` of every column of `table` with bind parameters `b_<column>`, built once
+    per dialect (a column's own name is reserved in VALUES)."""
+    values = {column.name: bindparam(f'b_{column.name}', type_=column.type) for column in table.c}
     return {
         dialect_name: _upsert(dialect_name, table, values, key)
         for dialect_name in ('postgresql', 'sqlite')
@@ -278,7 +279,10 @@ class SqlChatRepository(ChatRepository):
             'history_revision': chat.history_revision,
             'file_count': chat.file_count,
         }
-        await self._session.execute_write(_CHAT_UPSERT[self._session.dialect_name], values)
+        await self._session.execute_write(
+            _CHAT_UPSERT[self._session.dialect_name],
+            {f'b_{name}': value for name, value in values.items()},
+        )
 
     async def delete(self, chat_id: UUID) -> None:
         await self._session.execute_write(delete(chats).where(chats.c.chat_id == chat_id))
