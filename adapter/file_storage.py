@@ -192,9 +192,11 @@ class _OpenFile:
             raise ValueError('file is not open')
         return os.pread(self.fd, size, offset)
 
-    def open_and_pread(self, size: int, offset: int, *, last: bool) -> bytes:
-        """Open and read the first chunk in one worker-thread call; close as well when it
-        is the last one (`last`, or the file ended): a small file costs one thread hop."""
+    def open_and_pread(self, size: int, offset: int, *, last: bool, root: Path) -> bytes:
+        """Check the directories below `root`, open and read the first chunk in one
+        worker-thread call; close as well when it is the last one (`last`, or the file
+        ended): a small file costs one thread hop."""
+        _refuse_symlinked_dirs(root, self.path)
         self.open_regular()
         data = self.pread(size, offset)
         if last or len(data) < size:
@@ -789,8 +791,7 @@ class FileSystemChatStorage:
         record = self._record('put_attachment', target, chat, name=name.value)
         record |= {'sha256': staged.sha256, 'size_bytes': staged.size_bytes}
         step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
-        await self._refuse_symlinked_dirs(target, chat.chat_id)
-        return await self._apply([step], chat.chat_id)
+        return await self._apply([step], chat.chat_id, below=target)
 
     async def delete_attachments(
         self,
@@ -802,8 +803,7 @@ class FileSystemChatStorage:
             source = self.attachment_path(chat, name)
             record = self._record('delete_attachment', source, chat, name=name.value)
             steps.append(_MoveToTrashStep(self.trash_dir, record, source))
-        await self._refuse_symlinked_dirs(self.history_path(chat), chat.chat_id)
-        return await self._apply(steps, chat.chat_id)
+        return await self._apply(steps, chat.chat_id, below=self.history_path(chat))
 
     async def put_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
         target = self.history_path(chat)
@@ -814,8 +814,7 @@ class FileSystemChatStorage:
             'size_bytes': staged.size_bytes,
         }
         step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
-        await self._refuse_symlinked_dirs(target, chat.chat_id)
-        return await self._apply([step], chat.chat_id)
+        return await self._apply([step], chat.chat_id, below=target)
 
     async def append_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
         step = _AppendStep(
@@ -824,15 +823,15 @@ class FileSystemChatStorage:
             chat.history_bytes,
             self._chunk_bytes,
         )
-        await self._refuse_symlinked_dirs(self.history_path(chat), chat.chat_id)
-        return await self._apply([step], chat.chat_id)
+        return await self._apply([step], chat.chat_id, below=self.history_path(chat))
 
     async def delete_chat(self, chat: Chat) -> StorageChange:
         source = self.chat_dir(chat)
         record = self._record('delete_chat', source, chat)
         # the chat directory itself may be a link (moving a link is safe); not its parents
-        await self._refuse_symlinked_dirs(source, chat.chat_id)
-        return await self._apply([_MoveToTrashStep(self.trash_dir, record, source)], chat.chat_id)
+        return await self._apply(
+            [_MoveToTrashStep(self.trash_dir, record, source)], chat.chat_id, below=source
+        )
 
     async def delete_workspace(self, workspace_id: UUID) -> StorageChange:
         source = self.workspace_dir(workspace_id)
@@ -860,9 +859,19 @@ class FileSystemChatStorage:
         except OSError as exc:
             raise _storage_error(exc, chat_id) from exc
 
-    async def _apply(self, steps: list[_Step], chat_id: UUID | None) -> StorageChange:
+    async def _apply(
+        self, steps: list[_Step], chat_id: UUID | None, *, below: Path | None = None
+    ) -> StorageChange:
+        """Apply `steps` in one worker-thread call, after checking that no directory
+        between the data directory and `below` is a symlink."""
         change = _FileSystemChange(self._workers, self.trash_dir, steps)
-        task = self._workers.spawn(asyncio.to_thread(change.apply_blocking))
+
+        def apply() -> None:
+            if below is not None:
+                _refuse_symlinked_dirs(self.data_dir, below)
+            change.apply_blocking()
+
+        task = self._workers.spawn(asyncio.to_thread(apply))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -939,7 +948,6 @@ class FileSystemChatStorage:
         stop: int | None,
     ) -> AsyncGenerator[bytes, None]:
         """Bytes `start` to `stop` (exclusive; None: to the end) of one opened version."""
-        await self._refuse_symlinked_dirs(path, chat_id)
         file = _OpenFile(path)
         lane = _Lane(self._workers)
         try:
@@ -955,7 +963,9 @@ class FileSystemChatStorage:
                     else:
                         # opened once: a concurrent replace never mixes two versions
                         last = stop is not None and position + size >= stop
-                        data = await lane.run(file.open_and_pread, size, position, last=last)
+                        data = await lane.run(
+                            file.open_and_pread, size, position, last=last, root=self.data_dir
+                        )
                         opened = True
                 except OSError as exc:
                     raise _storage_error(exc, chat_id) from exc
