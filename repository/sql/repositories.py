@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Executable,
+    Integer,
     Select,
     Table,
     and_,
@@ -196,6 +197,23 @@ def _prebuilt_upsert(table: Table, key: str) -> dict[str, Executable]:
 
 
 _CHAT_UPSERT = _prebuilt_upsert(chats, 'chat_id')
+# `_keyset_page` of a workspace's chats, with bind parameters
+_CHAT_PAGE = (
+    select(chats)
+    .where(chats.c.workspace_id == bindparam('b_workspace_id'))
+    .order_by(chats.c.created_at, chats.c.chat_id)
+    .limit(bindparam('b_limit', type_=Integer))
+)
+_AFTER_CREATED_AT = bindparam('b_created_at', type_=chats.c.created_at.type)
+_CHAT_PAGE_AFTER = _CHAT_PAGE.where(
+    or_(
+        chats.c.created_at > _AFTER_CREATED_AT,
+        and_(
+            chats.c.created_at == _AFTER_CREATED_AT,
+            chats.c.chat_id > bindparam('b_item_id', type_=chats.c.chat_id.type),
+        ),
+    )
+)
 
 # built once: the two lookups of nearly every request (building a statement costs more
 # than running it on SQLite; ADR 019)
@@ -258,6 +276,16 @@ class SqlChatRepository(ChatRepository):
         limit: int | None = None,
         after: PageKey | None = None,
     ) -> list[Chat]:
+        if limit is not None:
+            # a page: the statement built once (ADR 019)
+            check_limit(limit)
+            parameters: dict[str, object] = {'b_workspace_id': workspace_id, 'b_limit': limit}
+            if after is None:
+                result = await self._session.execute(_CHAT_PAGE, parameters)
+            else:
+                parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
+                result = await self._session.execute(_CHAT_PAGE_AFTER, parameters)
+            return [_chat(row) for row in result.mappings()]
         statement = _keyset_page(
             select(chats).where(chats.c.workspace_id == workspace_id),
             chats.c.created_at,
