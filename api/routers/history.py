@@ -5,11 +5,16 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, declared_length
-from api.dependencies import UserIdDep, services_of
+from api.dependencies import caller_id, services_of
 from api.download import safety_headers
 from api.file_response import SMALL_BODY_BYTES, read_small
 from api.http import json_response, not_modified, parse_etags, primed, quote_etag
-from api.openapi_docs import HISTORY_BODY, HISTORY_READ_RESPONSES, HISTORY_WRITTEN_HEADERS
+from api.openapi_docs import (
+    GATEWAY_HEADERS,
+    HISTORY_BODY,
+    HISTORY_READ_RESPONSES,
+    HISTORY_WRITTEN_HEADERS,
+)
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
 from usecase.write_history import WriteHistory
@@ -67,14 +72,14 @@ async def _write(
     'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write.',
     response_class=StreamingResponse,
     responses=HISTORY_READ_RESPONSES,
+    openapi_extra=GATEWAY_HEADERS,
 )
 async def read_history(
-    user_id: UserIdDep,
     request: Request,
     chat_id: UUID,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    content = await services_of(request).read_history(user_id, chat_id)
+    content = await services_of(request).read_history(caller_id(request), chat_id)
     etag = quote_etag(content.chat.history_version)
     if not_modified(if_none_match, content.chat.history_version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
@@ -98,15 +103,16 @@ async def read_history(
     'the new history. With `If-Match`, the write applies only to that version.',
     response_model=HistoryWritten,
     responses=_WRITE_RESPONSES,
-    openapi_extra=HISTORY_BODY,
+    openapi_extra={**HISTORY_BODY, **GATEWAY_HEADERS},
 )
 async def write_history(
-    user_id: UserIdDep,
     chat_id: UUID,
     request: Request,
     if_match: IfMatch = None,
 ) -> Response:
-    return await _write(services_of(request).write_history, user_id, chat_id, request, if_match)
+    return await _write(
+        services_of(request).write_history, caller_id(request), chat_id, request, if_match
+    )
 
 
 @router.post(
@@ -116,12 +122,13 @@ async def write_history(
     'never interleaved nor lost. With `If-Match`, the append applies only to that version.',
     response_model=HistoryWritten,
     responses=_WRITE_RESPONSES,
-    openapi_extra=HISTORY_BODY,
+    openapi_extra={**HISTORY_BODY, **GATEWAY_HEADERS},
 )
 async def append_history(
-    user_id: UserIdDep,
     chat_id: UUID,
     request: Request,
     if_match: IfMatch = None,
 ) -> Response:
-    return await _write(services_of(request).append_history, user_id, chat_id, request, if_match)
+    return await _write(
+        services_of(request).append_history, caller_id(request), chat_id, request, if_match
+    )
