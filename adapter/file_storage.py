@@ -192,9 +192,11 @@ class _OpenFile:
             raise ValueError('file is not open')
         return os.pread(self.fd, size, offset)
 
-    def open_and_pread(self, size: int, offset: int, *, last: bool) -> bytes:
-        """Open and read the first chunk in one worker-thread call; close as well when it
-        is the last one (`last`, or the file ended): a small file costs one thread hop."""
+    def open_and_pread(self, size: int, offset: int, *, last: bool, root: Path) -> bytes:
+        """Check the directories below `root`, open and read the first chunk in one
+        worker-thread call; close as well when it is the last one (`last`, or the file
+        ended): a small file costs one thread hop."""
+        _refuse_symlinked_dirs(root, self.path)
         self.open_regular()
         data = self.pread(size, offset)
         if last or len(data) < size:
@@ -272,6 +274,12 @@ class _StagingFile(_OpenFile):
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
+
+    def create_and_finish(self, data: bytearray) -> None:
+        """A body smaller than one batch: create, write, hash, fsync and close in one call."""
+        self.create()
+        self.digest.update(data)
+        self.finish(data)
 
     def remove(self) -> None:
         self.close()
@@ -542,6 +550,8 @@ class _FileSystemChange:
         self._trash_dir = trash_dir
         self._steps = steps
         self._outcome: str | None = None
+        # whether a step wrote sidecars or backups into the trash (True until applied)
+        self._wrote_trash = True
 
     async def commit(self) -> None:
         if self._settle('committed'):
@@ -579,6 +589,7 @@ class _FileSystemChange:
             for step in self._steps:
                 prepared.append(step)
                 wrote_trash = step.prepare() or wrote_trash
+            self._wrote_trash = wrote_trash
             if wrote_trash:
                 # sidecars and backups are durable before anything visible changes
                 _fsync_dir(self._trash_dir)
@@ -617,8 +628,10 @@ class _FileSystemChange:
     def _forget(self) -> None:
         for step in self._steps:
             step.forget()
-        # a settled sidecar must not outlive a crash and be read as pending
-        _fsync_dir(self._trash_dir)
+        if self._wrote_trash:
+            # a settled sidecar must not outlive a crash and be read as pending (an
+            # append writes none: its staged copy is left to recovery, as before)
+            _fsync_dir(self._trash_dir)
 
     def _fsync(self, directories: Iterable[Path]) -> None:
         for directory in sorted(directories):
@@ -726,11 +739,11 @@ class FileSystemChatStorage:
         Only our own disk calls are translated: an OSError of the stream (a client that
         went away) is not a disk error.
         """
-        await _staging_call(lane, staging.create)
         hashing = _Lane(self._workers)
         size = 0
         batch = bytearray()
         written: list[asyncio.Future[None]] = []
+        created = False
         async for chunk in content:
             size += len(chunk)
             if size > limit_bytes:
@@ -739,6 +752,9 @@ class FileSystemChatStorage:
             batch += chunk
             if len(batch) >= self._chunk_bytes:
                 full, batch = batch, bytearray()
+                if not created:
+                    await _staging_call(lane, staging.create)
+                    created = True
                 await _settled(written)
                 # the next batch arrives while this one is written and hashed, each in a
                 # thread of its own (both release the GIL); still one pass over the bytes
@@ -747,6 +763,10 @@ class FileSystemChatStorage:
                     hashing.start(staging.digest.update, full),
                 ]
         await _settled(written)
+        if not created:
+            # most history appends and small files: one worker-thread call (ADR 019)
+            await _staging_call(lane, staging.create_and_finish, batch)
+            return size
         last_hash = hashing.start(staging.digest.update, batch)
         await _staging_call(lane, staging.finish, batch)
         await asyncio.shield(last_hash)
@@ -771,8 +791,7 @@ class FileSystemChatStorage:
         record = self._record('put_attachment', target, chat, name=name.value)
         record |= {'sha256': staged.sha256, 'size_bytes': staged.size_bytes}
         step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
-        await self._refuse_symlinked_dirs(target, chat.chat_id)
-        return await self._apply([step], chat.chat_id)
+        return await self._apply([step], chat.chat_id, below=target)
 
     async def delete_attachments(
         self,
@@ -784,8 +803,7 @@ class FileSystemChatStorage:
             source = self.attachment_path(chat, name)
             record = self._record('delete_attachment', source, chat, name=name.value)
             steps.append(_MoveToTrashStep(self.trash_dir, record, source))
-        await self._refuse_symlinked_dirs(self.history_path(chat), chat.chat_id)
-        return await self._apply(steps, chat.chat_id)
+        return await self._apply(steps, chat.chat_id, below=self.history_path(chat))
 
     async def put_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
         target = self.history_path(chat)
@@ -796,8 +814,7 @@ class FileSystemChatStorage:
             'size_bytes': staged.size_bytes,
         }
         step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
-        await self._refuse_symlinked_dirs(target, chat.chat_id)
-        return await self._apply([step], chat.chat_id)
+        return await self._apply([step], chat.chat_id, below=target)
 
     async def append_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
         step = _AppendStep(
@@ -806,15 +823,15 @@ class FileSystemChatStorage:
             chat.history_bytes,
             self._chunk_bytes,
         )
-        await self._refuse_symlinked_dirs(self.history_path(chat), chat.chat_id)
-        return await self._apply([step], chat.chat_id)
+        return await self._apply([step], chat.chat_id, below=self.history_path(chat))
 
     async def delete_chat(self, chat: Chat) -> StorageChange:
         source = self.chat_dir(chat)
         record = self._record('delete_chat', source, chat)
         # the chat directory itself may be a link (moving a link is safe); not its parents
-        await self._refuse_symlinked_dirs(source, chat.chat_id)
-        return await self._apply([_MoveToTrashStep(self.trash_dir, record, source)], chat.chat_id)
+        return await self._apply(
+            [_MoveToTrashStep(self.trash_dir, record, source)], chat.chat_id, below=source
+        )
 
     async def delete_workspace(self, workspace_id: UUID) -> StorageChange:
         source = self.workspace_dir(workspace_id)
@@ -842,9 +859,19 @@ class FileSystemChatStorage:
         except OSError as exc:
             raise _storage_error(exc, chat_id) from exc
 
-    async def _apply(self, steps: list[_Step], chat_id: UUID | None) -> StorageChange:
+    async def _apply(
+        self, steps: list[_Step], chat_id: UUID | None, *, below: Path | None = None
+    ) -> StorageChange:
+        """Apply `steps` in one worker-thread call, after checking that no directory
+        between the data directory and `below` is a symlink."""
         change = _FileSystemChange(self._workers, self.trash_dir, steps)
-        task = self._workers.spawn(asyncio.to_thread(change.apply_blocking))
+
+        def apply() -> None:
+            if below is not None:
+                _refuse_symlinked_dirs(self.data_dir, below)
+            change.apply_blocking()
+
+        task = self._workers.spawn(asyncio.to_thread(apply))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -921,7 +948,6 @@ class FileSystemChatStorage:
         stop: int | None,
     ) -> AsyncGenerator[bytes, None]:
         """Bytes `start` to `stop` (exclusive; None: to the end) of one opened version."""
-        await self._refuse_symlinked_dirs(path, chat_id)
         file = _OpenFile(path)
         lane = _Lane(self._workers)
         try:
@@ -937,7 +963,9 @@ class FileSystemChatStorage:
                     else:
                         # opened once: a concurrent replace never mixes two versions
                         last = stop is not None and position + size >= stop
-                        data = await lane.run(file.open_and_pread, size, position, last=last)
+                        data = await lane.run(
+                            file.open_and_pread, size, position, last=last, root=self.data_dir
+                        )
                         opened = True
                 except OSError as exc:
                     raise _storage_error(exc, chat_id) from exc

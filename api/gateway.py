@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.problems import ApiProblem, problem_response, unauthenticated
 
 API_PREFIX = '/v1'
+# the scope key under which `IdentityFirst` leaves the caller it checked, for the routes
+CHECKED_USER_ID = 'chat_storage.user_id'
 
 
 def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: str | None) -> UUID:
@@ -47,7 +49,9 @@ class IdentityFirst:
         if scope['type'] == 'http' and (path == API_PREFIX or path.startswith(API_PREFIX + '/')):
             headers = Headers(scope=scope)
             try:
-                authenticate(self._token, headers.get('authorization'), headers.get('x-user-id'))
+                scope[CHECKED_USER_ID] = authenticate(
+                    self._token, headers.get('authorization'), headers.get('x-user-id')
+                )
             except ApiProblem as problem:
                 response = problem_response(
                     Request(scope),

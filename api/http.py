@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import UUID
 
+from fastapi import Response
+from pydantic import BaseModel
+
 from api.problems import ApiProblem, validation_problem
 from domain.content import ByteRange
 from domain.page import PageKey
@@ -140,3 +143,14 @@ async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield chunk
 
     return chained()
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """`model` as FastAPI sends a `response_model` (same bytes and headers), serialised once.
+
+    FastAPI validates a returned model against the `response_model` again before it
+    serialises it; hot routes return this instead and keep `response_model` for the
+    OpenAPI document (ADR 019).
+    """
+    body = model.__pydantic_serializer__.to_json(model, by_alias=True)
+    return Response(body, status_code=status_code, media_type='application/json')

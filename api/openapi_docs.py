@@ -154,6 +154,32 @@ RAW_BODY: Json = {
         },
     }
 }
+# the two header parameters `api.dependencies.current_user_id` declares, as the finished
+# document shows them; routes that read the caller with `caller_id` instead of the
+# dependency declare them through `openapi_extra` (FastAPI appends listed parameters)
+GATEWAY_HEADERS: Json = {
+    'parameters': [
+        {
+            'name': 'x-user-id',
+            'in': 'header',
+            'required': True,
+            'schema': {'type': 'string', 'format': 'uuid'},
+            'description': 'The caller, as asserted by the trusted gateway (a UUID)',
+            'example': USER_ID_EXAMPLE,
+        },
+        {
+            'name': 'authorization',
+            'in': 'header',
+            'required': False,
+            'schema': {
+                'anyOf': [{'type': 'string'}, {'type': 'null'}],
+                'description': '`Bearer <token>` when the service has a gateway token',
+                'title': 'Authorization',
+            },
+            'description': '`Bearer <token>` when the service has a gateway token',
+        },
+    ]
+}
 HISTORY_BODY: Json = {
     'requestBody': {
         'required': True,

@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print()
     print(document['table'])
-    path = write_results(args.results_dir, document, 'tiny-' if args.tiny else '')
+    prefix = 'tiny-' if args.tiny else ''
+    if set(document['measurements']) != set(MEASUREMENTS):
+        # a partial run never replaces the full run's latest.json
+        prefix += 'only-' + '-'.join(document['measurements']) + '-'
+    path = write_results(args.results_dir, document, prefix)
     print(f'\n{len(document["rows"])} figures in {document["seconds"]} s; written to {path}')
     return 0
 

@@ -2,6 +2,7 @@ from uuid import UUID
 
 from domain.chat import Chat
 from domain.page import PageKey
+from domain.workspace import Workspace
 from repository.common import keyset_page
 from repository.memory_store import MemoryRepository
 from usecase.interface import ChatRepository
@@ -10,6 +11,15 @@ from usecase.interface import ChatRepository
 class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def get(self, chat_id: UUID) -> Chat | None:
         return self._store.chats.get(chat_id)
+
+    async def get_with_workspace(
+        self, user_id: UUID, chat_id: UUID
+    ) -> tuple[Workspace | None, Chat | None]:
+        workspace = next((w for w in self._store.workspaces.values() if w.user_id == user_id), None)
+        chat = self._store.chats.get(chat_id)
+        if workspace is None or chat is None or chat.workspace_id != workspace.workspace_id:
+            return workspace, None
+        return workspace, chat
 
     async def list_by_workspace_id(
         self,

@@ -37,8 +37,16 @@ async def owned_chat(
     for_update: bool = False,
 ) -> tuple[Workspace, Chat]:
     """The caller's workspace and chat; another user's chat is reported as missing."""
-    workspace = await owned_workspace(uow, user_id, for_update=for_update)
-    chat = await uow.chats.get(chat_id)
+    if for_update:
+        # the lock first, then the chat as it is once the lock is held
+        workspace = await owned_workspace(uow, user_id, for_update=True)
+        chat = await uow.chats.get(chat_id)
+    else:
+        # one statement for both (ADR 019)
+        found, chat = await uow.chats.get_with_workspace(user_id, chat_id)
+        if found is None:
+            raise WorkspaceNotFoundError(user_id)
+        workspace = found
     if chat is None or chat.workspace_id != workspace.workspace_id:
         raise ChatNotFoundError(chat_id)
     return workspace, chat

@@ -65,6 +65,12 @@ class ChatRepository(Protocol):
         """The chat with this id, or None."""
         ...
 
+    async def get_with_workspace(
+        self, user_id: UUID, chat_id: UUID
+    ) -> tuple[Workspace | None, Chat | None]:
+        """The user's workspace and, when it belongs to that workspace, the chat (one read)."""
+        ...
+
     async def list_by_workspace_id(
         self,
         workspace_id: UUID,

@@ -3,10 +3,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
-from api.dependencies import ServicesDep, UserIdDep
-from api.http import decode_cursor, encode_cursor
+from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
+from api.http import decode_cursor, encode_cursor, json_response
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
-from api.openapi_docs import CHAT_CREATE_EXAMPLES, CHAT_UPDATE_EXAMPLES, LOCATION
+from api.openapi_docs import CHAT_CREATE_EXAMPLES, CHAT_UPDATE_EXAMPLES, GATEWAY_HEADERS, LOCATION
 from api.problems import problem_responses
 from api.schemas import ChatCreate, ChatOut, ChatPage, ChatUpdate
 from domain.chat import Chat
@@ -36,6 +36,7 @@ Cursor = Annotated[
     description='Creates the chat directory with an empty `history.md`. The body may be empty.',
     status_code=status.HTTP_201_CREATED,
     response_model=ChatOut,
+    openapi_extra=GATEWAY_HEADERS,
     responses={
         201: {'description': 'Created', 'headers': {'Location': LOCATION}},
         **problem_responses(
@@ -44,13 +45,10 @@ Cursor = Annotated[
     },
 )
 async def create_chat(
-    user_id: UserIdDep,
-    services: ServicesDep,
     request: Request,
-    response: Response,
     body: Annotated[ChatCreate | None, Body(openapi_examples=CHAT_CREATE_EXAMPLES)] = None,
     idempotency_key: IdempotencyKeyDep = None,
-) -> ChatOut | Response:
+) -> Response:
     title = body.title if body else None
 
     def created(chat: Chat, response: Response) -> ChatOut:
@@ -58,10 +56,14 @@ async def create_chat(
         return ChatOut.of(chat)
 
     idempotency = idempotency_request(idempotency_key, request, {'title': title}, created)
-    result = await services.create_chat(user_id, title, idempotency=idempotency)
+    result = await services_of(request).create_chat(
+        caller_id(request), title, idempotency=idempotency
+    )
     if isinstance(result, RecordedResponse):
         return replayed(result)
-    return created(result, response)
+    response = json_response(ChatOut.of(result), status.HTTP_201_CREATED)
+    created(result, response)
+    return response
 
 
 @router.get(
@@ -70,17 +72,20 @@ async def create_chat(
     description='Ordered by `created_at`, then `chat_id`; every chat appears exactly once '
     'while paging, even as chats are created or deleted between pages. Pass `next_cursor` '
     'back as `cursor` until it is `null`.',
+    response_model=ChatPage,
     responses=problem_responses('workspace_not_found'),
+    openapi_extra=GATEWAY_HEADERS,
 )
 async def list_chats(
-    user_id: UserIdDep,
-    services: ServicesDep,
+    request: Request,
     limit: Limit = DEFAULT_PAGE_LIMIT,
     cursor: Cursor = None,
-) -> ChatPage:
-    page = await services.list_chats(user_id, limit, decode_cursor(cursor))
-    return ChatPage(
-        items=[ChatOut.of(c) for c in page.items], next_cursor=encode_cursor(page.next_key)
+) -> Response:
+    page = await services_of(request).list_chats(caller_id(request), limit, decode_cursor(cursor))
+    return json_response(
+        ChatPage(
+            items=[ChatOut.of(c) for c in page.items], next_cursor=encode_cursor(page.next_key)
+        )
     )
 
 
@@ -89,10 +94,13 @@ async def list_chats(
     summary='One chat',
     description="The chat with its `history_bytes` and `file_count`. Another user's chat is "
     '`404 chat_not_found`, exactly like a missing one.',
+    response_model=ChatOut,
     responses=_NOT_FOUND,
+    openapi_extra=GATEWAY_HEADERS,
 )
-async def get_chat(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> ChatOut:
-    return ChatOut.of(await services.get_chat(user_id, chat_id))
+async def get_chat(request: Request, chat_id: UUID) -> Response:
+    chat = await services_of(request).get_chat(caller_id(request), chat_id)
+    return json_response(ChatOut.of(chat))
 
 
 @router.patch(

@@ -5,11 +5,16 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, declared_length
-from api.dependencies import ServicesDep, UserIdDep
+from api.dependencies import caller_id, services_of
 from api.download import safety_headers
 from api.file_response import SMALL_BODY_BYTES, read_small
-from api.http import not_modified, parse_etags, primed, quote_etag
-from api.openapi_docs import HISTORY_BODY, HISTORY_READ_RESPONSES, HISTORY_WRITTEN_HEADERS
+from api.http import json_response, not_modified, parse_etags, primed, quote_etag
+from api.openapi_docs import (
+    GATEWAY_HEADERS,
+    HISTORY_BODY,
+    HISTORY_READ_RESPONSES,
+    HISTORY_WRITTEN_HEADERS,
+)
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
 from usecase.write_history import WriteHistory
@@ -44,9 +49,8 @@ async def _write(
     user_id: UUID,
     chat_id: UUID,
     request: Request,
-    response: Response,
     if_match: str | None,
-) -> HistoryWritten:
+) -> Response:
     """PUT and POST differ only in the use case (`AppendHistory` is a `WriteHistory`)."""
     chat = await write(
         user_id,
@@ -56,8 +60,9 @@ async def _write(
         if_match=parse_etags(if_match, weak=False),
     )
     etag = quote_etag(chat.history_version)
+    response = json_response(HistoryWritten(etag=etag, size_bytes=chat.history_bytes))
     response.headers['ETag'] = etag
-    return HistoryWritten(etag=etag, size_bytes=chat.history_bytes)
+    return response
 
 
 @router.get(
@@ -67,14 +72,14 @@ async def _write(
     'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write.',
     response_class=StreamingResponse,
     responses=HISTORY_READ_RESPONSES,
+    openapi_extra=GATEWAY_HEADERS,
 )
 async def read_history(
-    user_id: UserIdDep,
-    services: ServicesDep,
+    request: Request,
     chat_id: UUID,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    content = await services.read_history(user_id, chat_id)
+    content = await services_of(request).read_history(caller_id(request), chat_id)
     etag = quote_etag(content.chat.history_version)
     if not_modified(if_none_match, content.chat.history_version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
@@ -96,18 +101,18 @@ async def read_history(
     summary='Replace the whole history',
     description='The body is the new history, UTF-8 text. Atomic: readers see the old or '
     'the new history. With `If-Match`, the write applies only to that version.',
+    response_model=HistoryWritten,
     responses=_WRITE_RESPONSES,
-    openapi_extra=HISTORY_BODY,
+    openapi_extra={**HISTORY_BODY, **GATEWAY_HEADERS},
 )
 async def write_history(
-    user_id: UserIdDep,
-    services: ServicesDep,
     chat_id: UUID,
     request: Request,
-    response: Response,
     if_match: IfMatch = None,
-) -> HistoryWritten:
-    return await _write(services.write_history, user_id, chat_id, request, response, if_match)
+) -> Response:
+    return await _write(
+        services_of(request).write_history, caller_id(request), chat_id, request, if_match
+    )
 
 
 @router.post(
@@ -115,15 +120,15 @@ async def write_history(
     summary='Append to the history',
     description='Appends the body (UTF-8 text) atomically and durably; concurrent appends are '
     'never interleaved nor lost. With `If-Match`, the append applies only to that version.',
+    response_model=HistoryWritten,
     responses=_WRITE_RESPONSES,
-    openapi_extra=HISTORY_BODY,
+    openapi_extra={**HISTORY_BODY, **GATEWAY_HEADERS},
 )
 async def append_history(
-    user_id: UserIdDep,
-    services: ServicesDep,
     chat_id: UUID,
     request: Request,
-    response: Response,
     if_match: IfMatch = None,
-) -> HistoryWritten:
-    return await _write(services.append_history, user_id, chat_id, request, response, if_match)
+) -> Response:
+    return await _write(
+        services_of(request).append_history, caller_id(request), chat_id, request, if_match
+    )

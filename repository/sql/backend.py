@@ -51,6 +51,9 @@ class SqlMetadataBackend(MetadataBackend, ABC):
 
     def __init__(self, *, health_timeout_seconds: float) -> None:
         self._engine: AsyncEngine | None = None
+        # the engine with WRITE_OPTION set, by its value: the option rides on every
+        # connection instead of being set per unit of work (ADR 019)
+        self._option_engines: dict[bool, AsyncEngine] = {}
         self._health_timeout_seconds = health_timeout_seconds
 
     @property
@@ -107,14 +110,22 @@ class SqlMetadataBackend(MetadataBackend, ABC):
             return False
         return True
 
+    def _engine_for(self, write: bool) -> AsyncEngine:
+        engine = self._option_engines.get(write)
+        if engine is None:
+            engine = self.engine().execution_options(**{WRITE_OPTION: write})
+            self._option_engines[write] = engine
+        return engine
+
     async def close(self) -> None:
+        self._option_engines.clear()
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()
 
     def unit_of_work(self, *, write: bool = True) -> SqlUnitOfWork:
         return SqlUnitOfWork(
-            self.engine,
+            partial(self._engine_for, write),
             self.dialect_name,
             write=write,
             writer_lock=self._writer_lock(),
@@ -190,7 +201,18 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
         def on_begin(connection: Connection) -> None:
             write = bool(connection.get_execution_options().get(WRITE_OPTION, False))
-            connection.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
+            # on the DB-API cursor: no statement events, no result to build (ADR 019)
+            statement = 'BEGIN IMMEDIATE' if write else 'BEGIN'
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(statement)
+            except connection.dialect.loaded_dbapi.Error as error:
+                # wrapped as `exec_driver_sql` would (e.g. OperationalError: database is locked)
+                raise DBAPIError.instance(
+                    statement, None, error, connection.dialect.loaded_dbapi.Error
+                ) from error
+            finally:
+                cursor.close()
 
         event.listen(engine.sync_engine, 'connect', on_connect)
         event.listen(engine.sync_engine, 'begin', on_begin)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Executable,
+    Integer,
     Select,
     Table,
     and_,
@@ -146,15 +147,11 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         )
 
     async def add_used_bytes(self, workspace_id: UUID, delta: int) -> bool:
-        statement = (
-            update(workspaces)
-            .where(workspaces.c.workspace_id == workspace_id)
-            .values(used_bytes=workspaces.c.used_bytes + delta)
+        # checked and applied in one statement when growing: no read-modify-write race
+        statement = _ADD_USED_BYTES_WITHIN_QUOTA if delta > 0 else _ADD_USED_BYTES
+        result = await self._session.execute_write(
+            statement, {'b_workspace_id': workspace_id, 'b_delta': delta}
         )
-        if delta > 0:
-            # checked and applied in one statement: no read-modify-write race
-            statement = statement.where(workspaces.c.used_bytes + delta <= workspaces.c.quota_bytes)
-        result = await self._session.execute_write(statement)
         return result.rowcount == 1
 
     async def delete(self, workspace_id: UUID) -> None:
@@ -179,11 +176,65 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         return [_workspace(row) for row in result.mappings()]
 
 
+_ADD_USED_BYTES = (
+    update(workspaces)
+    .where(workspaces.c.workspace_id == bindparam('b_workspace_id'))
+    .values(used_bytes=workspaces.c.used_bytes + bindparam('b_delta', type_=BigInteger))
+)
+_ADD_USED_BYTES_WITHIN_QUOTA = _ADD_USED_BYTES.where(
+    workspaces.c.used_bytes + bindparam('b_delta', type_=BigInteger) <= workspaces.c.quota_bytes
+)
+
+
+def _prebuilt_upsert(table: Table, key: str) -> dict[str, Executable]:
+    """`_upsert` of every column of `table` with bind parameters `b_<column>`, built once
+    per dialect (a column's own name is reserved in VALUES)."""
+    values = {column.name: bindparam(f'b_{column.name}', type_=column.type) for column in table.c}
+    return {
+        dialect_name: _upsert(dialect_name, table, values, key)
+        for dialect_name in ('postgresql', 'sqlite')
+    }
+
+
+_CHAT_UPSERT = _prebuilt_upsert(chats, 'chat_id')
+# `_keyset_page` of a workspace's chats, with bind parameters
+_CHAT_PAGE = (
+    select(chats)
+    .where(chats.c.workspace_id == bindparam('b_workspace_id'))
+    .order_by(chats.c.created_at, chats.c.chat_id)
+    .limit(bindparam('b_limit', type_=Integer))
+)
+_AFTER_CREATED_AT = bindparam('b_created_at', type_=chats.c.created_at.type)
+_CHAT_PAGE_AFTER = _CHAT_PAGE.where(
+    or_(
+        chats.c.created_at > _AFTER_CREATED_AT,
+        and_(
+            chats.c.created_at == _AFTER_CREATED_AT,
+            chats.c.chat_id > bindparam('b_item_id', type_=chats.c.chat_id.type),
+        ),
+    )
+)
+
 # built once: the two lookups of nearly every request (building a statement costs more
 # than running it on SQLite; ADR 019)
 _WORKSPACE_BY_USER = select(workspaces).where(workspaces.c.user_id == bindparam('user_id'))
 _WORKSPACE_BY_USER_FOR_UPDATE = _WORKSPACE_BY_USER.with_for_update()
 _CHAT_BY_ID = select(chats).where(chats.c.chat_id == bindparam('chat_id'))
+# the workspace of a user and one of its chats in one statement (the chat's columns are
+# NULL when it is missing or in another workspace)
+_CHAT_WITH_WORKSPACE = (
+    select(*workspaces.c, *(column.label(f'chat_{column.name}') for column in chats.c))
+    .select_from(
+        workspaces.outerjoin(
+            chats,
+            and_(
+                chats.c.workspace_id == workspaces.c.workspace_id,
+                chats.c.chat_id == bindparam('chat_id'),
+            ),
+        )
+    )
+    .where(workspaces.c.user_id == bindparam('user_id'))
+)
 
 
 class SqlChatRepository(ChatRepository):
@@ -195,6 +246,29 @@ class SqlChatRepository(ChatRepository):
         row = result.mappings().one_or_none()
         return None if row is None else _chat(row)
 
+    async def get_with_workspace(
+        self, user_id: UUID, chat_id: UUID
+    ) -> tuple[Workspace | None, Chat | None]:
+        result = await self._session.execute(
+            _CHAT_WITH_WORKSPACE, {'user_id': user_id, 'chat_id': chat_id}
+        )
+        row = result.mappings().one_or_none()
+        if row is None:
+            return None, None
+        workspace = _workspace(row)
+        if row['chat_chat_id'] is None:
+            return workspace, None
+        return workspace, Chat(
+            chat_id=row['chat_chat_id'],
+            workspace_id=row['chat_workspace_id'],
+            title=row['chat_title'],
+            created_at=row['chat_created_at'],
+            updated_at=row['chat_updated_at'],
+            history_bytes=row['chat_history_bytes'],
+            history_revision=row['chat_history_revision'],
+            file_count=row['chat_file_count'],
+        )
+
     async def list_by_workspace_id(
         self,
         workspace_id: UUID,
@@ -202,6 +276,16 @@ class SqlChatRepository(ChatRepository):
         limit: int | None = None,
         after: PageKey | None = None,
     ) -> list[Chat]:
+        if limit is not None:
+            # a page: the statement built once (ADR 019)
+            check_limit(limit)
+            parameters: dict[str, object] = {'b_workspace_id': workspace_id, 'b_limit': limit}
+            if after is None:
+                result = await self._session.execute(_CHAT_PAGE, parameters)
+            else:
+                parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
+                result = await self._session.execute(_CHAT_PAGE_AFTER, parameters)
+            return [_chat(row) for row in result.mappings()]
         statement = _keyset_page(
             select(chats).where(chats.c.workspace_id == workspace_id),
             chats.c.created_at,
@@ -224,7 +308,8 @@ class SqlChatRepository(ChatRepository):
             'file_count': chat.file_count,
         }
         await self._session.execute_write(
-            _upsert(self._session.dialect_name, chats, values, 'chat_id')
+            _CHAT_UPSERT[self._session.dialect_name],
+            {f'b_{name}': value for name, value in values.items()},
         )
 
     async def delete(self, chat_id: UUID) -> None:

@@ -25,7 +25,9 @@ class SqlSession:
         with unavailable_on_connection_errors():
             return await self.connection.execute(statement, parameters)
 
-    async def execute_write(self, statement: Executable) -> CursorResult[Any]:
+    async def execute_write(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
         if not self.write:
             raise ReadOnlyUnitOfWorkError
-        return await self.execute(statement)
+        return await self.execute(statement, parameters)

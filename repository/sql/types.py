@@ -39,7 +39,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.fromisoformat(value.removesuffix('Z')).replace(tzinfo=UTC)
+            # Python 3.11 reads the 'Z' as UTC itself
+            parsed = datetime.fromisoformat(value)
+            return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 return value.replace(tzinfo=UTC)

@@ -22,7 +22,10 @@ WRITE_OPTION = 'chat_storage_write'
 
 
 class SqlUnitOfWork(UnitOfWork):
-    """One connection and one transaction, from enter to exit."""
+    """One connection and one transaction, from enter to exit.
+
+    `engine` gives the engine whose connections carry `WRITE_OPTION` set to `write`.
+    """
 
     def __init__(
         self,
@@ -50,7 +53,7 @@ class SqlUnitOfWork(UnitOfWork):
         if self._writer_lock is not None:
             await self._writer_lock.acquire()
         try:
-            self._session.connection = await _begin(self._engine, write=self._write)
+            self._session.connection = await _begin(self._engine)
         except BaseException:
             if self._writer_lock is not None:
                 self._writer_lock.release()
@@ -86,11 +89,11 @@ class SqlUnitOfWork(UnitOfWork):
         return self._session.connection
 
 
-async def _begin(engine: Callable[[], AsyncEngine], *, write: bool) -> AsyncConnection:
+async def _begin(engine: Callable[[], AsyncEngine]) -> AsyncConnection:
     with unavailable_on_connection_errors():
         connection = await engine().connect()
         try:
-            await connection.execution_options(**{WRITE_OPTION: write})
+            # `engine` carries WRITE_OPTION for `write` (SqlMetadataBackend._engine_for)
             await connection.begin()
         except BaseException:
             await _discard(connection)
@@ -104,8 +107,7 @@ async def _discard(connection: AsyncConnection) -> None:
     Nothing was committed, so there is nothing to report when this fails.
     """
     try:
-        if connection.in_transaction():
-            await connection.rollback()
+        # closing rolls back the transaction, and the pool then skips its own reset
         await connection.close()
     except Exception:  # noqa: BLE001 - the connection is dropped either way
         with suppress(Exception):
