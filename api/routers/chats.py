@@ -69,6 +69,7 @@ async def create_chat(
 @router.get(
     '',
     summary="List the caller's chats",
+    response_description='One page of chats and the cursor of the next',
     description='Ordered by `created_at`, then `chat_id`; every chat appears exactly once '
     'while paging, even as chats are created or deleted between pages. Pass `next_cursor` '
     'back as `cursor` until it is `null`.',
@@ -92,6 +93,7 @@ async def list_chats(
 @router.get(
     '/{chat_id}',
     summary='One chat',
+    response_description='The chat',
     description="The chat with its `history_bytes` and `file_count`. Another user's chat is "
     '`404 chat_not_found`, exactly like a missing one.',
     response_model=ChatOut,
@@ -106,6 +108,7 @@ async def get_chat(request: Request, chat_id: UUID) -> Response:
 @router.patch(
     '/{chat_id}',
     summary='Rename a chat',
+    response_description='The chat with its new title',
     description='Sets the title (at most 200 characters); `null` removes it. `updated_at` '
     'moves on.',
     responses={**_NOT_FOUND, **problem_responses('request_too_large')},

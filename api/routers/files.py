@@ -151,6 +151,7 @@ async def upload_raw(
 @router.get(
     '',
     summary="List a chat's files",
+    response_description="One page of the chat's file records and the cursor of the next",
     description='Ordered by `created_at`, then `file_id`. Pass `next_cursor` back as `cursor` '
     'until it is `null`.',
     responses=_CHAT_NOT_FOUND,
@@ -171,6 +172,7 @@ async def list_files(
 @router.get(
     '/{file_id}',
     summary="One file's record",
+    response_description="The file's record",
     description='Name, stored `content_type`, size and sha256 (the download `ETag`).',
 )
 async def get_file(

@@ -11,6 +11,7 @@ router = APIRouter(tags=['operations'])
 @router.get(
     '/healthz',
     summary='Liveness: 200 while the process serves',
+    response_description='The process serves',
     description='Touches nothing but the process; no caller id or gateway token needed.',
     responses=problem_responses(500),
 )
@@ -21,6 +22,7 @@ async def healthz() -> Health:
 @router.get(
     '/readyz',
     summary='Readiness: metadata store answers and the data directory is writable',
+    response_description='Ready to serve',
     description='`503 service_unavailable` (with `Retry-After`) while either is away; no '
     'caller id or gateway token needed.',
     responses=problem_responses(500, 503),

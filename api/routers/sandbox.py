@@ -54,6 +54,7 @@ async def start_sandbox(
 @router.get(
     '',
     summary='The active sandbox session',
+    response_description='The active session',
     description='`404 sandbox_session_not_found` when no session is active (none started, '
     'ended, or expired).',
 )

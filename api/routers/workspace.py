@@ -29,6 +29,7 @@ async def ensure_workspace(
 @router.get(
     '',
     summary="The caller's workspace",
+    response_description='The workspace',
     description='With its quota and the bytes used. `404 workspace_not_found` until '
     '`PUT /v1/workspace` created it.',
     responses=problem_responses('workspace_not_found'),
@@ -40,6 +41,7 @@ async def get_workspace(user_id: UserIdDep, services: ServicesDep) -> WorkspaceO
 @router.get(
     '/usage',
     summary='Used and allowed bytes',
+    response_description='Used, allowed and available bytes',
     description='`used_bytes` counts every stored byte: all `history.md` files and attachments.',
     responses=problem_responses('workspace_not_found'),
 )

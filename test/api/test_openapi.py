@@ -81,6 +81,17 @@ def test_every_operation_has_summary_description_and_declared_tags(document: Jso
     assert not missing, f'summary, description or a declared tag missing: {missing}'
 
 
+def test_every_response_says_what_it_answers(document: Json) -> None:
+    generic = {'', 'Successful Response'}  # FastAPI's default for a 2xx without its own
+    missing = [
+        f'{name} {status}'
+        for name, op in operations(document)
+        for status, response in op['responses'].items()
+        if response.get('description', '') in generic
+    ]
+    assert not missing, f'responses with no description of their own: {missing}'
+
+
 def test_every_operation_documents_a_problem_response(document: Json) -> None:
     missing = [
         name
