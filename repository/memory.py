@@ -90,5 +90,10 @@ class InMemoryMetadataBackend(MetadataBackend):
     async def close(self) -> None:
         return None
 
-    def unit_of_work(self, *, write: bool = True) -> InMemoryUnitOfWork:
+    def unit_of_work(
+        self,
+        *,
+        write: bool = True,
+        one_statement: bool = False,  # noqa: ARG002 - one lock-free snapshot either way
+    ) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self, write=write)

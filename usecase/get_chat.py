@@ -12,6 +12,7 @@ class GetChat:
         self._uow = uow
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> Chat:
-        async with self._uow(write=False) as uow:
+        # owned_chat is one statement (the workspace and the chat, joined)
+        async with self._uow(write=False, one_statement=True) as uow:
             _, chat = await owned_chat(uow, user_id, chat_id)
         return chat

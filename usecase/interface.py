@@ -235,13 +235,18 @@ class MetadataBackend(Protocol):
         """Release connections; idempotent."""
         ...
 
-    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
-        """A new unit of work; `write=True` lets it write and lock (`for_update`) rows."""
+    def unit_of_work(self, *, write: bool = True, one_statement: bool = False) -> UnitOfWork:
+        """A new unit of work; `write=True` lets it write and lock (`for_update`) rows.
+
+        `one_statement=True` (read units only) promises that the unit runs a single
+        statement, so it needs no transaction to see one snapshot; a backend may then
+        run it without one, and fails the unit's second statement.
+        """
         ...
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> UnitOfWork:
+    def __call__(self, *, write: bool = True, one_statement: bool = False) -> UnitOfWork:
         """A new unit of work (`MetadataBackend.unit_of_work`)."""
         ...
 

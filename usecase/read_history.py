@@ -21,6 +21,7 @@ class ReadHistory:
         self._storage = storage
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> HistoryContent:
-        async with self._uow(write=False) as uow:
+        # owned_chat is one statement (the workspace and the chat, joined)
+        async with self._uow(write=False, one_statement=True) as uow:
             _, chat = await owned_chat(uow, user_id, chat_id)
         return HistoryContent(chat=chat, chunks=self._storage.read_history(chat))

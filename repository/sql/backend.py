@@ -54,6 +54,7 @@ class SqlMetadataBackend(MetadataBackend, ABC):
         # the engine with WRITE_OPTION set, by its value: the option rides on every
         # connection instead of being set per unit of work (ADR 019)
         self._option_engines: dict[bool, AsyncEngine] = {}
+        self._autocommit_engine: AsyncEngine | None = None
         self._health_timeout_seconds = health_timeout_seconds
 
     @property
@@ -68,6 +69,9 @@ class SqlMetadataBackend(MetadataBackend, ABC):
 
     def _writer_lock(self) -> asyncio.Lock | None:
         return None
+
+    # whether a one-statement read unit runs in autocommit (no BEGIN, no ROLLBACK)
+    _autocommit_one_statement_reads = False
 
     def engine(self) -> AsyncEngine:
         """The engine, created (without connecting) on first use."""
@@ -117,18 +121,35 @@ class SqlMetadataBackend(MetadataBackend, ABC):
             self._option_engines[write] = engine
         return engine
 
+    def _read_autocommit_engine(self) -> AsyncEngine:
+        engine = self._autocommit_engine
+        if engine is None:
+            engine = self._engine_for(write=False).execution_options(isolation_level='AUTOCOMMIT')
+            self._autocommit_engine = engine
+        return engine
+
     async def close(self) -> None:
         self._option_engines.clear()
+        self._autocommit_engine = None
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()
 
-    def unit_of_work(self, *, write: bool = True) -> SqlUnitOfWork:
+    def unit_of_work(self, *, write: bool = True, one_statement: bool = False) -> SqlUnitOfWork:
+        if one_statement and not write and self._autocommit_one_statement_reads:
+            return SqlUnitOfWork(
+                self._read_autocommit_engine,
+                self.dialect_name,
+                write=False,
+                one_statement=True,
+                autocommit=True,
+            )
         return SqlUnitOfWork(
             partial(self._engine_for, write),
             self.dialect_name,
             write=write,
             writer_lock=self._writer_lock(),
+            one_statement=one_statement and not write,
         )
 
 
@@ -229,6 +250,9 @@ class PostgresMetadataBackend(SqlMetadataBackend):
     """Metadata in PostgreSQL through asyncpg; the DSN is never logged or raised."""
 
     backend_name = 'postgres'
+    # a single SELECT in autocommit is its own transaction with its own snapshot: the
+    # same view a transaction would give, without the BEGIN and ROLLBACK round trips
+    _autocommit_one_statement_reads = True
 
     def __init__(
         self,
@@ -258,7 +282,10 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             pool_size=self._pool_size,
             max_overflow=0,
             pool_timeout=self._statement_timeout_seconds,
-            pool_pre_ping=True,
+            # no ping (with asyncpg it is BEGIN, `;`, ROLLBACK: three round trips per
+            # unit): a unit on a dropped connection fails with 503, the disconnect
+            # invalidates the pool, and the retry gets a fresh connection
+            pool_pre_ping=False,
             hide_parameters=True,
             connect_args={
                 'timeout': self._connect_timeout_seconds,

@@ -25,6 +25,9 @@ class SqlUnitOfWork(UnitOfWork):
     """One connection and one transaction, from enter to exit.
 
     `engine` gives the engine whose connections carry `WRITE_OPTION` set to `write`.
+    With `autocommit` (a read unit that promised one statement, on a backend whose
+    engine for it runs in autocommit) no transaction is begun: the one statement is its
+    own transaction and sees one snapshot, and ending the unit sends nothing.
     """
 
     def __init__(
@@ -34,12 +37,17 @@ class SqlUnitOfWork(UnitOfWork):
         *,
         write: bool,
         writer_lock: asyncio.Lock | None = None,
+        one_statement: bool = False,
+        autocommit: bool = False,
     ) -> None:
+        if autocommit and (write or not one_statement):
+            raise ValueError('only a one-statement read unit may run in autocommit')
         self._engine = engine
         self._write = write
+        self._autocommit = autocommit
         self._writer_lock = writer_lock if write else None
         self._entered = False
-        self._session = SqlSession(dialect_name, write=write)
+        self._session = SqlSession(dialect_name, write=write, one_statement=one_statement)
         self.workspaces = SqlWorkspaceRepository(self._session)
         self.chats = SqlChatRepository(self._session)
         self.chat_files = SqlChatFileRepository(self._session)
@@ -53,7 +61,7 @@ class SqlUnitOfWork(UnitOfWork):
         if self._writer_lock is not None:
             await self._writer_lock.acquire()
         try:
-            self._session.connection = await _begin(self._engine)
+            self._session.connection = await _begin(self._engine, begin=not self._autocommit)
         except BaseException:
             if self._writer_lock is not None:
                 self._writer_lock.release()
@@ -89,9 +97,11 @@ class SqlUnitOfWork(UnitOfWork):
         return self._session.connection
 
 
-async def _begin(engine: Callable[[], AsyncEngine]) -> AsyncConnection:
+async def _begin(engine: Callable[[], AsyncEngine], *, begin: bool) -> AsyncConnection:
     with unavailable_on_connection_errors():
         connection = await engine().connect()
+        if not begin:
+            return connection
         try:
             # `engine` carries WRITE_OPTION for `write` (SqlMetadataBackend._engine_for)
             await connection.begin()

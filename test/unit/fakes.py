@@ -121,10 +121,12 @@ class FailingCommitBackend(InMemoryMetadataBackend):
 
     failing = False
 
-    def unit_of_work(self, *, write: bool = True) -> InMemoryUnitOfWork:
+    def unit_of_work(
+        self, *, write: bool = True, one_statement: bool = False
+    ) -> InMemoryUnitOfWork:
         if self.failing and write:
             return FailingCommitUnitOfWork(self, write=write)
-        return super().unit_of_work(write=write)
+        return super().unit_of_work(write=write, one_statement=one_statement)
 
 
 async def body(*chunks: bytes) -> AsyncIterator[bytes]:

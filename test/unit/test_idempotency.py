@@ -57,9 +57,11 @@ class RacingUnitOfWork(InMemoryUnitOfWork):
 class RacingBackend(FailingCommitBackend):
     blind_gets = 0
 
-    def unit_of_work(self, *, write: bool = True) -> InMemoryUnitOfWork:
+    def unit_of_work(
+        self, *, write: bool = True, one_statement: bool = False
+    ) -> InMemoryUnitOfWork:
         if self.failing and write:
-            return super().unit_of_work(write=write)
+            return super().unit_of_work(write=write, one_statement=one_statement)
         return RacingUnitOfWork(self, write=write)
 
 
