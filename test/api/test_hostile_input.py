@@ -66,11 +66,14 @@ def _problem_code(response: httpx.Response) -> str:
 
 
 def _regular_files(data_dir: Path) -> dict[Path, bytes]:
-    """Every regular file under the data directory except the metadata database."""
+    """Every regular file under the data directory except the metadata database (at its
+    top; an attachment may well be called `metadata.db`)."""
     return {
         path: path.read_bytes()
         for path in data_dir.rglob('*')
-        if path.is_file() and not path.is_symlink() and not path.name.startswith('metadata.db')
+        if path.is_file()
+        and not path.is_symlink()
+        and not (path.parent == data_dir and path.name.startswith('metadata.db'))
     }
 
 
@@ -178,6 +181,7 @@ async def _upload(
 @example(name='é' * 128, route='raw', salt=b'256bytes').via('256 bytes')
 @example(name='a\x00b', route='multipart', salt=b'nul-byte').via('NUL')
 @example(name='..', route='raw', salt=b'dot--dot').via('dot dot')
+@example(name='metadata.db', route='raw', salt=b'db-named').via('named like the database')
 async def test_a_valid_name_round_trips_exactly_and_an_invalid_one_leaves_nothing(
     client: httpx.AsyncClient, chat_id: str, data_dir: Path, name: str, route: str, salt: bytes
 ) -> None:
