@@ -999,3 +999,44 @@ async def test_idempotency_key_concurrent_adds_have_one_winner(backend: Metadata
     stored = await stored_key(backend)
     assert stored is not None
     assert stored.request_hash == 'first'
+
+
+# --- one-statement read units --------------------------------------------------------------
+
+
+async def test_a_one_statement_unit_reads_what_a_transaction_reads(
+    backend: MetadataBackend,
+) -> None:
+    await given_two_workspaces_with_chats(backend)
+    async with backend.unit_of_work(write=False) as uow:
+        in_transaction = await uow.chats.get_with_workspace(USER_A, CHAT_B)
+        foreign = await uow.chats.get_with_workspace(USER_A, CHAT_C)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        assert await uow.chats.get_with_workspace(USER_A, CHAT_B) == in_transaction
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        assert await uow.chats.get_with_workspace(USER_A, CHAT_C) == foreign
+    assert in_transaction[1] == a_chat(CHAT_B, WS_A, TS_2)
+    assert foreign == (a_workspace(WS_A, USER_A), None)
+
+
+async def test_a_one_statement_unit_refuses_a_second_statement(
+    backend: MetadataBackend, backend_name: str
+) -> None:
+    if backend_name == 'memory':
+        pytest.skip('memory reads one snapshot whatever the unit runs')
+    await given_two_workspaces_with_chats(backend)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        await uow.chats.get_with_workspace(USER_A, CHAT_A)
+        with pytest.raises(RuntimeError, match='second statement'):
+            await uow.chats.get(CHAT_B)
+
+
+async def test_a_write_unit_promising_one_statement_still_rolls_back(
+    backend: MetadataBackend,
+) -> None:
+    # a write unit asking for one statement still begins a transaction: its writes commit
+    # or roll back together
+    async with backend.unit_of_work(write=True, one_statement=True) as uow:
+        await uow.workspaces.save(a_workspace())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None
