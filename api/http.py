@@ -153,4 +153,9 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     OpenAPI document (ADR 019).
     """
     body = model.__pydantic_serializer__.to_json(model, by_alias=True)
+    return json_body_response(body, status_code)
+
+
+def json_body_response(body: bytes, status_code: int = 200) -> Response:
+    """A JSON body already written, with the headers `json_response` sends."""
     return Response(body, status_code=status_code, media_type='application/json')

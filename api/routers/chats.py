@@ -4,11 +4,11 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
-from api.http import decode_cursor, encode_cursor, json_response
+from api.http import decode_cursor, encode_cursor, json_body_response, json_response
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.openapi_docs import CHAT_CREATE_EXAMPLES, CHAT_UPDATE_EXAMPLES, GATEWAY_HEADERS, LOCATION
 from api.problems import problem_responses
-from api.schemas import ChatCreate, ChatOut, ChatPage, ChatUpdate
+from api.schemas import ChatCreate, ChatOut, ChatPage, ChatUpdate, chat_page_json
 from domain.chat import Chat
 from domain.idempotency import RecordedResponse
 from domain.page import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, MIN_PAGE_LIMIT
@@ -83,11 +83,7 @@ async def list_chats(
     cursor: Cursor = None,
 ) -> Response:
     page = await services_of(request).list_chats(caller_id(request), limit, decode_cursor(cursor))
-    return json_response(
-        ChatPage(
-            items=[ChatOut.of(c) for c in page.items], next_cursor=encode_cursor(page.next_key)
-        )
-    )
+    return json_body_response(chat_page_json(page.items, encode_cursor(page.next_key)))
 
 
 @router.get(

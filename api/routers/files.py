@@ -7,14 +7,14 @@ from fastapi.responses import StreamingResponse
 from api.body import body_stream, declared_length
 from api.dependencies import ServicesDep, UserIdDep
 from api.download import attachment_response
-from api.http import decode_cursor, encode_cursor
+from api.http import decode_cursor, encode_cursor, json_body_response
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.multipart import MultipartUpload, multipart_boundary
 from api.openapi_docs import DOWNLOAD_RESPONSES, LOCATION, MULTIPART_BODY, RAW_BODY
 from api.problems import problem_responses
 from api.routers.chats import Cursor, Limit
 from api.routing import ANYTHING
-from api.schemas import ChatFileOut, ChatFilePage
+from api.schemas import ChatFileOut, ChatFilePage, file_page_json
 from domain.idempotency import RecordedResponse
 from domain.page import DEFAULT_PAGE_LIMIT
 from usecase.idempotency import IdempotencyRequest
@@ -155,6 +155,7 @@ async def upload_raw(
     description='Ordered by `created_at`, then `file_id`. Pass `next_cursor` back as `cursor` '
     'until it is `null`.',
     responses=_CHAT_NOT_FOUND,
+    response_model=ChatFilePage,
 )
 async def list_files(
     user_id: UserIdDep,
@@ -162,11 +163,10 @@ async def list_files(
     chat_id: UUID,
     limit: Limit = DEFAULT_PAGE_LIMIT,
     cursor: Cursor = None,
-) -> ChatFilePage:
+) -> Response:
     page = await services.list_attachments(user_id, chat_id, limit, decode_cursor(cursor))
-    return ChatFilePage(
-        items=[ChatFileOut.of(f) for f in page.items], next_cursor=encode_cursor(page.next_key)
-    )
+    # written from the domain objects; `response_model` stays for the OpenAPI document
+    return json_body_response(file_page_json(page.items, encode_cursor(page.next_key)))
 
 
 @router.get(
