@@ -5,12 +5,18 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, declared_length
-from api.dependencies import ServicesDep, UserIdDep
+from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
 from api.download import attachment_response
 from api.http import decode_cursor, encode_cursor, json_body_response
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.multipart import MultipartUpload, multipart_boundary
-from api.openapi_docs import DOWNLOAD_RESPONSES, LOCATION, MULTIPART_BODY, RAW_BODY
+from api.openapi_docs import (
+    DOWNLOAD_RESPONSES,
+    GATEWAY_HEADERS,
+    LOCATION,
+    MULTIPART_BODY,
+    RAW_BODY,
+)
 from api.problems import problem_responses
 from api.routers.chats import Cursor, Limit
 from api.routing import ANYTHING
@@ -156,15 +162,17 @@ async def upload_raw(
     'until it is `null`.',
     responses=_CHAT_NOT_FOUND,
     response_model=ChatFilePage,
+    openapi_extra=GATEWAY_HEADERS,
 )
 async def list_files(
-    user_id: UserIdDep,
-    services: ServicesDep,
+    request: Request,
     chat_id: UUID,
     limit: Limit = DEFAULT_PAGE_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    page = await services.list_attachments(user_id, chat_id, limit, decode_cursor(cursor))
+    page = await services_of(request).list_attachments(
+        caller_id(request), chat_id, limit, decode_cursor(cursor)
+    )
     # written from the domain objects; `response_model` stays for the OpenAPI document
     return json_body_response(file_page_json(page.items, encode_cursor(page.next_key)))
 
