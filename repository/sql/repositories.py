@@ -258,7 +258,8 @@ class SqlChatRepository(ChatRepository):
         workspace = _workspace(row)
         if row['chat_chat_id'] is None:
             return workspace, None
-        return workspace, _chat(row, prefix='chat_')
+        # the chat's columns carry the label `chat_<name>` (_CHAT_WITH_WORKSPACE)
+        return workspace, _chat({column.name: row[f'chat_{column.name}'] for column in chats.c})
 
     async def list_by_workspace_id(
         self,
@@ -470,17 +471,16 @@ def _workspace(row: RowMapping) -> Workspace:
     )
 
 
-def _chat(row: RowMapping, *, prefix: str = '') -> Chat:
-    """The chat of `row`; `prefix` is that of its columns' labels in a join."""
+def _chat(row: RowMapping | Mapping[str, Any]) -> Chat:
     return Chat(
-        chat_id=row[f'{prefix}chat_id'],
-        workspace_id=row[f'{prefix}workspace_id'],
-        title=row[f'{prefix}title'],
-        created_at=row[f'{prefix}created_at'],
-        updated_at=row[f'{prefix}updated_at'],
-        history_bytes=row[f'{prefix}history_bytes'],
-        history_revision=row[f'{prefix}history_revision'],
-        file_count=row[f'{prefix}file_count'],
+        chat_id=row['chat_id'],
+        workspace_id=row['workspace_id'],
+        title=row['title'],
+        created_at=row['created_at'],
+        updated_at=row['updated_at'],
+        history_bytes=row['history_bytes'],
+        history_revision=row['history_revision'],
+        file_count=row['file_count'],
     )
 
 
