@@ -39,10 +39,8 @@ async def current_user_id(
     The headers are declared for the OpenAPI document; the check itself ran once, in
     `IdentityFirst`, which keeps its outcome in the scope (ADR 019).
     """
-    checked = request.scope.get(CHECKED_USER_ID)
-    if isinstance(checked, UUID):
-        return checked
-    return authenticate(services_of(request).settings.gateway_token, authorization, x_user_id)
+    del x_user_id, authorization  # read from the request by `caller_id`
+    return caller_id(request)
 
 
 UserIdDep = Annotated[UUID, Depends(current_user_id)]
