@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from sqlalchemy import Select, String, column, event, func, select, table
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from repository.migrations import HEAD_REVISION
-from repository.sql import inline_sqlite
+from repository.sql import inline_sqlite, loop_sqlite
 from repository.sql.errors import unavailable_on_connection_errors
-from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork
+from repository.sql.session import UnitConnection
+from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork, open_async_unit
 from usecase.interface import MetadataBackend
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / 'migrations'
@@ -136,21 +137,21 @@ class SqlMetadataBackend(MetadataBackend, ABC):
             await engine.dispose()
 
     def unit_of_work(self, *, write: bool = True, one_statement: bool = False) -> SqlUnitOfWork:
-        if one_statement and not write and self._autocommit_one_statement_reads:
-            return SqlUnitOfWork(
-                self._read_autocommit_engine,
-                self.dialect_name,
-                write=False,
-                one_statement=True,
-                autocommit=True,
-            )
+        one_statement = one_statement and not write
+        autocommit = one_statement and self._autocommit_one_statement_reads
         return SqlUnitOfWork(
-            partial(self._engine_for, write),
+            partial(self._open_unit, write=write, autocommit=autocommit),
             self.dialect_name,
             write=write,
             writer_lock=self._writer_lock(),
-            one_statement=one_statement and not write,
+            one_statement=one_statement,
         )
+
+    async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
+        """A connection for a unit of work, in a transaction unless `autocommit`."""
+        if autocommit:
+            return await open_async_unit(self._read_autocommit_engine(), begin=False)
+        return await open_async_unit(self._engine_for(write), begin=True)
 
 
 class _SqliteDbapiConnection(Protocol):
@@ -165,9 +166,15 @@ class SqliteMetadataBackend(SqlMetadataBackend):
     Write units start with BEGIN IMMEDIATE, which takes the database's write lock at
     once (serialising writers of every process); inside this process writers also
     queue on an asyncio lock so they do not spin in SQLite's busy handler.
+
+    Units of work run on a synchronous engine from the event loop
+    (`repository/sql/loop_sqlite.py`); the asyncio engine (`engine()`) serves migrations,
+    the readiness check and tools.
     """
 
     backend_name = 'sqlite'
+    # a single SELECT outside a transaction reads one snapshot: no BEGIN, no ROLLBACK
+    _autocommit_one_statement_reads = True
 
     def __init__(
         self,
@@ -181,6 +188,9 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._pool_size = pool_size
         self._busy_timeout_seconds = max(busy_timeout_seconds, MIN_SQLITE_BUSY_TIMEOUT_SECONDS)
         self._lock = asyncio.Lock()
+        self._unit_engine: Engine | None = None
+        # by (write, autocommit): the options ride on engines made once (ADR 019)
+        self._unit_engines: dict[tuple[bool, bool], Engine] = {}
 
     @property
     def dialect_name(self) -> str:
@@ -205,6 +215,25 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 busy_timeout_seconds=self._busy_timeout_seconds,
             ),
         )
+        self._configure(engine.sync_engine)
+        return engine
+
+    def _create_unit_engine(self) -> Engine:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            URL.create('sqlite+pysqlite', database=str(self.path)),
+            pool_size=self._pool_size,
+            # checking out never waits: waiting would block the event loop that every
+            # unit holding a connection needs in order to give it back
+            max_overflow=-1,
+            pool_pre_ping=False,
+            hide_parameters=True,
+            connect_args={'timeout': self._busy_timeout_seconds, 'check_same_thread': False},
+        )
+        self._configure(engine)
+        return engine
+
+    def _configure(self, engine: Engine) -> None:
         busy_timeout_ms = int(self._busy_timeout_seconds * 1000)
 
         def on_connect(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
@@ -221,12 +250,22 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 cursor.close()
 
         def on_begin(connection: Connection) -> None:
-            write = bool(connection.get_execution_options().get(WRITE_OPTION, False))
+            options = connection.get_execution_options()
+            if options.get(loop_sqlite.AUTOCOMMIT_OPTION, False):
+                return  # the one statement runs in the driver's autocommit
+            write = bool(options.get(WRITE_OPTION, False))
+            nowait = write and bool(options.get(loop_sqlite.NOWAIT_OPTION, False))
             # on the DB-API cursor: no statement events, no result to build (ADR 019)
             statement = 'BEGIN IMMEDIATE' if write else 'BEGIN'
             cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.execute(statement)
+                if nowait:
+                    cursor.execute('PRAGMA busy_timeout = 0')
+                try:
+                    cursor.execute(statement)
+                finally:
+                    if nowait:
+                        cursor.execute(f'PRAGMA busy_timeout = {busy_timeout_ms}')
             except connection.dialect.loaded_dbapi.Error as error:
                 # wrapped as `exec_driver_sql` would (e.g. OperationalError: database is locked)
                 raise DBAPIError.instance(
@@ -235,9 +274,30 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             finally:
                 cursor.close()
 
-        event.listen(engine.sync_engine, 'connect', on_connect)
-        event.listen(engine.sync_engine, 'begin', on_begin)
+        event.listen(engine, 'connect', on_connect)
+        event.listen(engine, 'begin', on_begin)
+
+    def _unit_engine_for(self, *, write: bool, autocommit: bool) -> Engine:
+        engine = self._unit_engines.get((write, autocommit))
+        if engine is None:
+            if self._unit_engine is None:
+                self._unit_engine = self._create_unit_engine()
+            engine = self._unit_engine.execution_options(
+                **{WRITE_OPTION: write, loop_sqlite.AUTOCOMMIT_OPTION: autocommit}
+            )
+            self._unit_engines[write, autocommit] = engine
         return engine
+
+    async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
+        engine = self._unit_engine_for(write=write, autocommit=autocommit)
+        return await loop_sqlite.open_unit(engine, write=write)
+
+    async def close(self) -> None:
+        self._unit_engines.clear()
+        engine, self._unit_engine = self._unit_engine, None
+        if engine is not None:
+            engine.dispose()
+        await super().close()
 
     async def _upgrade(self, connection: AsyncConnection) -> None:
         # BEGIN IMMEDIATE: one process migrates, the others wait and then find it done

@@ -1,12 +1,28 @@
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Executable
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repository.common import ReadOnlyUnitOfWorkError
 from repository.sql.errors import unavailable_on_connection_errors
+
+
+class UnitConnection(Protocol):
+    """What a unit of work uses of its connection: SQLAlchemy's `AsyncConnection` or,
+    for SQLite, `loop_sqlite.LoopConnection`."""
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def invalidate(self) -> None: ...
 
 
 class SqlSession:
@@ -19,7 +35,7 @@ class SqlSession:
         # statement would not see the first one's snapshot, so it is refused
         self.one_statement = one_statement
         self._executed = False
-        self.connection: AsyncConnection | None = None
+        self.connection: UnitConnection | None = None
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None

@@ -1,5 +1,5 @@
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from types import TracebackType
 from typing import Self
@@ -14,7 +14,7 @@ from repository.sql.repositories import (
     SqlSandboxSessionRepository,
     SqlWorkspaceRepository,
 )
-from repository.sql.session import SqlSession
+from repository.sql.session import SqlSession, UnitConnection
 from usecase.interface import UnitOfWork
 
 # execution option read by the SQLite `begin` hook: BEGIN IMMEDIATE for writers
@@ -24,27 +24,24 @@ WRITE_OPTION = 'chat_storage_write'
 class SqlUnitOfWork(UnitOfWork):
     """One connection and one transaction, from enter to exit.
 
-    `engine` gives the engine whose connections carry `WRITE_OPTION` set to `write`.
-    With `autocommit` (a read unit that promised one statement, on a backend whose
-    engine for it runs in autocommit) no transaction is begun: the one statement is its
-    own transaction and sees one snapshot, and ending the unit sends nothing.
+    `open_connection` checks out a connection and begins its transaction, of the kind
+    `write` says (`open_async_unit` for an `AsyncEngine`, `loop_sqlite.open_unit` for
+    SQLite). A read unit that promised one statement may be opened in autocommit: that
+    statement is its own transaction and sees one snapshot, and ending the unit sends
+    nothing.
     """
 
     def __init__(
         self,
-        engine: Callable[[], AsyncEngine],
+        open_connection: Callable[[], Awaitable[UnitConnection]],
         dialect_name: str,
         *,
         write: bool,
         writer_lock: asyncio.Lock | None = None,
         one_statement: bool = False,
-        autocommit: bool = False,
     ) -> None:
-        if autocommit and (write or not one_statement):
-            raise ValueError('only a one-statement read unit may run in autocommit')
-        self._engine = engine
+        self._open_connection = open_connection
         self._write = write
-        self._autocommit = autocommit
         self._writer_lock = writer_lock if write else None
         self._entered = False
         self._session = SqlSession(dialect_name, write=write, one_statement=one_statement)
@@ -61,7 +58,7 @@ class SqlUnitOfWork(UnitOfWork):
         if self._writer_lock is not None:
             await self._writer_lock.acquire()
         try:
-            self._session.connection = await _begin(self._engine, begin=not self._autocommit)
+            self._session.connection = await self._open_connection()
         except BaseException:
             if self._writer_lock is not None:
                 self._writer_lock.release()
@@ -91,19 +88,19 @@ class SqlUnitOfWork(UnitOfWork):
         with unavailable_on_connection_errors():
             await self._connection().rollback()
 
-    def _connection(self) -> AsyncConnection:
+    def _connection(self) -> UnitConnection:
         if self._session.connection is None:
             raise RuntimeError('unit of work is not active')
         return self._session.connection
 
 
-async def _begin(engine: Callable[[], AsyncEngine], *, begin: bool) -> AsyncConnection:
+async def open_async_unit(engine: AsyncEngine, *, begin: bool) -> AsyncConnection:
+    """A connection of `engine` (which carries `WRITE_OPTION`), in a transaction if `begin`."""
     with unavailable_on_connection_errors():
-        connection = await engine().connect()
+        connection = await engine.connect()
         if not begin:
             return connection
         try:
-            # `engine` carries WRITE_OPTION for `write` (SqlMetadataBackend._engine_for)
             await connection.begin()
         except BaseException:
             await _discard(connection)
@@ -111,7 +108,7 @@ async def _begin(engine: Callable[[], AsyncEngine], *, begin: bool) -> AsyncConn
         return connection
 
 
-async def _discard(connection: AsyncConnection) -> None:
+async def _discard(connection: UnitConnection) -> None:
     """Roll back and return the connection; a broken one is invalidated instead.
 
     Nothing was committed, so there is nothing to report when this fails.

@@ -11,7 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.error import ServiceUnavailableError
@@ -799,6 +799,48 @@ async def test_sqlite_write_unit_takes_write_lock_at_begin(tmp_path: Path) -> No
         assert _other_process_can_begin_write(path) is True
     finally:
         await backend.close()
+
+
+async def test_sqlite_write_unit_waits_off_the_loop_for_another_process(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE is tried without waiting; a lock held elsewhere is waited for in a
+    thread, while the event loop goes on, and the unit then runs with the busy timeout."""
+    path = tmp_path / 'metadata.sqlite3'
+    backend = SqliteMetadataBackend(path)
+    await backend.migrate()
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def write() -> int:
+        async with backend.unit_of_work() as uow:
+            await uow.workspaces.add(a_workspace())
+            await uow.commit()
+        async with backend.unit_of_work(write=False) as uow:
+            session = uow._session
+            result = await session.execute(text('PRAGMA busy_timeout'))
+            return int(result.scalar_one())
+
+    ticker = asyncio.create_task(tick())
+    try:
+        holder.execute('BEGIN IMMEDIATE')
+        writer = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writer.done()
+        assert ticks >= 10  # the loop was never blocked by the waiting writer
+        holder.execute('ROLLBACK')
+        busy_timeout_ms = await asyncio.wait_for(writer, 10)
+        async with backend.unit_of_work(write=False) as uow:
+            assert await uow.workspaces.get(WS_A) == a_workspace()
+    finally:
+        ticker.cancel()
+        holder.close()
+        await backend.close()
+    assert busy_timeout_ms >= 5000  # the no-wait attempt restored the busy timeout
 
 
 async def test_sqlite_read_unit_takes_no_write_lock(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""SQLite units of work on a synchronous SQLAlchemy connection, driven from the event loop.
+
+SQLAlchemy's asyncio layer runs every statement through a greenlet and awaits the
+driver's coroutines from it: on a local file that bridge costs more than the statement
+(ADR 019). A statement on a local SQLite file does not wait for anything that is worth a
+thread, except two: `BEGIN IMMEDIATE`, which waits while another process holds the
+write lock, and `COMMIT`, whose fsync of the WAL waits for the disk. So a unit of work
+here uses a plain (synchronous) `Connection` on the event loop and sends only those two
+to a worker thread, and `BEGIN IMMEDIATE` only when the lock is taken: it is first tried
+without waiting.
+"""
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import Any
+
+from sqlalchemy import Executable
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.exc import OperationalError
+
+from repository.sql.errors import unavailable_on_connection_errors
+
+# execution option read by the `begin` hook: run BEGIN IMMEDIATE without waiting for
+# another process's lock (busy timeout 0); the unit retries in a thread when it is taken
+NOWAIT_OPTION = 'chat_storage_nowait'
+# execution option read by the `begin` hook: no BEGIN at all, for a one-statement read
+AUTOCOMMIT_OPTION = 'chat_storage_autocommit'
+
+
+def is_locked(error: OperationalError) -> bool:
+    """SQLITE_BUSY: another connection holds the lock this statement needs."""
+    return 'database is locked' in str(error.orig)
+
+
+class LoopConnection:
+    """The async face a `SqlUnitOfWork` expects, on a sync connection used from the loop."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
+        return self._connection.execute(statement, parameters)
+
+    async def commit(self) -> None:
+        # the fsync of the WAL: in a thread
+        await asyncio.to_thread(self._connection.commit)
+
+    async def rollback(self) -> None:
+        self._connection.rollback()
+
+    async def close(self) -> None:
+        self._connection.close()
+
+    async def invalidate(self) -> None:
+        self._connection.invalidate()
+
+
+async def open_unit(engine: Engine, *, write: bool) -> LoopConnection:
+    """Check out a connection of `engine` (which carries the options) and begin."""
+    with unavailable_on_connection_errors():
+        connection = engine.connect()
+        try:
+            await _begin(connection, write=write)
+        except BaseException:
+            with suppress(Exception):
+                connection.close()
+            raise
+    return LoopConnection(connection)
+
+
+async def _begin(connection: Connection, *, write: bool) -> None:
+    if not write:
+        connection.begin()  # BEGIN (deferred) takes no lock and never waits; or none at all
+        return
+    try:
+        connection.execution_options(**{NOWAIT_OPTION: True}).begin()
+    except OperationalError as error:
+        if not is_locked(error):
+            raise
+        # another process holds the write lock: wait for it (up to the busy timeout),
+        # in a thread
+        connection.execution_options(**{NOWAIT_OPTION: False})
+        await asyncio.to_thread(connection.begin)
+    finally:
+        connection.execution_options(**{NOWAIT_OPTION: False})
