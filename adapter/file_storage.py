@@ -15,6 +15,7 @@ thread, and a change applied after its caller went away is rolled back.
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import ctypes.util
 import errno
@@ -27,6 +28,8 @@ import shutil
 import stat
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID, uuid4
@@ -291,6 +294,29 @@ class _StagingFile(_OpenFile):
             self.path.unlink(missing_ok=True)
 
 
+# Changes are applied, and rolled back, and chat directories made, while the metadata
+# store holds a writer's lock (the SQLite write lock, a PostgreSQL workspace row): they
+# run in threads of their own, so that they never queue behind the staging and reading
+# of other requests in the default executor while writers wait for that lock (ADR 019)
+_LOCKED_WORK_THREADS = 4
+_locked_work: ThreadPoolExecutor | None = None
+
+
+def _locked_work_executor() -> ThreadPoolExecutor:
+    global _locked_work  # noqa: PLW0603 - one pool for the process, made on first use
+    if _locked_work is None:
+        _locked_work = ThreadPoolExecutor(
+            _LOCKED_WORK_THREADS, thread_name_prefix='chat-storage-change'
+        )
+    return _locked_work
+
+
+async def _run_locked_work(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`asyncio.to_thread` on the threads for work done under a writer's lock."""
+    call = partial(contextvars.copy_context().run, func, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_locked_work_executor(), call)
+
+
 class _Workers:
     """Worker-thread calls that outlive a cancelled caller, and the tasks that track them."""
 
@@ -306,6 +332,12 @@ class _Workers:
     async def run_to_end(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`asyncio.to_thread`, but a cancelled caller leaves the call to finish."""
         return await asyncio.shield(self.spawn(asyncio.to_thread(func, *args, **kwargs)))
+
+    async def run_locked_work_to_end(
+        self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run_to_end` on the threads for work done under a writer's lock."""
+        return await asyncio.shield(self.spawn(_run_locked_work(func, *args, **kwargs)))
 
     async def after(self, pending: asyncio.Future[Any] | None, func: Callable[[], None]) -> None:
         """Run `func` in a thread once `pending` is done, to the end even if cancelled."""
@@ -379,6 +411,9 @@ async def _staging_call(
 
 class _Step:
     """One reversible file system operation; every method blocks and runs in a thread."""
+
+    # whether `commit` or `forget` has anything to do once the step is applied
+    settles = True
 
     def prepare(self) -> bool:
         """Write what recovery needs into the trash; True when something was written."""
@@ -497,7 +532,15 @@ class _MoveToTrashStep(_TrashStep):
 
 
 class _AppendStep(_Step):
-    """Append a staged file to `history.md` at the committed length, cutting any tail."""
+    """Append a staged file to `history.md` at the committed length, cutting any tail.
+
+    The staged copy is removed as soon as its bytes are durable in `history.md`: a
+    rollback only cuts the history back, so nothing is left to settle (no thread hop
+    after the commit), and recovery cuts an uncommitted tail whether or not a staged
+    copy is left (ADR 016).
+    """
+
+    settles = False
 
     def __init__(self, source: Path, history: Path, offset: int, chunk_bytes: int) -> None:
         self.source = source
@@ -521,6 +564,9 @@ class _AppendStep(_Step):
                 raise
         finally:
             os.close(fd)
+        # a failure to remove it only leaves a leftover for the use case's discard
+        with contextlib.suppress(OSError):
+            self.source.unlink()
         return set()
 
     def _copy_to(self, fd: int) -> None:
@@ -542,9 +588,6 @@ class _AppendStep(_Step):
             os.close(fd)
         return set()
 
-    def forget(self) -> None:
-        self.source.unlink(missing_ok=True)
-
 
 class _FileSystemChange:
     """The `StorageChange` of `FileSystemChatStorage`: steps that apply and settle together."""
@@ -560,6 +603,8 @@ class _FileSystemChange:
     async def commit(self) -> None:
         if self._settle('committed'):
             return
+        if not self._wrote_trash and not any(step.settles for step in self._steps):
+            return  # nothing to drop, nothing to fsync: no thread hop (an append)
         try:
             await self._workers.run_to_end(self._commit)
         except OSError:
@@ -570,7 +615,7 @@ class _FileSystemChange:
         if self._settle('rolled_back'):
             return
         try:
-            await self._workers.run_to_end(self._rollback)
+            await self._workers.run_locked_work_to_end(self._rollback)
         except OSError as exc:
             # the sidecars stay, so that recovery can finish the rollback
             raise _storage_error(exc) from exc
@@ -634,7 +679,7 @@ class _FileSystemChange:
             step.forget()
         if self._wrote_trash:
             # a settled sidecar must not outlive a crash and be read as pending (an
-            # append writes none: its staged copy is left to recovery, as before)
+            # append writes none)
             _fsync_dir(self._trash_dir)
 
     def _fsync(self, directories: Iterable[Path]) -> None:
@@ -700,7 +745,7 @@ class FileSystemChatStorage:
 
     async def ensure_chat(self, chat: Chat) -> None:
         try:
-            await self._workers.run_to_end(self._ensure_chat, self.chat_dir(chat))
+            await self._workers.run_locked_work_to_end(self._ensure_chat, self.chat_dir(chat))
         except OSError as exc:
             raise _storage_error(exc, chat.chat_id) from exc
 
@@ -875,7 +920,7 @@ class FileSystemChatStorage:
                 _refuse_symlinked_dirs(self.data_dir, below)
             change.apply_blocking()
 
-        task = self._workers.spawn(asyncio.to_thread(apply))
+        task = self._workers.spawn(_run_locked_work(apply))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:

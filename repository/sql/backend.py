@@ -2,6 +2,7 @@
 
 import asyncio
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Protocol, cast
@@ -191,6 +192,8 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._unit_engine: Engine | None = None
         # by (write, autocommit): the options ride on engines made once (ADR 019)
         self._unit_engines: dict[tuple[bool, bool], Engine] = {}
+        # COMMITs of this process's writers, one at a time (they hold the write lock)
+        self._commits: ThreadPoolExecutor | None = None
 
     @property
     def dialect_name(self) -> str:
@@ -290,9 +293,14 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
     async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
         engine = self._unit_engine_for(write=write, autocommit=autocommit)
-        return await loop_sqlite.open_unit(engine, write=write)
+        if self._commits is None:
+            self._commits = ThreadPoolExecutor(1, thread_name_prefix='chat-storage-commit')
+        return await loop_sqlite.open_unit(engine, self._commits, write=write)
 
     async def close(self) -> None:
+        commits, self._commits = self._commits, None
+        if commits is not None:
+            commits.shutdown(wait=False)
         self._unit_engines.clear()
         engine, self._unit_engine = self._unit_engine, None
         if engine is not None:

@@ -118,9 +118,8 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         # PostgreSQL locks the row; SQLite ignores the clause, its write units already hold
         # the database's write lock (BEGIN IMMEDIATE)
         statement = _WORKSPACE_BY_USER_FOR_UPDATE if for_update else _WORKSPACE_BY_USER
-        result = await self._session.execute(statement, {'user_id': user_id})
-        row = result.mappings().one_or_none()
-        return None if row is None else _workspace(row)
+        rows = await self._session.rows(statement, {'user_id': user_id})
+        return _workspace(rows[0]) if rows else None
 
     async def add(self, workspace: Workspace) -> bool:
         result = await self._session.execute_write(
@@ -242,19 +241,18 @@ class SqlChatRepository(ChatRepository):
         self._session = session
 
     async def get(self, chat_id: UUID) -> Chat | None:
-        result = await self._session.execute(_CHAT_BY_ID, {'chat_id': chat_id})
-        row = result.mappings().one_or_none()
-        return None if row is None else _chat(row)
+        rows = await self._session.rows(_CHAT_BY_ID, {'chat_id': chat_id})
+        return _chat(rows[0]) if rows else None
 
     async def get_with_workspace(
         self, user_id: UUID, chat_id: UUID
     ) -> tuple[Workspace | None, Chat | None]:
-        result = await self._session.execute(
+        rows = await self._session.rows(
             _CHAT_WITH_WORKSPACE, {'user_id': user_id, 'chat_id': chat_id}
         )
-        row = result.mappings().one_or_none()
-        if row is None:
+        if not rows:
             return None, None
+        [row] = rows
         workspace = _workspace(row)
         if row['chat_chat_id'] is None:
             return workspace, None
@@ -273,11 +271,11 @@ class SqlChatRepository(ChatRepository):
             check_limit(limit)
             parameters: dict[str, object] = {'b_workspace_id': workspace_id, 'b_limit': limit}
             if after is None:
-                result = await self._session.execute(_CHAT_PAGE, parameters)
+                rows = await self._session.rows(_CHAT_PAGE, parameters)
             else:
                 parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
-                result = await self._session.execute(_CHAT_PAGE_AFTER, parameters)
-            return [_chat(row) for row in result.mappings()]
+                rows = await self._session.rows(_CHAT_PAGE_AFTER, parameters)
+            return [_chat(row) for row in rows]
         statement = _keyset_page(
             select(chats).where(chats.c.workspace_id == workspace_id),
             chats.c.created_at,
@@ -461,7 +459,7 @@ def _workspace_values(workspace: Workspace) -> dict[str, object]:
     }
 
 
-def _workspace(row: RowMapping) -> Workspace:
+def _workspace(row: RowMapping | Mapping[str, Any]) -> Workspace:
     return Workspace(
         workspace_id=row['workspace_id'],
         user_id=row['user_id'],

@@ -1,11 +1,12 @@
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Executable
+from sqlalchemy import Executable, Select
 from sqlalchemy.engine import CursorResult
 
 from repository.common import ReadOnlyUnitOfWorkError
 from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.loop_sqlite import LoopConnection
 
 
 class UnitConnection(Protocol):
@@ -40,14 +41,33 @@ class SqlSession:
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> CursorResult[Any]:
+        connection = self._next_statement()
+        with unavailable_on_connection_errors():
+            return await connection.execute(statement, parameters)
+
+    async def rows(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None = None
+    ) -> Sequence[Mapping[str, Any]]:
+        """The rows of a `SELECT` built once (a module constant) as mappings.
+
+        On SQLite the statement is compiled once and run on the DB-API cursor
+        (`LoopConnection.rows`); elsewhere this is `execute(...).mappings().all()`.
+        """
+        connection = self._next_statement()
+        with unavailable_on_connection_errors():
+            if isinstance(connection, LoopConnection):
+                return connection.rows(statement, parameters)
+            result = await connection.execute(statement, parameters)
+            return cast('Sequence[Mapping[str, Any]]', result.mappings().all())
+
+    def _next_statement(self) -> UnitConnection:
         if self.connection is None:
             raise RuntimeError('repository used outside its unit of work')
         if self.one_statement:
             if self._executed:
                 raise RuntimeError('a one-statement unit of work ran a second statement')
             self._executed = True
-        with unavailable_on_connection_errors():
-            return await self.connection.execute(statement, parameters)
+        return self.connection
 
     async def execute_write(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None

@@ -659,6 +659,19 @@ async def test_append_history_commit_removes_the_staged_file(
     assert listing(file_storage.staging_dir) == []
 
 
+async def test_append_history_removes_the_staged_file_once_applied(
+    file_storage: FileSystemChatStorage,
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    change = await file_storage.append_history(CHAT, await stage(file_storage, b'def'))
+
+    # applied, not yet committed: the bytes are in history.md, the staged copy is gone
+    assert listing(file_storage.staging_dir) == []
+    assert file_storage.history_path(CHAT).read_bytes() == b'def'
+    await change.rollback()
+    assert file_storage.history_path(CHAT).read_bytes() == b''
+
+
 async def test_append_history_rollback_removes_the_staged_file(
     file_storage: FileSystemChatStorage,
 ) -> None:

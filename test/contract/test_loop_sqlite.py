@@ -1,0 +1,161 @@
+"""`repository/sql/loop_sqlite.py`: prebuilt SELECTs on the DB-API cursor give the rows
+SQLAlchemy gives, and the UUID shortcut reads what `UUID()` reads."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Select, select
+
+from domain.chat import Chat
+from domain.workspace import Workspace
+from repository.sql import loop_sqlite
+from repository.sql.backend import SqliteMetadataBackend
+from repository.sql.repositories import (
+    _CHAT_BY_ID,
+    _CHAT_PAGE,
+    _CHAT_PAGE_AFTER,
+    _CHAT_WITH_WORKSPACE,
+    _WORKSPACE_BY_USER,
+)
+from repository.sql.tables import chats
+
+USER = UUID('12345678-1234-5678-1234-567812345678')
+OTHER_USER = UUID('87654321-4321-8765-4321-876543218765')
+WORKSPACE = UUID('11111111-1111-1111-1111-111111111111')
+START = datetime(2026, 4, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[SqliteMetadataBackend]:
+    backend = SqliteMetadataBackend(tmp_path / 'metadata.sqlite3')
+    await backend.migrate()
+    chat_ids = sorted(uuid4() for _ in range(7))
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.add(
+            Workspace(WORKSPACE, USER, created_at=START, quota_bytes=10**12, used_bytes=42)
+        )
+        for index, chat_id in enumerate(chat_ids):
+            # two chats share a timestamp: the page's order falls back to the id
+            created = START + timedelta(seconds=index // 2)
+            await uow.chats.save(
+                Chat(
+                    chat_id,
+                    WORKSPACE,
+                    title=f'chat {index}' if index % 3 else None,
+                    created_at=created,
+                    updated_at=created + timedelta(microseconds=index),
+                    history_bytes=index * 100,
+                    history_revision=index,
+                    file_count=index % 2,
+                )
+            )
+        await uow.commit()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def _both_ways(
+    backend: SqliteMetadataBackend, statement: Select[Any], parameters: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows by `LoopConnection.rows` and by SQLAlchemy, in one read unit."""
+    async with backend.unit_of_work(write=False) as uow:
+        connection = uow._session.connection
+        assert isinstance(connection, loop_sqlite.LoopConnection)
+        fast = connection.rows(statement, parameters)
+        result = await connection.execute(statement, parameters)
+        slow = [dict(row) for row in result.mappings()]
+    return fast, slow
+
+
+async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
+    backend: SqliteMetadataBackend,
+) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        page = await uow.chats.list_by_workspace_id(WORKSPACE)
+    middle = page[3]
+    cases: list[tuple[Select[Any], dict[str, Any], int]] = [
+        (_WORKSPACE_BY_USER, {'user_id': USER}, 1),
+        (_WORKSPACE_BY_USER, {'user_id': OTHER_USER}, 0),
+        (_CHAT_BY_ID, {'chat_id': middle.chat_id}, 1),
+        (_CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': middle.chat_id}, 1),
+        # the chat's columns are NULL: a missing chat of an existing workspace
+        (_CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': uuid4()}, 1),
+        (_CHAT_PAGE, {'b_workspace_id': WORKSPACE, 'b_limit': 5}, 5),
+        (
+            _CHAT_PAGE_AFTER,
+            {
+                'b_workspace_id': WORKSPACE,
+                'b_limit': 50,
+                'b_created_at': middle.created_at,
+                'b_item_id': middle.chat_id,
+            },
+            3,
+        ),
+    ]
+    for statement, parameters, count in cases:
+        fast, slow = await _both_ways(backend, statement, parameters)
+        assert len(fast) == count
+        assert fast == slow
+        for fast_row, slow_row in zip(fast, slow, strict=True):
+            # same values of the same types: UUIDs as UUID, timestamps aware, NULLs as None
+            assert [type(value) for value in fast_row.values()] == [
+                type(value) for value in slow_row.values()
+            ]
+
+
+async def test_a_statement_built_per_call_is_run_as_well(backend: SqliteMetadataBackend) -> None:
+    # not a module constant: compiled each time, with its literal bind parameters
+    statement = select(chats).where(chats.c.workspace_id == WORKSPACE).limit(2)
+    fast, slow = await _both_ways(backend, statement, {})
+    assert len(fast) == 2
+    assert fast == slow
+
+
+async def test_an_expanding_statement_falls_back_to_sqlalchemy(
+    backend: SqliteMetadataBackend,
+) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        page = await uow.chats.list_by_workspace_id(WORKSPACE)
+    wanted = [page[0].chat_id, page[2].chat_id]
+    statement = select(chats.c.chat_id).where(chats.c.chat_id.in_(wanted))
+    fast, slow = await _both_ways(backend, statement, {})
+    assert sorted(row['chat_id'] for row in fast) == sorted(wanted)
+    assert fast == slow
+
+
+@settings(max_examples=300)
+@given(st.uuids())
+def test_uuid_of_hex_reads_what_uuid_reads(value: UUID) -> None:
+    read = loop_sqlite.uuid_of_hex(value.hex)
+    assert read == value
+    assert hash(read) == hash(value)
+    assert str(read) == str(value)
+    assert read.is_safe == UUID(value.hex).is_safe
+
+
+def _outcome(read: Any, text: str) -> object:
+    try:
+        return read(text)
+    except ValueError:
+        return ValueError
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet='0123456789abcdefABCDEF-+_ {}xg', min_size=30, max_size=36))
+@example('0' * 32)
+@example('F' * 32)
+@example('+' + '0' * 31)
+@example('0x' + '0' * 30)
+@example('_'.join(['0' * 16, '0' * 15]))
+@example(' ' + '0' * 31)
+@example('g' * 32)
+def test_uuid_of_hex_reads_any_text_as_uuid_does(text: str) -> None:
+    assert _outcome(loop_sqlite.uuid_of_hex, text) == _outcome(UUID, text)
