@@ -57,6 +57,8 @@ DEFAULT_CHUNK_BYTES = 1024 * 1024
 # check, pread and close of a file in the page cache take tens of microseconds, less
 # than handing the call to a worker thread and back (ADR 019)
 INLINE_READ_BYTES = 64 * 1024
+# paths of this many chats are kept (about 300 bytes each) before the cache starts over
+_CHAT_PATHS_KEPT = 4096
 
 _log = logging.getLogger(__name__)
 
@@ -709,6 +711,9 @@ class FileSystemChatStorage:
         self.workspaces_dir = data_dir / WORKSPACES_DIR_NAME
         self._chunk_bytes = chunk_bytes
         self._workers = _Workers()
+        # (chat directory, history.md) by (workspace id, chat id): paths depend on the
+        # ids alone, and building them was a good part of a small read (ADR 019)
+        self._chat_paths: dict[tuple[UUID, UUID], tuple[Path, Path]] = {}
         # a server that sends by path can be handed `/proc/self/fd/<fd>` (Linux)
         self._send_by_descriptor = Path(_PROC_FDS).is_dir()
         # start-up only: the service areas live beside, never inside, the chat directories
@@ -721,10 +726,20 @@ class FileSystemChatStorage:
         return self.workspaces_dir / str(workspace_id)
 
     def chat_dir(self, chat: Chat) -> Path:
-        return self.workspace_dir(chat.workspace_id) / CHATS_DIR_NAME / str(chat.chat_id)
+        return self._paths_of(chat)[0]
 
     def history_path(self, chat: Chat) -> Path:
-        return self.chat_dir(chat) / HISTORY_FILE_NAME
+        return self._paths_of(chat)[1]
+
+    def _paths_of(self, chat: Chat) -> tuple[Path, Path]:
+        key = (chat.workspace_id, chat.chat_id)
+        paths = self._chat_paths.get(key)
+        if paths is None:
+            if len(self._chat_paths) >= _CHAT_PATHS_KEPT:
+                self._chat_paths.clear()
+            chat_dir = self.workspace_dir(chat.workspace_id) / CHATS_DIR_NAME / str(chat.chat_id)
+            paths = self._chat_paths[key] = (chat_dir, chat_dir / HISTORY_FILE_NAME)
+        return paths
 
     def attachment_path(self, chat: Chat, name: ChatAttachmentName) -> Path:
         return self.chat_dir(chat) / name.value

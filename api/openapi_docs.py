@@ -180,6 +180,19 @@ GATEWAY_HEADERS: Json = {
         },
     ]
 }
+# `If-None-Match` of the history read, which reads it from the request itself (a hot
+# route, ADR 019): documented as FastAPI documents an optional `str` header
+HISTORY_READ_HEADERS: Json = {
+    'parameters': [
+        {
+            'name': 'if-none-match',
+            'in': 'header',
+            'required': False,
+            'schema': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'title': 'If-None-Match'},
+        },
+        *GATEWAY_HEADERS['parameters'],
+    ]
+}
 HISTORY_BODY: Json = {
     'requestBody': {
         'required': True,

@@ -12,6 +12,7 @@ from api.http import json_response, not_modified, parse_etags, primed, quote_eta
 from api.openapi_docs import (
     GATEWAY_HEADERS,
     HISTORY_BODY,
+    HISTORY_READ_HEADERS,
     HISTORY_READ_RESPONSES,
     HISTORY_WRITTEN_HEADERS,
 )
@@ -72,16 +73,12 @@ async def _write(
     'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write.',
     response_class=StreamingResponse,
     responses=HISTORY_READ_RESPONSES,
-    openapi_extra=GATEWAY_HEADERS,
+    openapi_extra=HISTORY_READ_HEADERS,
 )
-async def read_history(
-    request: Request,
-    chat_id: UUID,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
+async def read_history(request: Request, chat_id: UUID) -> Response:
     content = await services_of(request).read_history(caller_id(request), chat_id)
     etag = quote_etag(content.chat.history_version)
-    if not_modified(if_none_match, content.chat.history_version):
+    if not_modified(request.headers.get('if-none-match'), content.chat.history_version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
     # the history is written by users and models: a browser must never sniff or run it
     headers = {'ETag': etag, **safety_headers()}
