@@ -214,6 +214,24 @@ _CHAT_PAGE_AFTER = _CHAT_PAGE.where(
     )
 )
 
+# `_keyset_page` of a chat's files, with bind parameters
+_FILE_PAGE = (
+    select(chat_files)
+    .where(chat_files.c.chat_id == bindparam('b_chat_id'))
+    .order_by(chat_files.c.created_at, chat_files.c.file_id)
+    .limit(bindparam('b_limit', type_=Integer))
+)
+_FILE_AFTER_CREATED_AT = bindparam('b_created_at', type_=chat_files.c.created_at.type)
+_FILE_PAGE_AFTER = _FILE_PAGE.where(
+    or_(
+        chat_files.c.created_at > _FILE_AFTER_CREATED_AT,
+        and_(
+            chat_files.c.created_at == _FILE_AFTER_CREATED_AT,
+            chat_files.c.file_id > bindparam('b_item_id', type_=chat_files.c.file_id.type),
+        ),
+    )
+)
+
 # built once: the two lookups of nearly every request (building a statement costs more
 # than running it on SQLite; ADR 019)
 _WORKSPACE_BY_USER = select(workspaces).where(workspaces.c.user_id == bindparam('user_id'))
@@ -341,6 +359,16 @@ class SqlChatFileRepository(ChatFileRepository):
         limit: int | None = None,
         after: PageKey | None = None,
     ) -> list[ChatFile]:
+        if limit is not None:
+            # a page: the statement built once (ADR 019)
+            check_limit(limit)
+            parameters: dict[str, object] = {'b_chat_id': chat_id, 'b_limit': limit}
+            if after is None:
+                rows = await self._session.rows(_FILE_PAGE, parameters)
+            else:
+                parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
+                rows = await self._session.rows(_FILE_PAGE_AFTER, parameters)
+            return [_chat_file(row) for row in rows]
         statement = _keyset_page(
             select(chat_files).where(chat_files.c.chat_id == chat_id),
             chat_files.c.created_at,
@@ -482,7 +510,7 @@ def _chat(row: RowMapping | Mapping[str, Any]) -> Chat:
     )
 
 
-def _chat_file(row: RowMapping) -> ChatFile:
+def _chat_file(row: RowMapping | Mapping[str, Any]) -> ChatFile:
     return ChatFile(
         file_id=row['file_id'],
         chat_id=row['chat_id'],

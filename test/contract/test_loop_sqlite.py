@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Select, select
 
-from domain.chat import Chat
+from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.workspace import Workspace
 from repository.sql import loop_sqlite
 from repository.sql.backend import SqliteMetadataBackend
@@ -21,6 +21,8 @@ from repository.sql.repositories import (
     _CHAT_PAGE,
     _CHAT_PAGE_AFTER,
     _CHAT_WITH_WORKSPACE,
+    _FILE_PAGE,
+    _FILE_PAGE_AFTER,
     _WORKSPACE_BY_USER,
 )
 from repository.sql.tables import chats
@@ -55,6 +57,19 @@ async def backend(tmp_path: Path) -> AsyncIterator[SqliteMetadataBackend]:
                     file_count=index % 2,
                 )
             )
+        for index in range(5):
+            # two files share a timestamp: the page's order falls back to the id
+            await uow.chat_files.save(
+                ChatFile(
+                    uuid4(),
+                    chat_ids[0],
+                    ChatAttachmentName(f'file-{index}.txt'),
+                    content_type='text/plain' if index % 2 else None,
+                    size_bytes=index * 1000,
+                    created_at=START + timedelta(seconds=index // 2),
+                    sha256=f'{index:064x}',
+                )
+            )
         await uow.commit()
     try:
         yield backend
@@ -81,6 +96,9 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
     async with backend.unit_of_work(write=False) as uow:
         page = await uow.chats.list_by_workspace_id(WORKSPACE)
     middle = page[3]
+    async with backend.unit_of_work(write=False) as uow:
+        files = await uow.chat_files.list_by_chat_id(page[0].chat_id)
+    file = files[2]
     cases: list[tuple[Select[Any], dict[str, Any], int]] = [
         (_WORKSPACE_BY_USER, {'user_id': USER}, 1),
         (_WORKSPACE_BY_USER, {'user_id': OTHER_USER}, 0),
@@ -98,6 +116,18 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
                 'b_item_id': middle.chat_id,
             },
             3,
+        ),
+        (_FILE_PAGE, {'b_chat_id': page[0].chat_id, 'b_limit': 4}, 4),
+        (_FILE_PAGE, {'b_chat_id': page[1].chat_id, 'b_limit': 4}, 0),
+        (
+            _FILE_PAGE_AFTER,
+            {
+                'b_chat_id': page[0].chat_id,
+                'b_limit': 10,
+                'b_created_at': file.created_at,
+                'b_item_id': file.file_id,
+            },
+            2,
         ),
     ]
     for statement, parameters, count in cases:
