@@ -258,10 +258,11 @@ def _opened_elsewhere(fd: int, target: Path) -> bool:
 class _StagingFile(_OpenFile):
     """A staging file written in batches, hashed as it is written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         super().__init__(path)
         self.digest = hashlib.sha256()
         self.written = 0
+        self.durable = durable
 
     def create(self) -> None:
         self.fd = os.open(self.path, _CREATE_FLAGS, 0o600)
@@ -271,14 +272,15 @@ class _StagingFile(_OpenFile):
         if self.fd is None:
             raise ValueError('file is not open')
         _write_all(self.fd, data)
-        # start writing the batch back now, so that the final fsync waits for the tail only
-        _start_writeback(self.fd, self.written, len(data))
+        if self.durable:
+            # start writing the batch back now, so that the final fsync waits for the tail
+            _start_writeback(self.fd, self.written, len(data))
         self.written += len(data)
 
     def finish(self, data: bytearray) -> None:
-        """Write the last batch, fsync and close."""
+        """Write the last batch, fsync (when durable) and close."""
         self.write(data)
-        if self.fd is not None:
+        if self.fd is not None and self.durable:
             os.fsync(self.fd)
         fd, self.fd = self.fd, None
         if fd is not None:
@@ -777,8 +779,10 @@ class FileSystemChatStorage:
 
     # --- staging ---------------------------------------------------------------------
 
-    async def stage(self, content: ByteStream, *, limit_bytes: int) -> StagedContent:
-        staging = _StagingFile(self.staging_dir / self._new_token())
+    async def stage(
+        self, content: ByteStream, *, limit_bytes: int, durable: bool = True
+    ) -> StagedContent:
+        staging = _StagingFile(self.staging_dir / self._new_token(), durable=durable)
         lane = _Lane(self._workers)
         try:
             size = await self._write_stream(content, limit_bytes, staging, lane)

@@ -9,7 +9,11 @@ class AppendHistory(WriteHistory):
 
     The block is staged before any lock is taken, then copied to the end of the file
     under the workspace lock; the committed length in metadata hides any torn tail.
+    The staged copy is not fsynced: its bytes are fsynced once, in `history.md`, before
+    the metadata commit that makes them part of the history.
     """
+
+    _stage_durably = False
 
     def _freed_bytes(self, chat: Chat) -> int:  # noqa: ARG002
         return 0

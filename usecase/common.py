@@ -75,6 +75,7 @@ async def stage_within_limits(
     max_file_bytes: int,
     declared_size: int | None,
     credit_bytes: int = 0,
+    durable: bool = True,
 ) -> StagedContent:
     """Stage a request body, refusing it as soon as it passes the size limit or the quota.
 
@@ -86,7 +87,7 @@ async def stage_within_limits(
     if declared_size is not None and declared_size > limit:
         raise _refusal(declared_size, workspace=workspace, max_file_bytes=max_file_bytes)
     try:
-        return await storage.stage(content, limit_bytes=limit)
+        return await storage.stage(content, limit_bytes=limit, durable=durable)
     except ContentLimitExceededError:
         raise _refusal(limit + 1, workspace=workspace, max_file_bytes=max_file_bytes) from None
 

@@ -270,12 +270,16 @@ class ChatStorage(Protocol):
         """Create the chat directory with an empty `history.md` (idempotent)."""
         ...
 
-    async def stage(self, content: ByteStream, *, limit_bytes: int) -> StagedContent:
+    async def stage(
+        self, content: ByteStream, *, limit_bytes: int, durable: bool = True
+    ) -> StagedContent:
         """Write the stream to a staging file outside every chat directory and fsync it.
 
-        Hashes while writing. Raises `ContentLimitExceededError` as soon as more than
-        `limit_bytes` arrive, and `InsufficientStorageError` when the disk is full; in
-        both cases nothing is left behind.
+        Not `durable`: no fsync, for content that is only ever copied into place and made
+        durable there before anything refers to it (an append). Hashes while writing.
+        Raises `ContentLimitExceededError` as soon as more than `limit_bytes` arrive, and
+        `InsufficientStorageError` when the disk is full; in both cases nothing is left
+        behind.
         """
         ...
 

@@ -36,6 +36,9 @@ def check_version(chat: Chat, if_match: Collection[str] | None) -> None:
 class WriteHistory:
     """Replace a chat's whole `history.md` atomically, optionally only at a known version."""
 
+    # the staged file becomes the history (a rename): it must be durable first
+    _stage_durably = True
+
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -67,6 +70,7 @@ class WriteHistory:
             max_file_bytes=self._max_file_bytes,
             declared_size=declared_size,
             credit_bytes=self._freed_bytes(chat),
+            durable=self._stage_durably,
         )
         try:
             async with self._uow() as uow:

@@ -659,6 +659,27 @@ async def test_append_history_commit_removes_the_staged_file(
     assert listing(file_storage.staging_dir) == []
 
 
+async def test_only_a_durable_stage_fsyncs_the_staged_file(
+    file_storage: FileSystemChatStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(str(Path(f'/proc/self/fd/{fd}').readlink()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', recording_fsync)
+
+    durable = await file_storage.stage(chunks(b'kept'), limit_bytes=100)
+    not_durable = await file_storage.stage(chunks(b'copied'), limit_bytes=100, durable=False)
+
+    staged = [str(file_storage.staging_dir / s.token) for s in (durable, not_durable)]
+    assert [path for path in synced if path in staged] == staged[:1]
+    assert (file_storage.staging_dir / not_durable.token).read_bytes() == b'copied'
+    assert not_durable.sha256 == hashlib.sha256(b'copied').hexdigest()
+
+
 async def test_append_history_removes_the_staged_file_once_applied(
     file_storage: FileSystemChatStorage,
 ) -> None:

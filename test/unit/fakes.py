@@ -49,11 +49,16 @@ class RecordingStorage:
         self.log: list[str] = []
         self.staged: dict[str, bytes] = {}
         self.chunks_read = 0
+        # `durable` of every stage call, in order
+        self.stage_durability: list[bool] = []
 
     async def ensure_chat(self, chat: Chat) -> None:
         self.log.append(f'ensure {chat.chat_id}')
 
-    async def stage(self, content: ByteStream, *, limit_bytes: int) -> StagedContent:
+    async def stage(
+        self, content: ByteStream, *, limit_bytes: int, durable: bool = True
+    ) -> StagedContent:
+        self.stage_durability.append(durable)
         data = bytearray()
         async for chunk in content:
             self.chunks_read += 1

@@ -150,6 +150,16 @@ async def test_append_writes_at_the_committed_length(world: World) -> None:
     assert await world.used_bytes() == 5
 
 
+async def test_only_content_that_is_renamed_into_place_is_staged_durably(world: World) -> None:
+    chat = await world.create_chat(USER, None)
+    await world.write_history(USER, chat.chat_id, body(b'abc'))
+    await world.append_history(USER, chat.chat_id, body(b'de'))
+    await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'f'))
+    # the history and the file replace what is there by a rename of the staged file; an
+    # append copies its staged bytes into history.md and fsyncs them there
+    assert world.storage.stage_durability == [True, False, True]
+
+
 async def test_list_chats_pages_with_a_next_key(world: World) -> None:
     chats = [await world.create_chat(USER, str(i)) for i in range(3)]
     first = await world.list_chats(USER, 2, None)
