@@ -16,6 +16,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from repository.migrations import HEAD_REVISION
 from repository.sql import inline_sqlite, loop_sqlite
+from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.session import UnitConnection
 from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork, open_async_unit
@@ -365,6 +366,12 @@ class PostgresMetadataBackend(SqlMetadataBackend):
                 },
             },
         )
+
+    async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
+        if autocommit:
+            connection = await open_async_unit(self._read_autocommit_engine(), begin=False)
+            return AsyncpgAutocommitConnection(connection)
+        return await super()._open_unit(write=write, autocommit=autocommit)
 
     async def _upgrade(self, connection: AsyncConnection) -> None:
         async with connection.begin():

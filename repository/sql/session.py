@@ -5,6 +5,7 @@ from sqlalchemy import Executable, Select
 from sqlalchemy.engine import CursorResult
 
 from repository.common import ReadOnlyUnitOfWorkError
+from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.loop_sqlite import LoopConnection
 
@@ -50,13 +51,17 @@ class SqlSession:
     ) -> Sequence[Mapping[str, Any]]:
         """The rows of a `SELECT` built once (a module constant) as mappings.
 
-        On SQLite the statement is compiled once and run on the DB-API cursor
-        (`LoopConnection.rows`); elsewhere this is `execute(...).mappings().all()`.
+        The statement is compiled once and run on the DB-API connection on SQLite
+        (`LoopConnection.rows`) and in PostgreSQL's autocommit read units
+        (`AsyncpgAutocommitConnection.rows`); elsewhere this is
+        `execute(...).mappings().all()`.
         """
         connection = self._next_statement()
         with unavailable_on_connection_errors():
             if isinstance(connection, LoopConnection):
                 return connection.rows(statement, parameters)
+            if isinstance(connection, AsyncpgAutocommitConnection):
+                return await connection.rows(statement, parameters)
             result = await connection.execute(statement, parameters)
             return cast('Sequence[Mapping[str, Any]]', result.mappings().all())
 

@@ -1,8 +1,11 @@
-"""`repository/sql/loop_sqlite.py`: prebuilt SELECTs on the DB-API cursor give the rows
-SQLAlchemy gives, and the UUID shortcut reads what `UUID()` reads."""
+"""`repository/sql/read_plan.py`: prebuilt SELECTs run on the DB-API connection (SQLite's
+cursor, asyncpg in PostgreSQL's autocommit read units) give the rows SQLAlchemy gives,
+and the UUID shortcut reads what `UUID()` reads."""
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,8 +17,14 @@ from sqlalchemy import Select, select
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.workspace import Workspace
-from repository.sql import loop_sqlite
-from repository.sql.backend import SqliteMetadataBackend
+from repository.sql import read_plan
+from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
+from repository.sql.backend import (
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
+    SqlMetadataBackend,
+)
+from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.repositories import (
     _CHAT_BY_ID,
     _CHAT_PAGE,
@@ -33,9 +42,22 @@ WORKSPACE = UUID('11111111-1111-1111-1111-111111111111')
 START = datetime(2026, 4, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
+@pytest.fixture(params=['sqlite', pytest.param('postgres', marks=pytest.mark.postgres)])
+def make_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[], SqlMetadataBackend]:
+    """A SQL backend on a new SQLite file or a new PostgreSQL database (made here, out of
+    any event loop)."""
+    if request.param == 'sqlite':
+        return partial(SqliteMetadataBackend, tmp_path / 'metadata.sqlite3')
+    return partial(PostgresMetadataBackend, request.getfixturevalue('fresh_postgres_dsn'))
+
+
 @pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[SqliteMetadataBackend]:
-    backend = SqliteMetadataBackend(tmp_path / 'metadata.sqlite3')
+async def backend(
+    make_backend: Callable[[], SqlMetadataBackend],
+) -> AsyncIterator[SqlMetadataBackend]:
+    backend = make_backend()
     await backend.migrate()
     chat_ids = sorted(uuid4() for _ in range(7))
     async with backend.unit_of_work() as uow:
@@ -78,20 +100,22 @@ async def backend(tmp_path: Path) -> AsyncIterator[SqliteMetadataBackend]:
 
 
 async def _both_ways(
-    backend: SqliteMetadataBackend, statement: Select[Any], parameters: dict[str, Any]
+    backend: SqlMetadataBackend, statement: Select[Any], parameters: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows by `LoopConnection.rows` and by SQLAlchemy, in one read unit."""
-    async with backend.unit_of_work(write=False) as uow:
+    """The rows by the connection's `rows` and by SQLAlchemy, in one read unit (a
+    one-statement one: on PostgreSQL only those run in autocommit)."""
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
         connection = uow._session.connection
-        assert isinstance(connection, loop_sqlite.LoopConnection)
-        fast = connection.rows(statement, parameters)
+        assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
+        rows = connection.rows(statement, parameters)
+        fast = await rows if inspect.isawaitable(rows) else rows
         result = await connection.execute(statement, parameters)
         slow = [dict(row) for row in result.mappings()]
     return fast, slow
 
 
 async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
-    backend: SqliteMetadataBackend,
+    backend: SqlMetadataBackend,
 ) -> None:
     async with backend.unit_of_work(write=False) as uow:
         page = await uow.chats.list_by_workspace_id(WORKSPACE)
@@ -141,7 +165,7 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
             ]
 
 
-async def test_a_statement_built_per_call_is_run_as_well(backend: SqliteMetadataBackend) -> None:
+async def test_a_statement_built_per_call_is_run_as_well(backend: SqlMetadataBackend) -> None:
     # not a module constant: compiled each time, with its literal bind parameters
     statement = select(chats).where(chats.c.workspace_id == WORKSPACE).limit(2)
     fast, slow = await _both_ways(backend, statement, {})
@@ -150,7 +174,7 @@ async def test_a_statement_built_per_call_is_run_as_well(backend: SqliteMetadata
 
 
 async def test_an_expanding_statement_falls_back_to_sqlalchemy(
-    backend: SqliteMetadataBackend,
+    backend: SqlMetadataBackend,
 ) -> None:
     async with backend.unit_of_work(write=False) as uow:
         page = await uow.chats.list_by_workspace_id(WORKSPACE)
@@ -164,7 +188,7 @@ async def test_an_expanding_statement_falls_back_to_sqlalchemy(
 @settings(max_examples=300)
 @given(st.uuids())
 def test_uuid_of_hex_reads_what_uuid_reads(value: UUID) -> None:
-    read = loop_sqlite.uuid_of_hex(value.hex)
+    read = read_plan.uuid_of_hex(value.hex)
     assert read == value
     assert hash(read) == hash(value)
     assert str(read) == str(value)
@@ -188,4 +212,4 @@ def _outcome(read: Any, text: str) -> object:
 @example(' ' + '0' * 31)
 @example('g' * 32)
 def test_uuid_of_hex_reads_any_text_as_uuid_does(text: str) -> None:
-    assert _outcome(loop_sqlite.uuid_of_hex, text) == _outcome(UUID, text)
+    assert _outcome(read_plan.uuid_of_hex, text) == _outcome(UUID, text)

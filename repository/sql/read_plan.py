@@ -1,0 +1,108 @@
+"""Prebuilt `SELECT`s compiled once and run on the DB-API connection (ADR 019).
+
+SQLAlchemy's execution path (execution context, result metadata, row objects, and on
+asyncio a greenlet switch) costs more than a lookup by key on a local SQLite file or a
+warm PostgreSQL. A statement built once as a module constant is compiled once here into
+its SQL, its bind processors in order and its result processors, and its rows come back
+as the mappings `execute(...).mappings().all()` gives (`test_loop_sqlite`,
+`test_asyncpg_reads` hold them equal).
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID, SafeUUID
+
+from sqlalchemy import Select, Uuid
+from sqlalchemy.engine import Dialect
+
+# read plans of prebuilt statements; more than this many distinct statements means
+# statements built per call, which are compiled per call instead of kept
+_MAX_PLANS = 64
+# by dialect name and statement: a plan is compiled for one dialect
+_plans: dict[tuple[str, Select[Any]], 'ReadPlan | None'] = {}
+_UUID_HEX_DIGITS = 32
+_HEX = re.compile('[0-9a-f]{32}')
+
+
+class ReadPlan:
+    """A prebuilt `SELECT` compiled once for the DB-API: its SQL, how to bind its
+    parameters in order and how to turn a row into a mapping of the values SQLAlchemy
+    would give (UUIDs, timestamps, ...)."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._compiled = compiled
+        names = compiled.positiontup or []
+        self._binds = [(name, compiled.binds[name].type.bind_processor(dialect)) for name in names]
+        columns = list(statement.selected_columns)
+        self._keys = [column.key or '' for column in columns]
+        # where UUIDs are stored as 32 hex digits (SQLite), rows of a page repeat many of
+        # them (the workspace's id): each distinct one is read once per call (`mappings`)
+        self._uuid_columns = [
+            index
+            for index, column in enumerate(columns)
+            if isinstance(column.type, Uuid)
+            and column.type.as_uuid
+            and not dialect.supports_native_uuid
+        ]
+        # every column named, each name once: otherwise SQLAlchemy's own mapping is used
+        self.usable = '__[POSTCOMPILE' not in self.sql and len(set(self._keys) - {''}) == len(
+            columns
+        )
+        self._processors = [
+            (index, processor)
+            for index, column in enumerate(columns)
+            if index not in self._uuid_columns
+            and (processor := column.type.result_processor(dialect, None)) is not None
+        ]
+
+    @classmethod
+    def of(cls, statement: Select[Any], dialect: Dialect) -> 'ReadPlan | None':
+        """The plan, or None for a statement the DB-API cannot take as compiled."""
+        key = (dialect.name, statement)
+        if key in _plans:
+            return _plans[key]
+        plan: ReadPlan | None = cls(statement, dialect)
+        if plan is not None and not plan.usable:
+            plan = None  # rendered at execution (expanding IN, literal LIMIT), or unnamed
+        if len(_plans) < _MAX_PLANS:
+            _plans[key] = plan
+        return plan
+
+    def arguments(self, parameters: Mapping[str, Any] | None) -> list[Any]:
+        values = self._compiled.construct_params(parameters, _check=False)
+        return [
+            value if processor is None else processor(value)
+            for name, processor in self._binds
+            for value in (values[name],)
+        ]
+
+    def mappings(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        uuids: dict[str, UUID] = {}
+        mapped = []
+        for row in rows:
+            values = list(row)
+            for index in self._uuid_columns:
+                text = values[index]
+                if text is not None:
+                    value = uuids.get(text)
+                    if value is None:
+                        value = uuids[text] = uuid_of_hex(text)
+                    values[index] = value
+            for index, processor in self._processors:
+                values[index] = processor(values[index])
+            mapped.append(dict(zip(self._keys, values, strict=True)))
+        return mapped
+
+
+def uuid_of_hex(text: str) -> UUID:
+    """`UUID(text)` for the 32 hex digits SQLite holds, at half the cost: the value is
+    set as `UUID.__init__` would set it, without parsing the other spellings."""
+    if len(text) != _UUID_HEX_DIGITS or not _HEX.fullmatch(text):
+        return UUID(text)  # raises as SQLAlchemy's own conversion would
+    value = object.__new__(UUID)
+    object.__setattr__(value, 'int', int(text, 16))
+    object.__setattr__(value, 'is_safe', SafeUUID.unknown)
+    return value
