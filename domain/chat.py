@@ -12,6 +12,10 @@ MAX_CHAT_TITLE_CHARS = 200
 
 def _has_control_character(value: str) -> bool:
     # Cc covers NUL, C0, DEL and C1; a name with any of them is unsafe in a shell or a listing.
+    if value.isascii():
+        # the only ASCII characters that are not printable are Cc (C0 and DEL): one C call
+        # instead of a lookup per character, for the names of every listed file
+        return not value.isprintable()
     return any(unicodedata.category(ch) == 'Cc' for ch in value)
 
 
