@@ -1,9 +1,10 @@
 """The metadata repositories for SQLite and PostgreSQL: one code path for both."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from sqlalchemy import (
@@ -196,40 +197,56 @@ def _prebuilt_upsert(table: Table, key: str) -> dict[str, Executable]:
 
 
 _CHAT_UPSERT = _prebuilt_upsert(chats, 'chat_id')
-# `_keyset_page` of a workspace's chats, with bind parameters
-_CHAT_PAGE = (
-    select(chats)
-    .where(chats.c.workspace_id == bindparam('b_workspace_id'))
-    .order_by(chats.c.created_at, chats.c.chat_id)
-    .limit(bindparam('b_limit', type_=Integer))
-)
-_AFTER_CREATED_AT = bindparam('b_created_at', type_=chats.c.created_at.type)
-_CHAT_PAGE_AFTER = _CHAT_PAGE.where(
-    or_(
-        chats.c.created_at > _AFTER_CREATED_AT,
-        and_(
-            chats.c.created_at == _AFTER_CREATED_AT,
-            chats.c.chat_id > bindparam('b_item_id', type_=chats.c.chat_id.type),
-        ),
-    )
-)
 
-# `_keyset_page` of a chat's files, with bind parameters
-_FILE_PAGE = (
-    select(chat_files)
-    .where(chat_files.c.chat_id == bindparam('b_chat_id'))
-    .order_by(chat_files.c.created_at, chat_files.c.file_id)
-    .limit(bindparam('b_limit', type_=Integer))
+
+@dataclass(frozen=True, slots=True)
+class _PrebuiltPage:
+    """`_keyset_page` with bind parameters (`b_limit`; after a key also `b_created_at`
+    and `b_item_id`), built once: the first page and the pages after a key (ADR 019)."""
+
+    first: Select[Any]
+    after: Select[Any]
+
+    @classmethod
+    def of(cls, statement: Select[Any], created_at: Column[Any], item_id: Column[Any]) -> Self:
+        first = statement.order_by(created_at, item_id).limit(bindparam('b_limit', type_=Integer))
+        after_created_at = bindparam('b_created_at', type_=created_at.type)
+        after = first.where(
+            or_(
+                created_at > after_created_at,
+                and_(
+                    created_at == after_created_at,
+                    item_id > bindparam('b_item_id', type_=item_id.type),
+                ),
+            )
+        )
+        return cls(first, after)
+
+    async def rows(
+        self,
+        session: SqlSession,
+        parameters: dict[str, object],
+        *,
+        limit: int,
+        after: PageKey | None,
+    ) -> Sequence[Mapping[str, Any]]:
+        check_limit(limit)
+        parameters = {**parameters, 'b_limit': limit}
+        if after is None:
+            return await session.rows(self.first, parameters)
+        parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
+        return await session.rows(self.after, parameters)
+
+
+_CHAT_PAGE = _PrebuiltPage.of(
+    select(chats).where(chats.c.workspace_id == bindparam('b_workspace_id')),
+    chats.c.created_at,
+    chats.c.chat_id,
 )
-_FILE_AFTER_CREATED_AT = bindparam('b_created_at', type_=chat_files.c.created_at.type)
-_FILE_PAGE_AFTER = _FILE_PAGE.where(
-    or_(
-        chat_files.c.created_at > _FILE_AFTER_CREATED_AT,
-        and_(
-            chat_files.c.created_at == _FILE_AFTER_CREATED_AT,
-            chat_files.c.file_id > bindparam('b_item_id', type_=chat_files.c.file_id.type),
-        ),
-    )
+_FILE_PAGE = _PrebuiltPage.of(
+    select(chat_files).where(chat_files.c.chat_id == bindparam('b_chat_id')),
+    chat_files.c.created_at,
+    chat_files.c.file_id,
 )
 
 # built once: the two lookups of nearly every request (building a statement costs more
@@ -285,14 +302,9 @@ class SqlChatRepository(ChatRepository):
         after: PageKey | None = None,
     ) -> list[Chat]:
         if limit is not None:
-            # a page: the statement built once (ADR 019)
-            check_limit(limit)
-            parameters: dict[str, object] = {'b_workspace_id': workspace_id, 'b_limit': limit}
-            if after is None:
-                rows = await self._session.rows(_CHAT_PAGE, parameters)
-            else:
-                parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
-                rows = await self._session.rows(_CHAT_PAGE_AFTER, parameters)
+            rows = await _CHAT_PAGE.rows(
+                self._session, {'b_workspace_id': workspace_id}, limit=limit, after=after
+            )
             return [_chat(row) for row in rows]
         statement = _keyset_page(
             select(chats).where(chats.c.workspace_id == workspace_id),
@@ -360,14 +372,9 @@ class SqlChatFileRepository(ChatFileRepository):
         after: PageKey | None = None,
     ) -> list[ChatFile]:
         if limit is not None:
-            # a page: the statement built once (ADR 019)
-            check_limit(limit)
-            parameters: dict[str, object] = {'b_chat_id': chat_id, 'b_limit': limit}
-            if after is None:
-                rows = await self._session.rows(_FILE_PAGE, parameters)
-            else:
-                parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
-                rows = await self._session.rows(_FILE_PAGE_AFTER, parameters)
+            rows = await _FILE_PAGE.rows(
+                self._session, {'b_chat_id': chat_id}, limit=limit, after=after
+            )
             return [_chat_file(row) for row in rows]
         statement = _keyset_page(
             select(chat_files).where(chat_files.c.chat_id == chat_id),

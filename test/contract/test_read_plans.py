@@ -28,10 +28,8 @@ from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.repositories import (
     _CHAT_BY_ID,
     _CHAT_PAGE,
-    _CHAT_PAGE_AFTER,
     _CHAT_WITH_WORKSPACE,
     _FILE_PAGE,
-    _FILE_PAGE_AFTER,
     _WORKSPACE_BY_USER,
 )
 from repository.sql.tables import chats
@@ -130,9 +128,9 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
         (_CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': middle.chat_id}, 1),
         # the chat's columns are NULL: a missing chat of an existing workspace
         (_CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': uuid4()}, 1),
-        (_CHAT_PAGE, {'b_workspace_id': WORKSPACE, 'b_limit': 5}, 5),
+        (_CHAT_PAGE.first, {'b_workspace_id': WORKSPACE, 'b_limit': 5}, 5),
         (
-            _CHAT_PAGE_AFTER,
+            _CHAT_PAGE.after,
             {
                 'b_workspace_id': WORKSPACE,
                 'b_limit': 50,
@@ -141,10 +139,10 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
             },
             3,
         ),
-        (_FILE_PAGE, {'b_chat_id': page[0].chat_id, 'b_limit': 4}, 4),
-        (_FILE_PAGE, {'b_chat_id': page[1].chat_id, 'b_limit': 4}, 0),
+        (_FILE_PAGE.first, {'b_chat_id': page[0].chat_id, 'b_limit': 4}, 4),
+        (_FILE_PAGE.first, {'b_chat_id': page[1].chat_id, 'b_limit': 4}, 0),
         (
-            _FILE_PAGE_AFTER,
+            _FILE_PAGE.after,
             {
                 'b_chat_id': page[0].chat_id,
                 'b_limit': 10,
