@@ -72,7 +72,7 @@ class ReadPlan:
         return plan
 
     def arguments(self, parameters: Mapping[str, Any] | None) -> list[Any]:
-        values = self._compiled.construct_params(parameters, _check=False)
+        values = self._compiled.construct_params(parameters)
         return [
             value if processor is None else processor(value)
             for name, processor in self._binds

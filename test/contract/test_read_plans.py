@@ -14,6 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Select, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.workspace import Workspace
@@ -97,6 +98,16 @@ async def backend(
         await backend.close()
 
 
+async def _rows(
+    connection: LoopConnection | AsyncpgAutocommitConnection,
+    statement: Select[Any],
+    parameters: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """`rows` of either connection (SQLite's is synchronous)."""
+    rows = connection.rows(statement, parameters)
+    return await rows if inspect.isawaitable(rows) else rows
+
+
 async def _both_ways(
     backend: SqlMetadataBackend, statement: Select[Any], parameters: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -105,8 +116,7 @@ async def _both_ways(
     async with backend.unit_of_work(write=False, one_statement=True) as uow:
         connection = uow._session.connection
         assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
-        rows = connection.rows(statement, parameters)
-        fast = await rows if inspect.isawaitable(rows) else rows
+        fast = await _rows(connection, statement, parameters)
         result = await connection.execute(statement, parameters)
         slow = [dict(row) for row in result.mappings()]
     return fast, slow
@@ -161,6 +171,18 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
             assert [type(value) for value in fast_row.values()] == [
                 type(value) for value in slow_row.values()
             ]
+
+
+async def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(
+    backend: SqlMetadataBackend,
+) -> None:
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        connection = uow._session.connection
+        assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
+        with pytest.raises(SQLAlchemyError, match="value is required for bind parameter 'chat_id'"):
+            await _rows(connection, _CHAT_BY_ID, {})
+        with pytest.raises(SQLAlchemyError, match="value is required for bind parameter 'chat_id'"):
+            await connection.execute(_CHAT_BY_ID, {})
 
 
 async def test_a_statement_built_per_call_is_run_as_well(backend: SqlMetadataBackend) -> None:
