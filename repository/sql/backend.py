@@ -152,8 +152,13 @@ class SqlMetadataBackend(MetadataBackend, ABC):
     async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
         """A connection for a unit of work, in a transaction unless `autocommit`."""
         if autocommit:
-            return await open_async_unit(self._read_autocommit_engine(), begin=False)
+            connection = await open_async_unit(self._read_autocommit_engine(), begin=False)
+            return self._autocommit_unit(connection)
         return await open_async_unit(self._engine_for(write), begin=True)
+
+    def _autocommit_unit(self, connection: AsyncConnection) -> UnitConnection:
+        """What an autocommit read unit uses of its connection (all of it, here)."""
+        return connection
 
 
 class _SqliteDbapiConnection(Protocol):
@@ -367,11 +372,9 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             },
         )
 
-    async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
-        if autocommit:
-            connection = await open_async_unit(self._read_autocommit_engine(), begin=False)
-            return AsyncpgAutocommitConnection(connection)
-        return await super()._open_unit(write=write, autocommit=autocommit)
+    def _autocommit_unit(self, connection: AsyncConnection) -> UnitConnection:
+        # its prebuilt SELECTs go to asyncpg itself (ADR 019)
+        return AsyncpgAutocommitConnection(connection)
 
     async def _upgrade(self, connection: AsyncConnection) -> None:
         async with connection.begin():

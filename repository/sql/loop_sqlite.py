@@ -109,9 +109,9 @@ async def _begin(connection: Connection, *, write: bool) -> None:
     except OperationalError as error:
         if not is_locked(error):
             raise
-        # another process holds the write lock: wait for it (up to the busy timeout),
-        # in a thread
-        connection.execution_options(**{NOWAIT_OPTION: False})
-        await asyncio.to_thread(connection.begin)
+    else:
+        return
     finally:
         connection.execution_options(**{NOWAIT_OPTION: False})
+    # another process holds the write lock: wait for it (up to the busy timeout), in a thread
+    await asyncio.to_thread(connection.begin)

@@ -64,9 +64,9 @@ class ReadPlan:
         key = (dialect.name, statement)
         if key in _plans:
             return _plans[key]
-        plan: ReadPlan | None = cls(statement, dialect)
-        if plan is not None and not plan.usable:
-            plan = None  # rendered at execution (expanding IN, literal LIMIT), or unnamed
+        built = cls(statement, dialect)
+        # None: rendered at execution (expanding IN, literal LIMIT), or unnamed columns
+        plan = built if built.usable else None
         if len(_plans) < _MAX_PLANS:
             _plans[key] = plan
         return plan

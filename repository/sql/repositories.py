@@ -9,6 +9,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Column,
     ColumnElement,
     Executable,
@@ -76,6 +77,20 @@ def _upsert(dialect_name: str, table: Table, values: Mapping[str, object], key: 
     )
 
 
+def _after_key(
+    created_at: Column[Any],
+    item_id: Column[Any],
+    key_created_at: datetime | BindParameter[Any],
+    key_item_id: UUID | BindParameter[Any],
+) -> ColumnElement[bool]:
+    """The row-value form (created_at, id) > (key), spelled out for portability; the key
+    is a pair of values or of bind parameters."""
+    return or_(
+        created_at > key_created_at,
+        and_(created_at == key_created_at, item_id > key_item_id),
+    )
+
+
 def _keyset_page(
     statement: Select[Any],
     created_at: Column[Any],
@@ -87,12 +102,8 @@ def _keyset_page(
     """Order by (created_at, id) and start strictly after `after`."""
     check_limit(limit)
     if after is not None:
-        # the row-value form (created_at, id) > (:c, :id), spelled out for portability
         statement = statement.where(
-            or_(
-                created_at > after.created_at,
-                and_(created_at == after.created_at, item_id > after.item_id),
-            )
+            _after_key(created_at, item_id, after.created_at, after.item_id)
         )
     statement = statement.order_by(created_at, item_id)
     if limit is not None:
@@ -210,14 +221,12 @@ class _PrebuiltPage:
     @classmethod
     def of(cls, statement: Select[Any], created_at: Column[Any], item_id: Column[Any]) -> Self:
         first = statement.order_by(created_at, item_id).limit(bindparam('b_limit', type_=Integer))
-        after_created_at = bindparam('b_created_at', type_=created_at.type)
         after = first.where(
-            or_(
-                created_at > after_created_at,
-                and_(
-                    created_at == after_created_at,
-                    item_id > bindparam('b_item_id', type_=item_id.type),
-                ),
+            _after_key(
+                created_at,
+                item_id,
+                bindparam('b_created_at', type_=created_at.type),
+                bindparam('b_item_id', type_=item_id.type),
             )
         )
         return cls(first, after)
