@@ -15,7 +15,8 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def get_with_workspace(
         self, user_id: UUID, chat_id: UUID
     ) -> tuple[Workspace | None, Chat | None]:
-        workspace = next((w for w in self._store.workspaces.values() if w.user_id == user_id), None)
+        workspace_id = self._store.workspace_id_by_user_id.get(user_id)
+        workspace = None if workspace_id is None else self._store.workspaces.get(workspace_id)
         chat = self._store.chats.get(chat_id)
         if workspace is None or chat is None or chat.workspace_id != workspace.workspace_id:
             return workspace, None
@@ -34,6 +35,14 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
             limit=limit,
             after=after,
         )
+
+    async def list_by_user_id(
+        self, user_id: UUID, *, limit: int, after: PageKey | None = None
+    ) -> list[Chat]:
+        workspace_id = self._store.workspace_id_by_user_id.get(user_id)
+        if workspace_id is None:
+            return []
+        return await self.list_by_workspace_id(workspace_id, limit=limit, after=after)
 
     async def save(self, chat: Chat) -> None:
         self._for_write().chats[chat.chat_id] = chat

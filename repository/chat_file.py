@@ -35,6 +35,14 @@ class InMemoryChatFileRepository(MemoryRepository, ChatFileRepository):
             after=after,
         )
 
+    async def list_by_chat_of_user(
+        self, user_id: UUID, chat_id: UUID, *, limit: int, after: PageKey | None = None
+    ) -> list[ChatFile]:
+        chat = self._store.chats.get(chat_id)
+        if chat is None or self._store.workspace_id_by_user_id.get(user_id) != chat.workspace_id:
+            return []
+        return await self.list_by_chat_id(chat_id, limit=limit, after=after)
+
     async def total_size_by_chat_id(self, chat_id: UUID) -> int:
         return sum(f.size_bytes for f in self._store.chat_files.values() if f.chat_id == chat_id)
 

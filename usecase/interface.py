@@ -81,6 +81,13 @@ class ChatRepository(Protocol):
         """Chats of the workspace by `created_at`, then `chat_id`, strictly after `after`."""
         ...
 
+    async def list_by_user_id(
+        self, user_id: UUID, *, limit: int, after: PageKey | None = None
+    ) -> list[Chat]:
+        """`list_by_workspace_id` of the user's workspace, in one read; empty when the user
+        has none."""
+        ...
+
     async def save(self, chat: Chat) -> None:
         """Insert or replace by `chat_id`."""
         ...
@@ -115,6 +122,13 @@ class ChatFileRepository(Protocol):
         after: PageKey | None = None,
     ) -> list[ChatFile]:
         """Files of the chat by `created_at`, then `file_id`, strictly after `after`."""
+        ...
+
+    async def list_by_chat_of_user(
+        self, user_id: UUID, chat_id: UUID, *, limit: int, after: PageKey | None = None
+    ) -> list[ChatFile]:
+        """`list_by_chat_id`, in one read, when the chat is in the user's workspace; empty
+        otherwise."""
         ...
 
     async def total_size_by_chat_id(self, chat_id: UUID) -> int:

@@ -258,6 +258,34 @@ _FILE_PAGE = _PrebuiltPage.of(
     chat_files.c.file_id,
 )
 
+# a list request's page in one statement (ADR 019): the workspace is the user's, the chat
+# only one of that workspace (else the subquery is NULL and the page empty); an empty page
+# leaves the use case to tell the end of the list from a missing workspace or chat
+_CHAT_PAGE_OF_USER = _PrebuiltPage.of(
+    select(chats).where(
+        chats.c.workspace_id
+        == select(workspaces.c.workspace_id)
+        .where(workspaces.c.user_id == bindparam('b_user_id'))
+        .scalar_subquery()
+    ),
+    chats.c.created_at,
+    chats.c.chat_id,
+)
+_FILE_PAGE_OF_USER = _PrebuiltPage.of(
+    select(chat_files).where(
+        chat_files.c.chat_id
+        == select(chats.c.chat_id)
+        .join(workspaces, workspaces.c.workspace_id == chats.c.workspace_id)
+        .where(
+            chats.c.chat_id == bindparam('b_chat_id'),
+            workspaces.c.user_id == bindparam('b_user_id'),
+        )
+        .scalar_subquery()
+    ),
+    chat_files.c.created_at,
+    chat_files.c.file_id,
+)
+
 # built once: the two lookups of nearly every request (building a statement costs more
 # than running it on SQLite; ADR 019)
 _WORKSPACE_BY_USER = select(workspaces).where(workspaces.c.user_id == bindparam('user_id'))
@@ -324,6 +352,14 @@ class SqlChatRepository(ChatRepository):
         )
         result = await self._session.execute(statement)
         return [_chat(row) for row in result.mappings()]
+
+    async def list_by_user_id(
+        self, user_id: UUID, *, limit: int, after: PageKey | None = None
+    ) -> list[Chat]:
+        rows = await _CHAT_PAGE_OF_USER.rows(
+            self._session, {'b_user_id': user_id}, limit=limit, after=after
+        )
+        return [_chat(row) for row in rows]
 
     async def save(self, chat: Chat) -> None:
         values = {
@@ -394,6 +430,14 @@ class SqlChatFileRepository(ChatFileRepository):
         )
         result = await self._session.execute(statement)
         return [_chat_file(row) for row in result.mappings()]
+
+    async def list_by_chat_of_user(
+        self, user_id: UUID, chat_id: UUID, *, limit: int, after: PageKey | None = None
+    ) -> list[ChatFile]:
+        rows = await _FILE_PAGE_OF_USER.rows(
+            self._session, {'b_user_id': user_id, 'b_chat_id': chat_id}, limit=limit, after=after
+        )
+        return [_chat_file(row) for row in rows]
 
     async def total_size_by_chat_id(self, chat_id: UUID) -> int:
         # SUM(bigint) is numeric on PostgreSQL; cast back so the driver returns an int

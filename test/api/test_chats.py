@@ -137,3 +137,18 @@ async def test_identity_is_checked_before_the_path(client: httpx.AsyncClient) ->
     response = await client.get('/v1/chats/not-a-uuid', headers={'X-User-Id': ''})
     assert response.status_code == 401
     assert response.json()['code'] == 'unauthenticated'
+
+
+async def test_an_empty_list_tells_no_workspace_from_no_more_chats(
+    client: httpx.AsyncClient,
+) -> None:
+    # the page is read in one statement; an empty one is checked against the workspace
+    missing = await client.get('/v1/chats')
+    assert missing.status_code == 404
+    assert missing.json()['code'] == 'workspace_not_found'
+    await client.put('/v1/workspace')
+    assert (await client.get('/v1/chats')).json() == {'items': [], 'next_cursor': None}
+    await client.post('/v1/chats')
+    first = (await client.get('/v1/chats', params={'limit': 1})).json()
+    assert len(first['items']) == 1
+    assert first['next_cursor'] is None

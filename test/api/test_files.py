@@ -1,6 +1,7 @@
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 
@@ -228,3 +229,20 @@ async def test_file_of_another_chat_is_not_found(client: httpx.AsyncClient, chat
     response = await client.get(f'/v1/chats/{other_chat}/files/{record["file_id"]}')
     assert response.status_code == 404
     assert response.json()['code'] == 'chat_file_not_found'
+
+
+async def test_an_empty_file_list_tells_a_missing_or_foreign_chat_from_an_empty_one(
+    client: httpx.AsyncClient, chat_id: str, other_user: dict[str, str]
+) -> None:
+    # the page is read in one statement; an empty one is checked against the chat
+    assert (await client.get(f'/v1/chats/{chat_id}/files')).json() == {
+        'items': [],
+        'next_cursor': None,
+    }
+    missing = await client.get(f'/v1/chats/{uuid4()}/files')
+    assert missing.status_code == 404
+    assert missing.json()['code'] == 'chat_not_found'
+    await client.put('/v1/workspace', headers=other_user)
+    foreign = await client.get(f'/v1/chats/{chat_id}/files', headers=other_user)
+    assert foreign.status_code == 404
+    assert foreign.json()['code'] == 'chat_not_found'

@@ -404,6 +404,27 @@ async def test_chat_list_after_key(backend: MetadataBackend) -> None:
         assert await uow.chats.list_by_workspace_id(WS_A, after=after) == chats[2:]
 
 
+async def test_chat_page_of_a_user_is_the_page_of_their_workspace(
+    backend: MetadataBackend,
+) -> None:
+    chats = [
+        a_chat(chat_id, WS_A, TS + i * ONE_MICROSECOND)
+        for i, chat_id in enumerate((CHAT_C, CHAT_A, CHAT_B))
+    ]
+    other = a_workspace(WS_B, USER_B)
+    await given(backend, a_workspace(), other, *chats, a_chat(ID_HIGH, WS_B))
+    after = PageKey(created_at=chats[0].created_at, item_id=chats[0].chat_id)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        first = await uow.chats.list_by_user_id(USER_A, limit=2)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        rest = await uow.chats.list_by_user_id(USER_A, limit=5, after=after)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        nobody = await uow.chats.list_by_user_id(UUID(int=7), limit=5)
+    assert first == chats[:2]
+    assert rest == chats[1:]
+    assert nobody == []
+
+
 async def test_chat_list_same_microsecond_ordered_by_id(backend: MetadataBackend) -> None:
     high, low, mid = (a_chat(chat_id, WS_A, TS_MICRO) for chat_id in (ID_HIGH, ID_LOW, ID_MID))
     await given(backend, a_workspace(), high, low, mid)
@@ -455,6 +476,31 @@ async def test_chat_file_list_pages_by_created_at_then_id(backend: MetadataBacke
         second_page = await uow.chat_files.list_by_chat_id(CHAT_A, limit=2, after=after)
     assert first_page == files[:2]
     assert second_page == files[2:]
+
+
+async def test_file_page_of_a_user_only_lists_a_chat_of_their_workspace(
+    backend: MetadataBackend,
+) -> None:
+    files = [
+        a_file(FILE_A, name='a', created_at=TS),
+        a_file(FILE_B, name='b', created_at=TS + ONE_MICROSECOND),
+        a_file(FILE_C, name='c', created_at=TS + 2 * ONE_MICROSECOND),
+    ]
+    await given(backend, a_workspace(), a_workspace(WS_B, USER_B), a_chat(), *files)
+    after = PageKey(created_at=files[0].created_at, item_id=files[0].file_id)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        first = await uow.chat_files.list_by_chat_of_user(USER_A, CHAT_A, limit=2)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        rest = await uow.chat_files.list_by_chat_of_user(USER_A, CHAT_A, limit=5, after=after)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        # user B has a workspace, but the chat is not in it
+        foreign = await uow.chat_files.list_by_chat_of_user(USER_B, CHAT_A, limit=5)
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        missing = await uow.chat_files.list_by_chat_of_user(USER_A, CHAT_B, limit=5)
+    assert first == files[:2]
+    assert rest == files[1:]
+    assert foreign == []
+    assert missing == []
 
 
 async def test_chat_file_save_same_id_with_new_name_frees_old_name(

@@ -29,8 +29,10 @@ from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.repositories import (
     _CHAT_BY_ID,
     _CHAT_PAGE,
+    _CHAT_PAGE_OF_USER,
     _CHAT_WITH_WORKSPACE,
     _FILE_PAGE,
+    _FILE_PAGE_OF_USER,
     _WORKSPACE_BY_USER,
 )
 from repository.sql.tables import chats
@@ -154,6 +156,40 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
         (
             _FILE_PAGE.after,
             {
+                'b_chat_id': page[0].chat_id,
+                'b_limit': 10,
+                'b_created_at': file.created_at,
+                'b_item_id': file.file_id,
+            },
+            2,
+        ),
+        # the one-statement pages of a list request: the user's, else none
+        (_CHAT_PAGE_OF_USER.first, {'b_user_id': USER, 'b_limit': 5}, 5),
+        (_CHAT_PAGE_OF_USER.first, {'b_user_id': OTHER_USER, 'b_limit': 5}, 0),
+        (
+            _CHAT_PAGE_OF_USER.after,
+            {
+                'b_user_id': USER,
+                'b_limit': 50,
+                'b_created_at': middle.created_at,
+                'b_item_id': middle.chat_id,
+            },
+            3,
+        ),
+        (
+            _FILE_PAGE_OF_USER.first,
+            {'b_user_id': USER, 'b_chat_id': page[0].chat_id, 'b_limit': 4},
+            4,
+        ),
+        (
+            _FILE_PAGE_OF_USER.first,
+            {'b_user_id': OTHER_USER, 'b_chat_id': page[0].chat_id, 'b_limit': 4},
+            0,
+        ),
+        (
+            _FILE_PAGE_OF_USER.after,
+            {
+                'b_user_id': USER,
                 'b_chat_id': page[0].chat_id,
                 'b_limit': 10,
                 'b_created_at': file.created_at,
