@@ -57,6 +57,10 @@ DEFAULT_CHUNK_BYTES = 1024 * 1024
 # check, pread and close of a file in the page cache take tens of microseconds, less
 # than handing the call to a worker thread and back (ADR 019)
 INLINE_READ_BYTES = 64 * 1024
+# a stage that is not durable (an append) and no larger than this is held in memory until
+# it is copied into `history.md`: no staging file to create, write and remove, and no
+# thread (ADR 019); bounded by the requests in flight, 16 KiB each at most
+HELD_STAGE_BYTES = 16 * 1024
 # paths of this many chats are kept (about 300 bytes each) before the cache starts over
 _CHAT_PATHS_KEPT = 4096
 
@@ -541,12 +545,13 @@ class _AppendStep(_Step):
     The staged copy is removed as soon as its bytes are durable in `history.md`: a
     rollback only cuts the history back, so nothing is left to settle (no thread hop
     after the commit), and recovery cuts an uncommitted tail whether or not a staged
-    copy is left (ADR 016).
+    copy is left (ADR 016). A small append comes as the bytes themselves (`source`), held
+    in memory instead of a staged file.
     """
 
     settles = False
 
-    def __init__(self, source: Path, history: Path, offset: int, chunk_bytes: int) -> None:
+    def __init__(self, source: Path | bytes, history: Path, offset: int, chunk_bytes: int) -> None:
         self.source = source
         self.history = history
         self.offset = offset
@@ -555,12 +560,17 @@ class _AppendStep(_Step):
     def apply(self) -> set[Path]:
         fd = _open_regular(self.history, _WRITE_FLAGS)
         try:
-            if os.fstat(fd).st_size < self.offset:
+            size = os.fstat(fd).st_size
+            if size < self.offset:
                 # committed bytes are gone: appending would leave a hole of zeros
                 raise _UnexpectedFileError
-            os.ftruncate(fd, self.offset)
+            if size > self.offset:
+                os.ftruncate(fd, self.offset)  # an uncommitted tail
             try:
-                self._copy_to(fd)
+                if isinstance(self.source, bytes):
+                    _write_all(fd, self.source, self.offset)
+                else:
+                    self._copy_to(fd, self.source)
                 os.fsync(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -568,13 +578,14 @@ class _AppendStep(_Step):
                 raise
         finally:
             os.close(fd)
-        # a failure to remove it only leaves a leftover for the use case's discard
-        with contextlib.suppress(OSError):
-            self.source.unlink()
+        if isinstance(self.source, Path):
+            # a failure to remove it only leaves a leftover for the use case's discard
+            with contextlib.suppress(OSError):
+                self.source.unlink()
         return set()
 
-    def _copy_to(self, fd: int) -> None:
-        source_fd = _open_regular(self.source, _READ_FLAGS)
+    def _copy_to(self, fd: int, source: Path) -> None:
+        source_fd = _open_regular(source, _READ_FLAGS)
         try:
             position = self.offset
             while data := os.read(source_fd, self.chunk_bytes):
@@ -716,6 +727,8 @@ class FileSystemChatStorage:
         # (chat directory, history.md) by (workspace id, chat id): paths depend on the
         # ids alone, and building them was a good part of a small read (ADR 019)
         self._chat_paths: dict[tuple[UUID, UUID], tuple[Path, Path]] = {}
+        # small stages that are not durable, by token, until appended or discarded
+        self._held: dict[str, bytes] = {}
         # a server that sends by path can be handed `/proc/self/fd/<fd>` (Linux)
         self._send_by_descriptor = Path(_PROC_FDS).is_dir()
         # start-up only: the service areas live beside, never inside, the chat directories
@@ -750,6 +763,8 @@ class FileSystemChatStorage:
         # a token is ours (uuid4 hex); anything else must not address a path
         if not _TOKEN.fullmatch(staged.token):
             raise ValueError('not a staging token')
+        if staged.token in self._held:
+            raise ValueError('content staged without durability can only be appended')
         return self.staging_dir / staged.token
 
     def _new_token(self) -> str:
@@ -832,7 +847,12 @@ class FileSystemChatStorage:
                 ]
         await _settled(written)
         if not created:
-            # most history appends and small files: one worker-thread call (ADR 019)
+            if not staging.durable and len(batch) <= HELD_STAGE_BYTES:
+                # most history appends: kept in memory until copied into place
+                staging.digest.update(batch)
+                self._held[staging.path.name] = bytes(batch)
+                return size
+            # small files: one worker-thread call (ADR 019)
             await _staging_call(lane, staging.create_and_finish, batch)
             return size
         last_hash = hashing.start(staging.digest.update, batch)
@@ -841,6 +861,8 @@ class FileSystemChatStorage:
         return size
 
     async def discard(self, staged: StagedContent) -> None:
+        if self._held.pop(staged.token, None) is not None:
+            return
         path = self._staging_path(staged)
         try:
             await self._workers.run_to_end(path.unlink, missing_ok=True)
@@ -885,8 +907,9 @@ class FileSystemChatStorage:
         return await self._apply([step], chat.chat_id, below=target)
 
     async def append_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
+        held = self._held.pop(staged.token, None)
         step = _AppendStep(
-            self._staging_path(staged),
+            self._staging_path(staged) if held is None else held,
             self.history_path(chat),
             chat.history_bytes,
             self._chunk_bytes,

@@ -289,8 +289,9 @@ class ChatStorage(Protocol):
     ) -> StagedContent:
         """Write the stream to a staging file outside every chat directory and fsync it.
 
-        Not `durable`: no fsync, for content that is only ever copied into place and made
-        durable there before anything refers to it (an append). Hashes while writing.
+        Not `durable`: no fsync, for content that is only ever appended
+        (`append_history`) and made durable there before anything refers to it; small
+        content may then be held in memory instead of a file. Hashes while writing.
         Raises `ContentLimitExceededError` as soon as more than `limit_bytes` arrive, and
         `InsufficientStorageError` when the disk is full; in both cases nothing is left
         behind.

@@ -18,7 +18,11 @@ from uuid import UUID
 
 import pytest
 
-from adapter.file_storage import FileSystemChatStorage, StoredContentMissingError
+from adapter.file_storage import (
+    HELD_STAGE_BYTES,
+    FileSystemChatStorage,
+    StoredContentMissingError,
+)
 from domain.chat import Chat, ChatAttachmentName
 from domain.content import ByteRange, StagedContent
 from domain.error import (
@@ -671,13 +675,41 @@ async def test_only_a_durable_stage_fsyncs_the_staged_file(
 
     monkeypatch.setattr(os, 'fsync', recording_fsync)
 
-    durable = await file_storage.stage(chunks(b'kept'), limit_bytes=100)
-    not_durable = await file_storage.stage(chunks(b'copied'), limit_bytes=100, durable=False)
+    # larger than what is held in memory: a staged file, written but not fsynced
+    copied = b'c' * (HELD_STAGE_BYTES + 1)
+    durable = await file_storage.stage(chunks(b'kept'), limit_bytes=LIMIT)
+    not_durable = await file_storage.stage(chunks(copied), limit_bytes=len(copied), durable=False)
 
     staged = [str(file_storage.staging_dir / s.token) for s in (durable, not_durable)]
     assert [path for path in synced if path in staged] == staged[:1]
-    assert (file_storage.staging_dir / not_durable.token).read_bytes() == b'copied'
-    assert not_durable.sha256 == hashlib.sha256(b'copied').hexdigest()
+    assert (file_storage.staging_dir / not_durable.token).read_bytes() == copied
+    assert not_durable.sha256 == hashlib.sha256(copied).hexdigest()
+
+
+async def test_a_small_append_is_held_in_memory_and_leaves_no_file(
+    file_storage: FileSystemChatStorage,
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    chat = await write_history(file_storage, b'abc')
+    held = await file_storage.stage(chunks(b'd', b'ef'), limit_bytes=LIMIT, durable=False)
+    assert listing(file_storage.staging_dir) == []
+    assert (held.size_bytes, held.sha256) == (3, hashlib.sha256(b'def').hexdigest())
+    # only an append may take it: nothing else would make it durable
+    with pytest.raises(ValueError, match='can only be appended'):
+        await file_storage.put_history(chat, held)
+
+    change = await file_storage.append_history(chat, held)
+    assert file_storage.history_path(chat).read_bytes() == b'abcdef'
+    await change.rollback()
+    assert file_storage.history_path(chat).read_bytes() == b'abc'
+
+    dropped = await file_storage.stage(chunks(b'gone'), limit_bytes=LIMIT, durable=False)
+    await file_storage.discard(dropped)
+    # discarded: its token names nothing any more, in memory or on disk
+    with pytest.raises(StoredContentMissingError):
+        await file_storage.append_history(chat, dropped)
+    assert file_storage.history_path(chat).read_bytes() == b'abc'
+    assert listing(file_storage.staging_dir) == []
 
 
 async def test_append_history_removes_the_staged_file_once_applied(
