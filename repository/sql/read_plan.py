@@ -8,7 +8,6 @@ as the mappings `execute(...).mappings().all()` gives (`test_loop_sqlite`,
 `test_asyncpg_reads` hold them equal).
 """
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID, SafeUUID
@@ -22,7 +21,6 @@ _MAX_PLANS = 64
 # by dialect name and statement: a plan is compiled for one dialect
 _plans: dict[tuple[str, Select[Any]], 'ReadPlan | None'] = {}
 _UUID_HEX_DIGITS = 32
-_HEX = re.compile('[0-9a-f]{32}')
 
 
 class ReadPlan:
@@ -100,9 +98,16 @@ class ReadPlan:
 def uuid_of_hex(text: str) -> UUID:
     """`UUID(text)` for the 32 hex digits SQLite holds, at half the cost: the value is
     set as `UUID.__init__` would set it, without parsing the other spellings."""
-    if len(text) != _UUID_HEX_DIGITS or not _HEX.fullmatch(text):
-        return UUID(text)  # raises as SQLAlchemy's own conversion would
-    value = object.__new__(UUID)
-    object.__setattr__(value, 'int', int(text, 16))
-    object.__setattr__(value, 'is_safe', SafeUUID.unknown)
-    return value
+    # ASCII letters and digits only: `int` alone would also take a sign, `_`, spaces and
+    # other scripts' digits (checked in C, twice as fast as a regular expression)
+    if len(text) == _UUID_HEX_DIGITS and text.isascii() and text.isalnum():
+        try:
+            number = int(text, 16)
+        except ValueError:  # a letter past f
+            pass
+        else:
+            value = object.__new__(UUID)
+            object.__setattr__(value, 'int', number)
+            object.__setattr__(value, 'is_safe', SafeUUID.unknown)
+            return value
+    return UUID(text)  # raises as SQLAlchemy's own conversion would

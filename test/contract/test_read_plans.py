@@ -259,7 +259,8 @@ def _outcome(read: Any, text: str) -> object:
 
 
 @settings(max_examples=300)
-@given(st.text(alphabet='0123456789abcdefABCDEF-+_ {}xg', min_size=30, max_size=36))
+# '٣' and 'ａ': a digit and a letter that `int(..., 16)` or `isalnum` take outside ASCII
+@given(st.text(alphabet='0123456789abcdefABCDEF-+_ {}xg٣ａ', min_size=30, max_size=36))
 @example('0' * 32)
 @example('F' * 32)
 @example('+' + '0' * 31)
@@ -267,5 +268,6 @@ def _outcome(read: Any, text: str) -> object:
 @example('_'.join(['0' * 16, '0' * 15]))
 @example(' ' + '0' * 31)
 @example('g' * 32)
+@example('٣' * 32)
 def test_uuid_of_hex_reads_any_text_as_uuid_does(text: str) -> None:
     assert _outcome(read_plan.uuid_of_hex, text) == _outcome(UUID, text)
