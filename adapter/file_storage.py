@@ -63,6 +63,8 @@ INLINE_READ_BYTES = 64 * 1024
 HELD_STAGE_BYTES = 16 * 1024
 # paths of this many chats are kept (about 300 bytes each) before the cache starts over
 _CHAT_PATHS_KEPT = 4096
+# directories above the chat directories that this process has fsynced (ADR 019)
+_SYNCED_DIRS_KEPT = 4096
 
 _log = logging.getLogger(__name__)
 
@@ -729,6 +731,10 @@ class FileSystemChatStorage:
         self._chat_paths: dict[tuple[UUID, UUID], tuple[Path, Path]] = {}
         # small stages that are not durable, by token, until appended or discarded
         self._held: dict[str, bytes] = {}
+        # directories above the chat directories whose entry in their parent this process
+        # has fsynced: a chat made in a workspace whose `chats/` is in here needs only
+        # its own directory and `chats/` fsynced, not the two levels above (ADR 019)
+        self._synced_dirs: set[Path] = set()
         # a server that sends by path can be handed `/proc/self/fd/<fd>` (Linux)
         self._send_by_descriptor = Path(_PROC_FDS).is_dir()
         # start-up only: the service areas live beside, never inside, the chat directories
@@ -787,9 +793,18 @@ class FileSystemChatStorage:
         if not os.path.lexists(history):
             fd = os.open(history, _CREATE_FLAGS, _FILE_MODE)
             os.close(fd)
-        directory = chat_dir
-        while directory != self.data_dir:
-            _fsync_dir(directory)
+        # the entries `history.md` and the chat directory: always
+        _fsync_dir(chat_dir)
+        _fsync_dir(chat_dir.parent)
+        # the entries of `chats/` and of the workspace directory: once per process
+        # (another process, or this one before a restart, may have made them unsynced)
+        directory = chat_dir.parent
+        while directory.parent != self.data_dir:
+            if directory not in self._synced_dirs:
+                _fsync_dir(directory.parent)
+                if len(self._synced_dirs) >= _SYNCED_DIRS_KEPT:
+                    self._synced_dirs.clear()
+                self._synced_dirs.add(directory)
             directory = directory.parent
 
     # --- staging ---------------------------------------------------------------------

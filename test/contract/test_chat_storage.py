@@ -295,6 +295,46 @@ async def test_ensure_chat_lays_out_the_chat_directory(
     assert listing(chat_dir) == ['history.md']
 
 
+async def test_ensure_chat_fsyncs_every_new_entry_and_the_levels_above_once_a_process(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(Path(f'/proc/self/fd/{fd}').readlink())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', recording_fsync)
+    storage = FileSystemChatStorage(data_dir, chunk_bytes=CHUNK_BYTES)
+    workspace = storage.workspace_dir(WORKSPACE_ID)
+    chats, workspaces = workspace / 'chats', data_dir / 'workspaces'
+    second = replace(CHAT, chat_id=UUID(int=2))
+    other_workspace = replace(CHAT, chat_id=UUID(int=3), workspace_id=UUID(int=4))
+
+    await storage.ensure_chat(CHAT)
+    assert synced == [storage.chat_dir(CHAT), chats, workspace, workspaces]
+    synced.clear()
+    # the same workspace: only the new chat directory and its entry in `chats/`
+    await storage.ensure_chat(second)
+    assert synced == [storage.chat_dir(second), chats]
+    synced.clear()
+    # a new workspace: its entry in `workspaces/` too
+    await storage.ensure_chat(other_workspace)
+    other_chats = storage.workspace_dir(other_workspace.workspace_id) / 'chats'
+    assert synced == [
+        storage.chat_dir(other_workspace),
+        other_chats,
+        other_chats.parent,
+        workspaces,
+    ]
+    synced.clear()
+    # another process (or this one restarted) knows nothing of what was synced
+    restarted = FileSystemChatStorage(data_dir, chunk_bytes=CHUNK_BYTES)
+    await restarted.ensure_chat(replace(CHAT, chat_id=UUID(int=5)))
+    assert synced[2:] == [workspace, workspaces]
+
+
 async def test_ensure_chat_keeps_an_existing_history(storage: ChatStorage) -> None:
     await storage.ensure_chat(CHAT)
     chat = await write_history(storage, b'# kept')
