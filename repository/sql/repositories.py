@@ -306,6 +306,8 @@ _CHAT_WITH_WORKSPACE = (
     )
     .where(workspaces.c.user_id == bindparam('user_id'))
 )
+# the chat's columns in _CHAT_WITH_WORKSPACE: each column's name and its label there
+_CHAT_LABELS = tuple((column.name, f'chat_{column.name}') for column in chats.c)
 
 
 class SqlChatRepository(ChatRepository):
@@ -328,8 +330,7 @@ class SqlChatRepository(ChatRepository):
         workspace = _workspace(row)
         if row['chat_chat_id'] is None:
             return workspace, None
-        # the chat's columns carry the label `chat_<name>` (_CHAT_WITH_WORKSPACE)
-        return workspace, _chat({column.name: row[f'chat_{column.name}'] for column in chats.c})
+        return workspace, _chat({name: row[label] for name, label in _CHAT_LABELS})
 
     async def list_by_workspace_id(
         self,
