@@ -247,17 +247,6 @@ class _PrebuiltPage:
         return await session.rows(self.after, parameters)
 
 
-_CHAT_PAGE = _PrebuiltPage.of(
-    select(chats).where(chats.c.workspace_id == bindparam('b_workspace_id')),
-    chats.c.created_at,
-    chats.c.chat_id,
-)
-_FILE_PAGE = _PrebuiltPage.of(
-    select(chat_files).where(chat_files.c.chat_id == bindparam('b_chat_id')),
-    chat_files.c.created_at,
-    chat_files.c.file_id,
-)
-
 # a list request's page in one statement (ADR 019): the workspace is the user's, the chat
 # only one of that workspace (else the subquery is NULL and the page empty); an empty page
 # leaves the use case to tell the end of the list from a missing workspace or chat
@@ -339,11 +328,6 @@ class SqlChatRepository(ChatRepository):
         limit: int | None = None,
         after: PageKey | None = None,
     ) -> list[Chat]:
-        if limit is not None:
-            rows = await _CHAT_PAGE.rows(
-                self._session, {'b_workspace_id': workspace_id}, limit=limit, after=after
-            )
-            return [_chat(row) for row in rows]
         statement = _keyset_page(
             select(chats).where(chats.c.workspace_id == workspace_id),
             chats.c.created_at,
@@ -417,11 +401,6 @@ class SqlChatFileRepository(ChatFileRepository):
         limit: int | None = None,
         after: PageKey | None = None,
     ) -> list[ChatFile]:
-        if limit is not None:
-            rows = await _FILE_PAGE.rows(
-                self._session, {'b_chat_id': chat_id}, limit=limit, after=after
-            )
-            return [_chat_file(row) for row in rows]
         statement = _keyset_page(
             select(chat_files).where(chat_files.c.chat_id == chat_id),
             chat_files.c.created_at,

@@ -122,6 +122,20 @@ def storage(request: pytest.FixtureRequest, file_storage: FileSystemChatStorage)
 
 
 @pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files and directories fsynced during the test, in order (fsync still runs)."""
+    paths: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        paths.append(Path(f'/proc/self/fd/{fd}').readlink())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', recording_fsync)
+    return paths
+
+
+@pytest.fixture
 def chat_dir(file_storage: FileSystemChatStorage) -> Path:
     return file_storage.chat_dir(CHAT)
 
@@ -296,16 +310,8 @@ async def test_ensure_chat_lays_out_the_chat_directory(
 
 
 async def test_ensure_chat_fsyncs_every_new_entry_and_the_levels_above_once_a_process(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, synced: list[Path]
 ) -> None:
-    synced: list[Path] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(Path(f'/proc/self/fd/{fd}').readlink())
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, 'fsync', recording_fsync)
     storage = FileSystemChatStorage(data_dir, chunk_bytes=CHUNK_BYTES)
     workspace = storage.workspace_dir(WORKSPACE_ID)
     chats, workspaces = workspace / 'chats', data_dir / 'workspaces'
@@ -704,23 +710,14 @@ async def test_append_history_commit_removes_the_staged_file(
 
 
 async def test_only_a_durable_stage_fsyncs_the_staged_file(
-    file_storage: FileSystemChatStorage, monkeypatch: pytest.MonkeyPatch
+    file_storage: FileSystemChatStorage, synced: list[Path]
 ) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(str(Path(f'/proc/self/fd/{fd}').readlink()))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, 'fsync', recording_fsync)
-
     # larger than what is held in memory: a staged file, written but not fsynced
     copied = b'c' * (HELD_STAGE_BYTES + 1)
     durable = await file_storage.stage(chunks(b'kept'), limit_bytes=LIMIT)
     not_durable = await file_storage.stage(chunks(copied), limit_bytes=len(copied), durable=False)
 
-    staged = [str(file_storage.staging_dir / s.token) for s in (durable, not_durable)]
+    staged = [file_storage.staging_dir / s.token for s in (durable, not_durable)]
     assert [path for path in synced if path in staged] == staged[:1]
     assert (file_storage.staging_dir / not_durable.token).read_bytes() == copied
     assert not_durable.sha256 == hashlib.sha256(copied).hexdigest()
