@@ -3,7 +3,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class StagedContent:
-    """Bytes written and fsynced to a staging area, not yet visible anywhere."""
+    """Bytes staged outside every chat directory, not yet visible anywhere: a staging
+    file (fsynced unless staged for an append), or memory for a small append."""
 
     token: str
     size_bytes: int
