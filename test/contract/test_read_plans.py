@@ -3,6 +3,7 @@ cursor, asyncpg in PostgreSQL's autocommit read units) give the rows SQLAlchemy 
 and the UUID shortcut reads what `UUID()` reads."""
 
 import inspect
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -253,3 +254,64 @@ def _outcome(read: Any, text: str) -> object:
 @example('\u0663' * 32)
 def test_uuid_of_hex_reads_any_text_as_uuid_does(text: str) -> None:
     assert _outcome(read_plan.uuid_of_hex, text) == _outcome(UUID, text)
+
+
+async def _plan_text(
+    backend: SqlMetadataBackend, statement: Select[Any], parameters: dict[str, Any]
+) -> str:
+    """The query plan of a prebuilt statement as the backend's database prints it
+    (PostgreSQL with sequential scans off: these test tables are small enough for one to
+    win)."""
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        connection = uow._session.connection
+        if isinstance(connection, LoopConnection):
+            sqlite_connection = connection._connection
+            plan = read_plan.ReadPlan.of(statement, sqlite_connection.dialect)
+            assert plan is not None
+            cursor = sqlite_connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                rows = cursor.execute(
+                    f'EXPLAIN QUERY PLAN {plan.sql}', plan.arguments(parameters)
+                ).fetchall()
+            finally:
+                cursor.close()
+            return '\n'.join(str(row[-1]) for row in rows)
+        assert isinstance(connection, AsyncpgAutocommitConnection)
+        postgres_connection = connection._connection
+        plan = read_plan.ReadPlan.of(statement, postgres_connection.dialect)
+        assert plan is not None
+        driver = (await postgres_connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute('SET enable_seqscan = off')
+        try:
+            records = await driver.fetch(f'EXPLAIN {plan.sql}', *plan.arguments(parameters))
+        finally:
+            await driver.execute('RESET enable_seqscan')
+        return '\n'.join(record[0] for record in records)
+
+
+async def test_a_page_after_a_key_starts_at_the_key_in_the_index(
+    backend: SqlMetadataBackend,
+) -> None:
+    # a deep page of a large workspace must not filter every row before its key
+    async with backend.unit_of_work(write=False) as uow:
+        page = await uow.chats.list_by_workspace_id(WORKSPACE)
+    # any timestamp and UUID will do as the key: the plan is what is checked
+    key = {'b_created_at': page[3].created_at, 'b_item_id': page[3].chat_id}
+    for statement, parameters, index in (
+        (
+            _CHAT_PAGE_OF_USER.after,
+            {'b_user_id': USER, 'b_limit': 2},
+            'ix_chats_workspace_id_created_at_chat_id',
+        ),
+        (
+            _FILE_PAGE_OF_USER.after,
+            {'b_user_id': USER, 'b_chat_id': page[0].chat_id, 'b_limit': 2},
+            'ix_chat_files_chat_id_created_at_file_id',
+        ),
+    ):
+        text = await _plan_text(backend, statement, parameters | key)
+        assert index in text
+        # the key is part of the index condition: SQLite's `(created_at,chat_id)>(?,?)`,
+        # PostgreSQL's `ROW(created_at, chat_id) > ROW($3, $4)`
+        assert re.search(r'\(created_at, ?(chat|file)_id\) ?>', text), text
