@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -13,6 +14,7 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from api.http import encode_cursor
 from bench import BARE_PATH
 from bench.load import Request, curl, expect_status, run_wrk
 from bench.seed import SeededWorkspace, seed_workspace
@@ -231,12 +233,20 @@ class TransferSides:
         return self.size / seconds / 1e6
 
 
+# the growth row of the list's last page
+LAST_PAGE = 'last page'
+
+
 def _page_items(name: str, workspace: SeededWorkspace) -> int | None:
     """How many items a growth request's answer lists (None: not a list)."""
-    if '?limit=' not in name:
+    limit = re.search(r'\?limit=(\d+)', name)
+    if limit is None:
         return None
-    limit = int(name.rsplit('=', 1)[1])
-    return min(limit, workspace.chats if name.startswith('GET /v1/chats?') else workspace.files)
+    if not name.startswith('GET /v1/chats?'):
+        return min(int(limit[1]), workspace.files)
+    # the last page starts after `last_page_key`: at most a page before the end
+    chats = workspace.chats - 1 if name.endswith(LAST_PAGE) else workspace.chats
+    return min(int(limit[1]), chats)
 
 
 def _combined(rates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -582,8 +592,13 @@ class BackendRun:
         def requests(workspace: SeededWorkspace) -> dict[str, Request]:
             headers = {'X-User-Id': str(workspace.user_id)}
             chat = workspace.files_chat_id
+            deep = encode_cursor(workspace.last_page_key)
             return {
                 'GET /v1/chats?limit=50': Request('GET', '/v1/chats?limit=50', headers),
+                # a client paging to the end: the page starts at its key in the index
+                f'GET /v1/chats?limit=50, {LAST_PAGE}': Request(
+                    'GET', f'/v1/chats?limit=50&cursor={deep}', headers
+                ),
                 'GET …/files?limit=50': Request('GET', f'/v1/chats/{chat}/files?limit=50', headers),
                 f'GET …/files?limit={full_page}': Request(
                     'GET', f'/v1/chats/{chat}/files?limit={full_page}', headers

@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import insert
 
+from domain.page import PageKey
 from repository.config import MetadataConfig
 from repository.factory import create_metadata_backend
 from repository.sql import tables
@@ -29,17 +30,24 @@ from repository.sql.unit_of_work import WRITE_OPTION
 BATCH_ROWS = 5_000
 SEED_QUOTA_BYTES = 1 << 40
 FILE_CONTENT_TYPE = 'application/octet-stream'
+# the page size of the growth requests
+PAGE_ITEMS = 50
 
 
 @dataclass(frozen=True, slots=True)
 class SeededWorkspace:
-    """A workspace of `chats` chats; its first chat holds all `files` attachments."""
+    """A workspace of `chats` chats; its first chat holds all `files` attachments.
+
+    `last_page_key` is the key after which the last page of 50 chats starts (the first
+    chat's when there are fewer): a page deep in the list, as a client paging to the end
+    asks for it."""
 
     user_id: UUID
     workspace_id: UUID
     files_chat_id: UUID
     chats: int
     files: int
+    last_page_key: PageKey
 
 
 def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -48,10 +56,12 @@ def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def _rows(
-    workspace: SeededWorkspace, chat_ids: list[UUID], file_bytes: int, file_sha256: str
+    workspace: SeededWorkspace,
+    chat_ids: list[UUID],
+    start: datetime,
+    file_bytes: int,
+    file_sha256: str,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    # a day ago, one microsecond apart: before anything the bench creates over HTTP
-    start = datetime.now(UTC) - timedelta(days=1)
     workspace_row = {
         'workspace_id': workspace.workspace_id,
         'user_id': workspace.user_id,
@@ -134,16 +144,22 @@ def seed_workspace(
 ) -> SeededWorkspace:
     """A new user's workspace with `chats` chats and `files` files of `file_bytes` bytes."""
     chat_ids = [uuid4() for _ in range(chats)]
+    # a day ago, one microsecond apart: before anything the bench creates over HTTP
+    start = datetime.now(UTC) - timedelta(days=1)
+    last_page_after = max(0, chats - PAGE_ITEMS - 1)
     workspace = SeededWorkspace(
         user_id=uuid4(),
         workspace_id=uuid4(),
         files_chat_id=chat_ids[0],
         chats=chats,
         files=files,
+        last_page_key=PageKey(
+            start + timedelta(microseconds=last_page_after), chat_ids[last_page_after]
+        ),
     )
     content = os.urandom(file_bytes)
     workspace_row, chat_rows, file_rows = _rows(
-        workspace, chat_ids, file_bytes, hashlib.sha256(content).hexdigest()
+        workspace, chat_ids, start, file_bytes, hashlib.sha256(content).hexdigest()
     )
     _write_disk(data_dir, workspace, content)
     asyncio.run(_insert(config, workspace_row, chat_rows, file_rows))

@@ -34,6 +34,7 @@ SMALL_REQUESTS = (
 )
 GROWTH = (
     'growth GET /v1/chats?limit=50',
+    'growth GET /v1/chats?limit=50, last page',
     'growth GET …/files?limit=50',
     'growth GET …/files?limit=2',  # a page the small workspace (2 files) fills too
     'growth PUT …/files/by-name of 4 KiB',
