@@ -17,7 +17,7 @@ import httpx
 from api.http import encode_cursor
 from bench import BARE_PATH
 from bench.load import Request, curl, expect_status, run_wrk
-from bench.seed import SeededWorkspace, seed_workspace
+from bench.seed import PAGE_ITEMS, SeededWorkspace, seed_workspace
 from bench.servers import (
     BenchError,
     NginxServer,
@@ -587,19 +587,23 @@ class BackendRun:
         # the small workspace's chat has fewer files than a page of 50: its page is shorter,
         # and each item costs the response ~30 µs of CPU. The extra row lists a page both
         # workspaces fill, so that it compares workspace sizes and nothing else
-        full_page = min(50, config.growth_small[1])
+        full_page = min(PAGE_ITEMS, config.growth_small[1])
 
         def requests(workspace: SeededWorkspace) -> dict[str, Request]:
             headers = {'X-User-Id': str(workspace.user_id)}
             chat = workspace.files_chat_id
             deep = encode_cursor(workspace.last_page_key)
             return {
-                'GET /v1/chats?limit=50': Request('GET', '/v1/chats?limit=50', headers),
-                # a client paging to the end: the page starts at its key in the index
-                f'GET /v1/chats?limit=50, {LAST_PAGE}': Request(
-                    'GET', f'/v1/chats?limit=50&cursor={deep}', headers
+                f'GET /v1/chats?limit={PAGE_ITEMS}': Request(
+                    'GET', f'/v1/chats?limit={PAGE_ITEMS}', headers
                 ),
-                'GET …/files?limit=50': Request('GET', f'/v1/chats/{chat}/files?limit=50', headers),
+                # a client paging to the end: the seeded key is a page before the end
+                f'GET /v1/chats?limit={PAGE_ITEMS}, {LAST_PAGE}': Request(
+                    'GET', f'/v1/chats?limit={PAGE_ITEMS}&cursor={deep}', headers
+                ),
+                f'GET …/files?limit={PAGE_ITEMS}': Request(
+                    'GET', f'/v1/chats/{chat}/files?limit={PAGE_ITEMS}', headers
+                ),
                 f'GET …/files?limit={full_page}': Request(
                     'GET', f'/v1/chats/{chat}/files?limit={full_page}', headers
                 ),

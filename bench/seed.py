@@ -30,7 +30,7 @@ from repository.sql.unit_of_work import WRITE_OPTION
 BATCH_ROWS = 5_000
 SEED_QUOTA_BYTES = 1 << 40
 FILE_CONTENT_TYPE = 'application/octet-stream'
-# the page size of the growth requests
+# the page size of the growth list requests (`bench.measure`)
 PAGE_ITEMS = 50
 
 
