@@ -42,7 +42,7 @@ from domain.error import (
     InsufficientStorageError,
     ServiceUnavailableError,
 )
-from usecase.interface import ByteStream, StorageChange
+from usecase.interface import ByteStream, PendingSync, StorageChange
 
 T = TypeVar('T')
 P = ParamSpec('P')
@@ -438,6 +438,9 @@ class _Step:
         """Make the change visible; the directories whose entries changed."""
         return set()
 
+    def sync(self) -> None:
+        """Make durable what `apply` left to the metadata commit (`PendingSync`)."""
+
     def rollback(self) -> set[Path]:
         """Undo `apply`; the directories whose entries changed."""
         return set()
@@ -549,11 +552,13 @@ class _MoveToTrashStep(_TrashStep):
 class _AppendStep(_Step):
     """Append a staged file to `history.md` at the committed length, cutting any tail.
 
-    The staged copy is removed as soon as its bytes are durable in `history.md`: a
-    rollback only cuts the history back, so nothing is left to settle (no thread hop
-    after the commit), and recovery cuts an uncommitted tail whether or not a staged
-    copy is left (ADR 016). A small append comes as the bytes themselves (`source`), held
-    in memory instead of a staged file.
+    The staged copy is removed as soon as its bytes are in `history.md`: a rollback only
+    cuts the history back, so nothing is left to settle (no thread hop after the commit),
+    and recovery cuts an uncommitted tail whether or not a staged copy is left (ADR 016).
+    `apply` does not fsync `history.md`: `sync` does, right before the metadata commit
+    that makes the bytes part of the history, in the thread that commits (ADR 019). A
+    small append comes as the bytes themselves (`source`), held in memory instead of a
+    staged file, and is applied on the event loop (`inline`).
     """
 
     settles = False
@@ -563,6 +568,8 @@ class _AppendStep(_Step):
         self.history = history
         self.offset = offset
         self.chunk_bytes = chunk_bytes
+        # a write of a few KiB into the page cache: cheaper than a thread hop
+        self.inline = isinstance(source, bytes)
 
     def apply(self) -> set[Path]:
         fd = _open_regular(self.history, _WRITE_FLAGS)
@@ -578,7 +585,6 @@ class _AppendStep(_Step):
                     _write_all(fd, self.source, self.offset)
                 else:
                     self._copy_to(fd, self.source)
-                os.fsync(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, self.offset)
@@ -590,6 +596,13 @@ class _AppendStep(_Step):
             with contextlib.suppress(OSError):
                 self.source.unlink()
         return set()
+
+    def sync(self) -> None:
+        fd = _open_regular(self.history, _WRITE_FLAGS)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _copy_to(self, fd: int, source: Path) -> None:
         source_fd = _open_regular(source, _READ_FLAGS)
@@ -614,13 +627,25 @@ class _AppendStep(_Step):
 class _FileSystemChange:
     """The `StorageChange` of `FileSystemChatStorage`: steps that apply and settle together."""
 
-    def __init__(self, workers: _Workers, trash_dir: Path, steps: list[_Step]) -> None:
+    def __init__(
+        self, workers: _Workers, trash_dir: Path, steps: list[_Step], chat_id: UUID | None
+    ) -> None:
         self._workers = workers
         self._trash_dir = trash_dir
         self._steps = steps
+        self._chat_id = chat_id
         self._outcome: str | None = None
         # whether a step wrote sidecars or backups into the trash (True until applied)
         self._wrote_trash = True
+
+    def sync(self) -> None:
+        if self._outcome is not None:
+            raise RuntimeError(f'the change was already {self._outcome}')
+        try:
+            for step in self._steps:
+                step.sync()
+        except OSError as exc:
+            raise _storage_error(exc, self._chat_id) from exc
 
     async def commit(self) -> None:
         if self._settle('committed'):
@@ -709,6 +734,28 @@ class _FileSystemChange:
             _fsync_dir(directory)
 
 
+def _make_chat_dir(chat_dir: Path, history: Path) -> None:
+    chat_dir.mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(history):
+        fd = os.open(history, _CREATE_FLAGS, _FILE_MODE)
+        os.close(fd)
+
+
+class _ChatDirectorySync:
+    """The `PendingSync` of `ensure_chat`: the new entries, fsynced before the row commits."""
+
+    def __init__(self, storage: 'FileSystemChatStorage', chat_dir: Path, chat_id: UUID) -> None:
+        self._storage = storage
+        self._chat_dir = chat_dir
+        self._chat_id = chat_id
+
+    def sync(self) -> None:
+        try:
+            self._storage._sync_chat_dir(self._chat_dir)  # noqa: SLF001 - its own helper
+        except OSError as exc:
+            raise _storage_error(exc, self._chat_id) from exc
+
+
 class FileSystemChatStorage:
     """`ChatStorage` on a local file system; see the module docstring and ADR 011."""
 
@@ -786,18 +833,17 @@ class FileSystemChatStorage:
 
     # --- chats -----------------------------------------------------------------------
 
-    async def ensure_chat(self, chat: Chat) -> None:
+    async def ensure_chat(self, chat: Chat) -> PendingSync:
+        # on the event loop: a few directory operations, cheaper than a thread hop under
+        # the writer's lock; the fsyncs are left to the commit's thread (ADR 019)
+        chat_dir, history = self._paths_of(chat)
         try:
-            await self._workers.run_locked_work_to_end(self._ensure_chat, self.chat_dir(chat))
+            _make_chat_dir(chat_dir, history)
         except OSError as exc:
             raise _storage_error(exc, chat.chat_id) from exc
+        return _ChatDirectorySync(self, chat_dir, chat.chat_id)
 
-    def _ensure_chat(self, chat_dir: Path) -> None:
-        chat_dir.mkdir(parents=True, exist_ok=True)
-        history = chat_dir / HISTORY_FILE_NAME
-        if not os.path.lexists(history):
-            fd = os.open(history, _CREATE_FLAGS, _FILE_MODE)
-            os.close(fd)
+    def _sync_chat_dir(self, chat_dir: Path) -> None:
         # the entries `history.md` and the chat directory: always
         _fsync_dir(chat_dir)
         _fsync_dir(chat_dir.parent)
@@ -975,13 +1021,19 @@ class FileSystemChatStorage:
     ) -> StorageChange:
         """Apply `steps` in one worker-thread call, after checking that no directory
         between the data directory and `below` is a symlink."""
-        change = _FileSystemChange(self._workers, self.trash_dir, steps)
+        change = _FileSystemChange(self._workers, self.trash_dir, steps, chat_id)
 
         def apply() -> None:
             if below is not None:
                 _refuse_symlinked_dirs(self.data_dir, below)
             change.apply_blocking()
 
+        if all(isinstance(step, _AppendStep) and step.inline for step in steps):
+            try:
+                apply()
+            except OSError as exc:
+                raise _storage_error(exc, chat_id) from exc
+            return change
         task = self._workers.spawn(_run_locked_work(apply))
         try:
             await asyncio.shield(task)

@@ -6,11 +6,12 @@ from typing import Self
 
 from repository.chat import InMemoryChatRepository
 from repository.chat_file import InMemoryChatFileRepository
+from repository.common import to_the_end
 from repository.idempotency_key import InMemoryIdempotencyKeyRepository
 from repository.memory_store import MemoryStore
 from repository.sandbox_session import InMemorySandboxSessionRepository
 from repository.workspace import InMemoryWorkspaceRepository
-from usecase.interface import MetadataBackend, UnitOfWork
+from usecase.interface import MetadataBackend, PendingSync, UnitOfWork
 
 
 class InMemoryUnitOfWork(UnitOfWork):
@@ -60,7 +61,12 @@ class InMemoryUnitOfWork(UnitOfWork):
             self._bind(self._store)
             self._backend.writer_lock.release()
 
-    async def commit(self) -> None:
+    async def commit(self, pending: PendingSync | None = None) -> None:
+        await to_the_end(self._commit(pending))
+
+    async def _commit(self, pending: PendingSync | None) -> None:
+        if pending is not None:
+            await asyncio.to_thread(pending.sync)
         if self._write:
             self._backend.committed = self._store.copy()
 

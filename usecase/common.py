@@ -53,9 +53,10 @@ async def owned_chat(
 
 
 async def commit_with(uow: UnitOfWork, change: StorageChange) -> None:
-    """Commit the metadata; if that fails, put the disk back before re-raising."""
+    """Make `change` durable and commit the metadata; if that fails, put the disk back
+    before re-raising."""
     try:
-        await uow.commit()
+        await uow.commit(change)
     except BaseException:
         await change.rollback()
         raise

@@ -82,7 +82,7 @@ class CreateChat:
                     title=title,
                 )
                 # the directory first: a chat row never exists without its directory
-                await self._storage.ensure_chat(chat)
+                directory = await self._storage.ensure_chat(chat)
                 try:
                     await uow.chats.save(chat)
                     if idempotency is not None:
@@ -94,7 +94,7 @@ class CreateChat:
                             result=chat,
                             now=now,
                         )
-                    await uow.commit()
+                    await uow.commit(directory)
                 except BaseException:
                     # no row will ever point at the new directory: take it away again
                     await remove_new_chat_directory(self._storage, chat)

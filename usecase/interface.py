@@ -201,6 +201,19 @@ class IdempotencyKeyRepository(Protocol):
         ...
 
 
+class PendingSync(Protocol):
+    """File system work applied but not yet durable, which a metadata commit waits for."""
+
+    def sync(self) -> None:
+        """Blocking: fsync what was left for the commit (`UnitOfWork.commit` runs it).
+
+        Raises a `DomainError` (`InsufficientStorageError`, `ServiceUnavailableError`,
+        ...) when it cannot, after which the change must be rolled back. Nothing to do
+        when everything was made durable as it was applied.
+        """
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over all repositories; leaving the block without commit rolls back."""
 
@@ -219,8 +232,15 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self) -> None:
-        """Make every change of this unit durable."""
+    async def commit(self, pending: PendingSync | None = None) -> None:
+        """Make every change of this unit durable.
+
+        `pending.sync()` runs first, before anything is committed, so that no committed
+        row refers to file system work that is not yet durable; the backend may run it in
+        the thread that commits (ADR 019). When it raises, nothing is committed. Once the
+        commit has begun it runs to its end even if the caller is cancelled: its outcome
+        is the unit's, and the cancellation comes after it.
+        """
         ...
 
     async def rollback(self) -> None:
@@ -265,8 +285,11 @@ class UnitOfWorkFactory(Protocol):
         ...
 
 
-class StorageChange(Protocol):
-    """A file system change made inside a unit of work, settled after it ends."""
+class StorageChange(PendingSync, Protocol):
+    """A file system change made inside a unit of work, settled after it ends.
+
+    Pass it to `UnitOfWork.commit`, which makes it durable before the metadata commits.
+    """
 
     async def commit(self) -> None:
         """The metadata committed: make the change final (drop backups)."""
@@ -280,8 +303,12 @@ class StorageChange(Protocol):
 class ChatStorage(Protocol):
     """Owns the chat directories: `history.md` and the attachments, named as they are."""
 
-    async def ensure_chat(self, chat: Chat) -> None:
-        """Create the chat directory with an empty `history.md` (idempotent)."""
+    async def ensure_chat(self, chat: Chat) -> PendingSync:
+        """Create the chat directory with an empty `history.md` (idempotent).
+
+        Its entries are durable once the returned `PendingSync` has run: pass it to the
+        `UnitOfWork.commit` of the chat's row.
+        """
         ...
 
     async def stage(

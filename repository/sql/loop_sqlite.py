@@ -11,7 +11,7 @@ without waiting.
 """
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from contextlib import suppress
 from typing import Any
@@ -73,9 +73,18 @@ class LoopConnection:
             cursor.close()
         return plan.mappings(fetched)
 
-    async def commit(self) -> None:
-        # the fsync of the WAL: in a thread
-        await asyncio.get_running_loop().run_in_executor(self._commits, self._connection.commit)
+    async def commit(self, first: Callable[[], None] | None = None) -> None:
+        """COMMIT, and its fsync of the WAL, in a thread; `first` (blocking) before it, in
+        the same thread: one hop of the writer's lock to a thread and back, not two."""
+        if first is None:
+            commit = self._connection.commit
+        else:
+
+            def commit() -> None:
+                first()
+                self._connection.commit()
+
+        await asyncio.get_running_loop().run_in_executor(self._commits, commit)
 
     async def rollback(self) -> None:
         self._connection.rollback()

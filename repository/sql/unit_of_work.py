@@ -6,7 +6,9 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from repository.common import to_the_end
 from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.repositories import (
     SqlChatFileRepository,
     SqlChatRepository,
@@ -15,7 +17,7 @@ from repository.sql.repositories import (
     SqlWorkspaceRepository,
 )
 from repository.sql.session import SqlSession, UnitConnection
-from usecase.interface import UnitOfWork
+from usecase.interface import PendingSync, UnitOfWork
 
 # execution option read by the SQLite `begin` hook: BEGIN IMMEDIATE for writers
 WRITE_OPTION = 'chat_storage_write'
@@ -79,9 +81,10 @@ class SqlUnitOfWork(UnitOfWork):
             if self._writer_lock is not None:
                 self._writer_lock.release()
 
-    async def commit(self) -> None:
+    async def commit(self, pending: PendingSync | None = None) -> None:
+        connection = self._connection()
         with unavailable_on_connection_errors():
-            await self._connection().commit()
+            await to_the_end(_commit(connection, pending))
         # the next statement begins a new transaction of the same kind (autobegin)
 
     async def rollback(self) -> None:
@@ -92,6 +95,15 @@ class SqlUnitOfWork(UnitOfWork):
         if self._session.connection is None:
             raise RuntimeError('unit of work is not active')
         return self._session.connection
+
+
+async def _commit(connection: UnitConnection, pending: PendingSync | None) -> None:
+    if isinstance(connection, LoopConnection):
+        await connection.commit(None if pending is None else pending.sync)
+        return
+    if pending is not None:
+        await asyncio.to_thread(pending.sync)
+    await connection.commit()
 
 
 async def open_async_unit(engine: AsyncEngine, *, begin: bool) -> AsyncConnection:

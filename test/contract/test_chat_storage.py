@@ -318,15 +318,17 @@ async def test_ensure_chat_fsyncs_every_new_entry_and_the_levels_above_once_a_pr
     second = replace(CHAT, chat_id=UUID(int=2))
     other_workspace = replace(CHAT, chat_id=UUID(int=3), workspace_id=UUID(int=4))
 
-    await storage.ensure_chat(CHAT)
+    pending = await storage.ensure_chat(CHAT)
+    assert synced == []  # left to the commit of the chat's row
+    pending.sync()
     assert synced == [storage.chat_dir(CHAT), chats, workspace, workspaces]
     synced.clear()
     # the same workspace: only the new chat directory and its entry in `chats/`
-    await storage.ensure_chat(second)
+    (await storage.ensure_chat(second)).sync()
     assert synced == [storage.chat_dir(second), chats]
     synced.clear()
     # a new workspace: its entry in `workspaces/` too
-    await storage.ensure_chat(other_workspace)
+    (await storage.ensure_chat(other_workspace)).sync()
     other_chats = storage.workspace_dir(other_workspace.workspace_id) / 'chats'
     assert synced == [
         storage.chat_dir(other_workspace),
@@ -337,7 +339,7 @@ async def test_ensure_chat_fsyncs_every_new_entry_and_the_levels_above_once_a_pr
     synced.clear()
     # another process (or this one restarted) knows nothing of what was synced
     restarted = FileSystemChatStorage(data_dir, chunk_bytes=CHUNK_BYTES)
-    await restarted.ensure_chat(replace(CHAT, chat_id=UUID(int=5)))
+    (await restarted.ensure_chat(replace(CHAT, chat_id=UUID(int=5)))).sync()
     assert synced[2:] == [workspace, workspaces]
 
 
@@ -747,6 +749,42 @@ async def test_a_small_append_is_held_in_memory_and_leaves_no_file(
         await file_storage.append_history(chat, dropped)
     assert file_storage.history_path(chat).read_bytes() == b'abc'
     assert listing(file_storage.staging_dir) == []
+
+
+@pytest.mark.parametrize('size', [3, HELD_STAGE_BYTES + 1], ids=['held', 'staged_file'])
+async def test_an_append_leaves_the_fsync_of_the_history_to_its_sync(
+    file_storage: FileSystemChatStorage, synced: list[Path], size: int
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    staged = await file_storage.stage(chunks(b'a' * size), limit_bytes=size, durable=False)
+    history = file_storage.history_path(CHAT)
+
+    change = await file_storage.append_history(CHAT, staged)
+    assert history.read_bytes() == b'a' * size
+    assert history not in synced  # applied, not yet durable
+
+    change.sync()
+    assert synced.count(history) == 1
+    await change.commit()
+    assert synced.count(history) == 1
+
+
+async def test_a_failed_sync_is_a_domain_error_and_the_change_still_rolls_back(
+    file_storage: FileSystemChatStorage,
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    change = await file_storage.append_history(CHAT, await stage(file_storage, b'def'))
+    history = file_storage.history_path(CHAT)
+    history.rename(history.with_name('moved.md'))
+
+    with pytest.raises(StoredContentMissingError):
+        change.sync()
+    history.with_name('moved.md').rename(history)
+    await change.rollback()
+    assert history.read_bytes() == b''
+    # settled: there is nothing left to make durable
+    with pytest.raises(RuntimeError, match='already rolled_back'):
+        change.sync()
 
 
 async def test_append_history_removes_the_staged_file_once_applied(

@@ -4,6 +4,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
-from domain.error import ServiceUnavailableError
+from domain.error import InsufficientStorageError, ServiceUnavailableError
 from domain.idempotency import IdempotencyRecord, RecordedResponse
 from domain.page import PageKey
 from domain.sandbox import SandboxSession
@@ -691,6 +692,86 @@ async def test_unit_of_work_changes_after_commit_roll_back(backend: MetadataBack
         await uow.workspaces.save(a_workspace())
         await uow.commit()
         await uow.workspaces.add_used_bytes(WS_A, 10)
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) == a_workspace()
+
+
+class ProbingSync:
+    """A `PendingSync` that reads, from its own thread, what a reader sees of `WS_A`."""
+
+    def __init__(self, backend: MetadataBackend, *, release: threading.Event | None = None) -> None:
+        self._backend = backend
+        self._loop = asyncio.get_running_loop()
+        self._release = release
+        self.started = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.seen: Workspace | None = None
+
+    def sync(self) -> None:
+        self.thread = threading.current_thread()
+        self.started.set()
+        if self._release is not None and not self._release.wait(timeout=10):
+            raise TimeoutError
+        self.seen = asyncio.run_coroutine_threadsafe(self._read(), self._loop).result(10)
+
+    async def _read(self) -> Workspace | None:
+        async with self._backend.unit_of_work(write=False) as uow:
+            return await uow.workspaces.get(WS_A)
+
+
+async def test_commit_runs_the_pending_sync_first_and_off_the_loop(
+    backend: MetadataBackend,
+) -> None:
+    pending = ProbingSync(backend)
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        await uow.commit(pending)
+
+    assert pending.thread not in (None, threading.current_thread())
+    assert pending.seen is None  # nothing was committed when it ran
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) == a_workspace()
+
+
+async def test_a_failing_pending_sync_commits_nothing(backend: MetadataBackend) -> None:
+    class FailingSync:
+        def sync(self) -> None:
+            raise InsufficientStorageError
+
+    async with backend.unit_of_work() as uow:
+        await uow.workspaces.save(a_workspace())
+        with pytest.raises(InsufficientStorageError):
+            await uow.commit(FailingSync())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None
+
+
+async def test_a_commit_runs_to_its_end_when_its_caller_is_cancelled(
+    backend: MetadataBackend,
+) -> None:
+    release = threading.Event()
+    pending = ProbingSync(backend, release=release)
+    reached: list[str] = []
+
+    async def commit_then_go_on() -> None:
+        async with backend.unit_of_work() as uow:
+            await uow.workspaces.save(a_workspace())
+            await uow.commit(pending)
+            reached.append('committed')
+            await asyncio.sleep(0)
+            reached.append('went on')
+
+    task = asyncio.create_task(commit_then_go_on())
+    assert await asyncio.to_thread(pending.started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the commit waits for its pending sync, cancelled or not
+    release.set()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the outcome came first (the rows committed); the cancellation after it
+    assert reached == ['committed']
     async with backend.unit_of_work(write=False) as uow:
         assert await uow.workspaces.get(WS_A) == a_workspace()
 

@@ -9,7 +9,7 @@ from domain.chat import Chat, ChatAttachmentName
 from domain.content import ByteRange, StagedContent
 from domain.error import ContentLimitExceededError, ServiceUnavailableError
 from repository.memory import InMemoryMetadataBackend, InMemoryUnitOfWork
-from usecase.interface import ByteStream
+from usecase.interface import ByteStream, PendingSync
 
 
 class FixedClock:
@@ -30,11 +30,16 @@ class SequentialIds:
         return UUID(int=self.count)
 
 
-class RecordedChange:
+class RecordedSync:
     def __init__(self, log: list[str], label: str) -> None:
         self._log = log
         self._label = label
 
+    def sync(self) -> None:
+        self._log.append(f'sync {self._label}')
+
+
+class RecordedChange(RecordedSync):
     async def commit(self) -> None:
         self._log.append(f'commit {self._label}')
 
@@ -52,8 +57,9 @@ class RecordingStorage:
         # `durable` of every stage call, in order
         self.stage_durability: list[bool] = []
 
-    async def ensure_chat(self, chat: Chat) -> None:
+    async def ensure_chat(self, chat: Chat) -> RecordedSync:
         self.log.append(f'ensure {chat.chat_id}')
+        return RecordedSync(self.log, f'ensure {chat.chat_id}')
 
     async def stage(
         self, content: ByteStream, *, limit_bytes: int, durable: bool = True
@@ -117,7 +123,7 @@ class RecordingStorage:
 
 
 class FailingCommitUnitOfWork(InMemoryUnitOfWork):
-    async def commit(self) -> None:
+    async def commit(self, pending: PendingSync | None = None) -> None:
         raise ServiceUnavailableError
 
 

@@ -58,9 +58,11 @@ async def test_ensure_workspace_is_idempotent(world: World) -> None:
     assert again.workspace.quota_bytes == QUOTA
 
 
-async def test_create_chat_makes_its_directory_first(world: World) -> None:
+async def test_create_chat_makes_its_directory_first_and_syncs_it_with_the_commit(
+    world: World,
+) -> None:
     chat = await world.create_chat(USER, 'title')
-    assert world.storage.log == [f'ensure {chat.chat_id}']
+    assert world.storage.log == [f'ensure {chat.chat_id}', f'sync ensure {chat.chat_id}']
 
 
 async def test_create_chat_takes_its_directory_away_when_the_commit_fails(
@@ -80,7 +82,7 @@ async def test_upload_commits_then_settles_the_disk_change(world: World) -> None
     assert result.replaced is False
     assert result.chat_file.size_bytes == 5
     # on success the staged file has become the attachment: nothing to discard
-    assert world.storage.log[1:] == ['stage t0', 'put a.txt', 'commit put a.txt']
+    assert world.storage.log[2:] == ['stage t0', 'put a.txt', 'sync put a.txt', 'commit put a.txt']
     assert await world.used_bytes() == 5
 
 
@@ -89,7 +91,7 @@ async def test_failed_commit_rolls_the_disk_back_and_charges_nothing(world: Worl
     world.backend.failing = True
     with pytest.raises(ServiceUnavailableError):
         await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'12345'))
-    assert world.storage.log[1:] == ['stage t0', 'put a.txt', 'rollback put a.txt', 'discard t0']
+    assert world.storage.log[2:] == ['stage t0', 'put a.txt', 'rollback put a.txt', 'discard t0']
     world.backend.failing = False
     assert await world.used_bytes() == 0
 
