@@ -101,5 +101,6 @@ class InMemoryMetadataBackend(MetadataBackend):
         *,
         write: bool = True,
         one_statement: bool = False,  # noqa: ARG002 - one lock-free snapshot either way
+        group: bool = False,  # noqa: ARG002 - a commit here is a copy, nothing to share
     ) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self, write=write)

@@ -64,7 +64,8 @@ class CreateChat:
     ) -> Chat | RecordedResponse:
         answer: RecordedResponse | None = None
         try:
-            async with self._uow() as uow:
+            # ends with its commit: it may be committed with other writers' (group commit)
+            async with self._uow(group=True) as uow:
                 # the lock first: a concurrent request with the same key then finds its record
                 workspace = await uow.workspaces.get_by_user_id(user_id, for_update=True)
                 now = self._clock.now()

@@ -269,22 +269,32 @@ class MetadataBackend(Protocol):
         """Release connections; idempotent."""
         ...
 
-    def unit_of_work(self, *, write: bool = True, one_statement: bool = False) -> UnitOfWork:
+    def unit_of_work(
+        self, *, write: bool = True, one_statement: bool = False, group: bool = False
+    ) -> UnitOfWork:
         """A new unit of work; `write=True` lets it write and lock (`for_update`) rows.
 
         `one_statement=True` (read units only) promises that the unit runs a single
         statement, so it needs no transaction to see one snapshot; a backend may then
         run it without one, and fails the unit's second statement.
+
+        `group=True` (write units only) promises that the unit's `commit` is its last
+        act and that it never calls `rollback`; a backend may then commit it together
+        with other such units (group commit): `commit` returns once they all have, and
+        a backend may fail a statement run after it.
         """
         ...
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True, one_statement: bool = False) -> UnitOfWork:
+    def __call__(
+        self, *, write: bool = True, one_statement: bool = False, group: bool = False
+    ) -> UnitOfWork:
         """A new unit of work (`MetadataBackend.unit_of_work`)."""
         ...
 
 
+@runtime_checkable
 class StorageChange(PendingSync, Protocol):
     """A file system change made inside a unit of work, settled after it ends.
 

@@ -147,7 +147,8 @@ class UploadAttachment:
         staged: StagedContent,
         idempotency: IdempotencyRequest[UploadedAttachment] | None,
     ) -> UploadedAttachment | RecordedResponse:
-        async with self._uow() as uow:
+        # ends with its commit: it may be committed with other writers' (group commit)
+        async with self._uow(group=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
             if idempotency is not None:
                 fingerprint = fingerprint_with_content(idempotency.fingerprint, staged.sha256)

@@ -73,7 +73,8 @@ class WriteHistory:
             durable=self._stage_durably,
         )
         try:
-            async with self._uow() as uow:
+            # ends with its commit: it may be committed with other writers' (group commit)
+            async with self._uow(group=True) as uow:
                 workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
                 check_version(chat, if_match)  # authoritative, under the lock
                 new_size = self._new_size(chat, staged)

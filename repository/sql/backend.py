@@ -18,8 +18,9 @@ from repository.migrations import HEAD_REVISION
 from repository.sql import inline_sqlite, loop_sqlite
 from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
 from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.group_commit import MAX_GROUP_UNITS, GroupedUnitOfWork, WriteGroups
 from repository.sql.session import UnitConnection
-from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork, open_async_unit
+from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork, WriterLock, open_async_unit
 from usecase.interface import MetadataBackend
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / 'migrations'
@@ -70,7 +71,7 @@ class SqlMetadataBackend(MetadataBackend, ABC):
     @abstractmethod
     async def _upgrade(self, connection: AsyncConnection) -> None: ...
 
-    def _writer_lock(self) -> asyncio.Lock | None:
+    def _writer_lock(self) -> WriterLock | None:
         return None
 
     # whether a one-statement read unit runs in autocommit (no BEGIN, no ROLLBACK)
@@ -138,7 +139,13 @@ class SqlMetadataBackend(MetadataBackend, ABC):
         if engine is not None:
             await engine.dispose()
 
-    def unit_of_work(self, *, write: bool = True, one_statement: bool = False) -> SqlUnitOfWork:
+    def unit_of_work(
+        self,
+        *,
+        write: bool = True,
+        one_statement: bool = False,
+        group: bool = False,  # noqa: ARG002 - PostgreSQL's writers commit side by side
+    ) -> SqlUnitOfWork:
         one_statement = one_statement and not write
         autocommit = one_statement and self._autocommit_one_statement_reads
         return SqlUnitOfWork(
@@ -189,12 +196,14 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         *,
         pool_size: int = 10,
         busy_timeout_seconds: float = MIN_SQLITE_BUSY_TIMEOUT_SECONDS,
+        max_group_units: int = MAX_GROUP_UNITS,
     ) -> None:
         super().__init__(health_timeout_seconds=busy_timeout_seconds)
         self.path = path
         self._pool_size = pool_size
         self._busy_timeout_seconds = max(busy_timeout_seconds, MIN_SQLITE_BUSY_TIMEOUT_SECONDS)
-        self._lock = asyncio.Lock()
+        # the writer's lock of this process, and its group of grouped write units
+        self._groups = WriteGroups(self._open_write_connection, max_units=max_group_units)
         self._unit_engine: Engine | None = None
         # by (write, autocommit): the options ride on engines made once (ADR 019)
         self._unit_engines: dict[tuple[bool, bool], Engine] = {}
@@ -205,8 +214,15 @@ class SqliteMetadataBackend(SqlMetadataBackend):
     def dialect_name(self) -> str:
         return 'sqlite'
 
-    def _writer_lock(self) -> asyncio.Lock | None:
-        return self._lock
+    def _writer_lock(self) -> WriterLock | None:
+        return self._groups
+
+    def unit_of_work(
+        self, *, write: bool = True, one_statement: bool = False, group: bool = False
+    ) -> SqlUnitOfWork:
+        if group and write:
+            return GroupedUnitOfWork(self._groups, self.dialect_name)
+        return super().unit_of_work(write=write, one_statement=one_statement)
 
     def _create_engine(self) -> AsyncEngine:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +319,12 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             self._commits = ThreadPoolExecutor(1, thread_name_prefix='chat-storage-commit')
         return await loop_sqlite.open_unit(engine, self._commits, write=write)
 
+    async def _open_write_connection(self) -> loop_sqlite.LoopConnection:
+        connection = await self._open_unit(write=True, autocommit=False)
+        return cast('loop_sqlite.LoopConnection', connection)
+
     async def close(self) -> None:
+        await self._groups.drain()
         commits, self._commits = self._commits, None
         if commits is not None:
             commits.shutdown(wait=False)

@@ -17,7 +17,7 @@ from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import Executable, Select
-from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, NestedTransaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from repository.sql.errors import unavailable_on_connection_errors
@@ -88,6 +88,10 @@ class LoopConnection:
 
     async def rollback(self) -> None:
         self._connection.rollback()
+
+    def savepoint(self) -> NestedTransaction:
+        """SAVEPOINT: a transaction inside the unit's, for a grouped unit of work."""
+        return self._connection.begin_nested()
 
     async def close(self) -> None:
         self._connection.close()

@@ -2,7 +2,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,6 +23,14 @@ from usecase.interface import PendingSync, UnitOfWork
 WRITE_OPTION = 'chat_storage_write'
 
 
+class WriterLock(Protocol):
+    """What serialises this process's write units (SQLite): `asyncio.Lock`'s two calls."""
+
+    async def acquire(self) -> object: ...
+
+    def release(self) -> None: ...
+
+
 class SqlUnitOfWork(UnitOfWork):
     """One connection and one transaction, from enter to exit.
 
@@ -39,7 +47,7 @@ class SqlUnitOfWork(UnitOfWork):
         dialect_name: str,
         *,
         write: bool,
-        writer_lock: asyncio.Lock | None = None,
+        writer_lock: WriterLock | None = None,
         one_statement: bool = False,
     ) -> None:
         self._open_connection = open_connection
@@ -76,7 +84,7 @@ class SqlUnitOfWork(UnitOfWork):
         connection, self._session.connection = self._session.connection, None
         try:
             if connection is not None:
-                await _discard(connection)
+                await discard(connection)
         finally:
             if self._writer_lock is not None:
                 self._writer_lock.release()
@@ -115,12 +123,12 @@ async def open_async_unit(engine: AsyncEngine, *, begin: bool) -> AsyncConnectio
         try:
             await connection.begin()
         except BaseException:
-            await _discard(connection)
+            await discard(connection)
             raise
         return connection
 
 
-async def _discard(connection: UnitConnection) -> None:
+async def discard(connection: UnitConnection) -> None:
     """Roll back and return the connection; a broken one is invalidated instead.
 
     Nothing was committed, so there is nothing to report when this fails.

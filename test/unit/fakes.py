@@ -133,11 +133,11 @@ class FailingCommitBackend(InMemoryMetadataBackend):
     failing = False
 
     def unit_of_work(
-        self, *, write: bool = True, one_statement: bool = False
+        self, *, write: bool = True, one_statement: bool = False, group: bool = False
     ) -> InMemoryUnitOfWork:
         if self.failing and write:
             return FailingCommitUnitOfWork(self, write=write)
-        return super().unit_of_work(write=write, one_statement=one_statement)
+        return super().unit_of_work(write=write, one_statement=one_statement, group=group)
 
 
 async def body(*chunks: bytes) -> AsyncIterator[bytes]:

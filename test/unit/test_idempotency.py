@@ -58,10 +58,10 @@ class RacingBackend(FailingCommitBackend):
     blind_gets = 0
 
     def unit_of_work(
-        self, *, write: bool = True, one_statement: bool = False
+        self, *, write: bool = True, one_statement: bool = False, group: bool = False
     ) -> InMemoryUnitOfWork:
         if self.failing and write:
-            return super().unit_of_work(write=write, one_statement=one_statement)
+            return super().unit_of_work(write=write, one_statement=one_statement, group=group)
         return RacingUnitOfWork(self, write=write)
 
 
