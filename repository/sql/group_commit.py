@@ -229,7 +229,7 @@ async def _undo(group: _Group) -> None:
             try:
                 await pending.rollback()
             except DomainError:
-                # the member's own rollback tries again and reports it
+                # its sidecars stay in the trash, for start-up recovery to finish (ADR 016)
                 _log.warning('a change of a failed group could not be rolled back', exc_info=True)
 
 
