@@ -9,13 +9,15 @@ SQLAlchemy maps them (`read_plan.ReadPlan`). Everything else goes through SQLAlc
 
 from collections.abc import Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from repository.sql.read_plan import ReadPlan
+from repository.sql.read_plan import ReadPlan, RowShape
+
+T = TypeVar('T')
 
 
 class AsyncpgAutocommitConnection:
@@ -38,18 +40,30 @@ class AsyncpgAutocommitConnection:
         if plan is None:
             result = await self._connection.execute(statement, parameters)
             return [dict(row) for row in result.mappings()]
+        return plan.mappings(await self._fetch(plan, parameters))
+
+    async def objects(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None, shape: RowShape[T]
+    ) -> list[T]:
+        """`shape.of_mapping` of each of `rows(statement, parameters)`."""
+        plan = ReadPlan.of(statement, self._connection.dialect)
+        if plan is None:
+            return [shape.of_mapping(row) for row in await self.rows(statement, parameters)]
+        return plan.objects(await self._fetch(plan, parameters), shape)
+
+    async def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
         try:
             if self._driver is None:
                 raw = await self._connection.get_raw_connection()
                 self._driver = raw.driver_connection
-            records = await self._driver.fetch(plan.sql, *plan.arguments(parameters))
+            records: list[Any] = await self._driver.fetch(plan.sql, *plan.arguments(parameters))
         except BaseException:
             # SQLAlchemy did not see the error, so it cannot tell a lost connection: never
             # give this one back to the pool
             with suppress(Exception):
                 await self._connection.invalidate()
             raise
-        return plan.mappings(records)
+        return records
 
     async def commit(self) -> None:
         await self._connection.commit()

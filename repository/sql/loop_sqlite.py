@@ -14,17 +14,19 @@ import asyncio
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Select
 from sqlalchemy.engine import Connection, CursorResult, Engine, NestedTransaction
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from repository.sql.errors import unavailable_on_connection_errors
-from repository.sql.read_plan import ReadPlan
+from repository.sql.read_plan import ReadPlan, RowShape
 
 # execution option read by the `begin` hook: run BEGIN IMMEDIATE without waiting for
 # another process's lock (busy timeout 0); the unit retries in a thread when it is taken
+T = TypeVar('T')
+
 NOWAIT_OPTION = 'chat_storage_nowait'
 # execution option read by the `begin` hook: no BEGIN at all, for a one-statement read
 AUTOCOMMIT_OPTION = 'chat_storage_autocommit'
@@ -60,18 +62,30 @@ class LoopConnection:
         if plan is None:
             result = self._connection.execute(statement, parameters)
             return [dict(row) for row in result.mappings()]
+        return plan.mappings(self._fetch(plan, parameters))
+
+    def objects(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None, shape: RowShape[T]
+    ) -> list[T]:
+        """`shape.of_mapping` of each of `rows(statement, parameters)`."""
+        plan = ReadPlan.of(statement, self._connection.dialect)
+        if plan is None:
+            return [shape.of_mapping(row) for row in self.rows(statement, parameters)]
+        return plan.objects(self._fetch(plan, parameters), shape)
+
+    def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
         arguments = plan.arguments(parameters)
         dbapi = self._connection.dialect.loaded_dbapi
         cursor = self._connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(plan.sql, arguments)
-            fetched = cursor.fetchall()
+            fetched = list(cursor.fetchall())
         except dbapi.Error as error:
             # wrapped as SQLAlchemy would (e.g. OperationalError: database is locked)
             raise DBAPIError.instance(plan.sql, None, error, dbapi.Error) from error
         finally:
             cursor.close()
-        return plan.mappings(fetched)
+        return fetched
 
     async def commit(self, first: Callable[[], None] | None = None) -> None:
         """COMMIT, and its fsync of the WAL, in a thread; `first` (blocking) before it, in

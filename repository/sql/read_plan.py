@@ -8,12 +8,19 @@ as the mappings `execute(...).mappings().all()` gives (`test_loop_sqlite`,
 `test_asyncpg_reads` hold them equal).
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 from uuid import UUID, SafeUUID
 
 from sqlalchemy import Select, Uuid
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, RowMapping
+from sqlalchemy.types import TypeEngine
+
+from repository.sql.types import UtcDateTime
+
+T = TypeVar('T')
 
 # read plans of prebuilt statements; more than this many distinct statements means
 # statements built per call, which are compiled per call instead of kept
@@ -21,6 +28,20 @@ _MAX_PLANS = 64
 # by dialect name and statement: a plan is compiled for one dialect
 _plans: dict[tuple[str, Select[Any]], 'ReadPlan | None'] = {}
 _UUID_HEX_DIGITS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RowShape(Generic[T]):
+    """How a row becomes an object: `build` called with the values of `fields`, in order.
+
+    Rows of a list page become objects without a dict for each (ADR 019).
+    """
+
+    build: Callable[..., T]
+    fields: tuple[str, ...]
+
+    def of_mapping(self, row: Mapping[str, Any] | RowMapping) -> T:
+        return self.build(*[row[field] for field in self.fields])
 
 
 class ReadPlan:
@@ -53,8 +74,10 @@ class ReadPlan:
             (index, processor)
             for index, column in enumerate(columns)
             if index not in self._uuid_columns
-            and (processor := column.type.result_processor(dialect, None)) is not None
+            and (processor := _result_processor(column.type, dialect)) is not None
         ]
+        # column positions by the fields of a `RowShape`
+        self._orders: dict[tuple[str, ...], list[int]] = {}
 
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect) -> 'ReadPlan | None':
@@ -78,8 +101,20 @@ class ReadPlan:
         ]
 
     def mappings(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        keys = self._keys
+        return [dict(zip(keys, values, strict=True)) for values in self._values(rows)]
+
+    def objects(self, rows: Sequence[Sequence[Any]], shape: RowShape[T]) -> list[T]:
+        """`shape.of_mapping` of each of `mappings(rows)`, without building the mappings."""
+        order = self._orders.get(shape.fields)
+        if order is None:
+            order = self._orders[shape.fields] = [self._keys.index(f) for f in shape.fields]
+        build = shape.build
+        return [build(*[values[index] for index in order]) for values in self._values(rows)]
+
+    def _values(self, rows: Sequence[Sequence[Any]]) -> Iterator[list[Any]]:
+        """Each row's values as SQLAlchemy converts them."""
         uuids: dict[str, UUID] = {}
-        mapped = []
         for row in rows:
             values = list(row)
             for index in self._uuid_columns:
@@ -91,8 +126,26 @@ class ReadPlan:
                     values[index] = value
             for index, processor in self._processors:
                 values[index] = processor(values[index])
-            mapped.append(dict(zip(self._keys, values, strict=True)))
-        return mapped
+            yield values
+
+
+def _result_processor(
+    column_type: TypeEngine[Any], dialect: Dialect
+) -> Callable[[Any], Any] | None:
+    """The column type's result processor; for a timestamp stored as text (SQLite), the
+    conversion itself rather than `TypeDecorator`'s generic wrapper around it."""
+    if isinstance(column_type, UtcDateTime) and dialect.name == 'sqlite':
+        return utc_of_text
+    processor: Callable[[Any], Any] | None = column_type.result_processor(dialect, None)
+    return processor
+
+
+def utc_of_text(value: str | None) -> datetime | None:
+    """`UtcDateTime.process_result_value` for SQLite's text, without its type checks."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)  # Python 3.11 reads the 'Z' as UTC itself
+    return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
 
 
 def uuid_of_hex(text: str) -> UUID:

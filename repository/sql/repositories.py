@@ -1,10 +1,10 @@
 """The metadata repositories for SQLite and PostgreSQL: one code path for both."""
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
@@ -36,6 +36,7 @@ from domain.page import PageKey
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 from repository.common import check_limit
+from repository.sql.read_plan import RowShape
 from repository.sql.session import SqlSession
 from repository.sql.tables import (
     chat_files,
@@ -51,6 +52,8 @@ from usecase.interface import (
     SandboxSessionRepository,
     WorkspaceRepository,
 )
+
+T = TypeVar('T')
 
 
 def _insert_ignoring_conflicts(
@@ -241,20 +244,21 @@ class _PrebuiltPage:
         )
         return cls(first, after)
 
-    async def rows(
+    async def objects(
         self,
         session: SqlSession,
         parameters: dict[str, object],
+        shape: RowShape[T],
         *,
         limit: int,
         after: PageKey | None,
-    ) -> Sequence[Mapping[str, Any]]:
+    ) -> list[T]:
         check_limit(limit)
         parameters = {**parameters, 'b_limit': limit}
         if after is None:
-            return await session.rows(self.first, parameters)
+            return await session.objects(self.first, parameters, shape)
         parameters |= {'b_created_at': after.created_at, 'b_item_id': after.item_id}
-        return await session.rows(self.after, parameters)
+        return await session.objects(self.after, parameters, shape)
 
 
 # a list request's page in one statement (ADR 019): the workspace is the user's, the chat
@@ -351,10 +355,9 @@ class SqlChatRepository(ChatRepository):
     async def list_by_user_id(
         self, user_id: UUID, *, limit: int, after: PageKey | None = None
     ) -> list[Chat]:
-        rows = await _CHAT_PAGE_OF_USER.rows(
-            self._session, {'b_user_id': user_id}, limit=limit, after=after
+        return await _CHAT_PAGE_OF_USER.objects(
+            self._session, {'b_user_id': user_id}, _CHAT_SHAPE, limit=limit, after=after
         )
-        return [_chat(row) for row in rows]
 
     async def save(self, chat: Chat) -> None:
         values = {
@@ -424,10 +427,13 @@ class SqlChatFileRepository(ChatFileRepository):
     async def list_by_chat_of_user(
         self, user_id: UUID, chat_id: UUID, *, limit: int, after: PageKey | None = None
     ) -> list[ChatFile]:
-        rows = await _FILE_PAGE_OF_USER.rows(
-            self._session, {'b_user_id': user_id, 'b_chat_id': chat_id}, limit=limit, after=after
+        return await _FILE_PAGE_OF_USER.objects(
+            self._session,
+            {'b_user_id': user_id, 'b_chat_id': chat_id},
+            _CHAT_FILE_SHAPE,
+            limit=limit,
+            after=after,
         )
-        return [_chat_file(row) for row in rows]
 
     async def total_size_by_chat_id(self, chat_id: UUID) -> int:
         # SUM(bigint) is numeric on PostgreSQL; cast back so the driver returns an int
@@ -570,6 +576,25 @@ def _chat_file(row: RowMapping | Mapping[str, Any]) -> ChatFile:
         sha256=row['sha256'],
         created_at=row['created_at'],
     )
+
+
+def _chat_file_of(
+    file_id: UUID,
+    chat_id: UUID,
+    name: str,
+    content_type: str | None,
+    size_bytes: int,
+    created_at: datetime,
+    sha256: str,
+) -> ChatFile:
+    return ChatFile(
+        file_id, chat_id, ChatAttachmentName(name), content_type, size_bytes, created_at, sha256
+    )
+
+
+# rows of list pages straight to domain objects, the columns in the fields' order (ADR 019)
+_CHAT_SHAPE = RowShape(Chat, tuple(field.name for field in fields(Chat)))
+_CHAT_FILE_SHAPE = RowShape(_chat_file_of, tuple(field.name for field in fields(ChatFile)))
 
 
 def _sandbox_session(row: RowMapping) -> SandboxSession:

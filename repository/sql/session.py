@@ -1,5 +1,5 @@
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Executable, Select
 from sqlalchemy.engine import CursorResult
@@ -8,6 +8,9 @@ from repository.common import ReadOnlyUnitOfWorkError
 from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.loop_sqlite import LoopConnection
+from repository.sql.read_plan import RowShape
+
+T = TypeVar('T')
 
 
 class UnitConnection(Protocol):
@@ -64,6 +67,20 @@ class SqlSession:
                 return await connection.rows(statement, parameters)
             result = await connection.execute(statement, parameters)
             return cast('Sequence[Mapping[str, Any]]', result.mappings().all())
+
+    async def objects(
+        self, statement: Select[Any], parameters: Mapping[str, Any], shape: RowShape[T]
+    ) -> list[T]:
+        """`rows(statement, parameters)`, each made an object by `shape`; on the DB-API
+        (where `rows` goes there) without a mapping for each row."""
+        connection = self._next_statement()
+        with unavailable_on_connection_errors():
+            if isinstance(connection, LoopConnection):
+                return connection.objects(statement, parameters, shape)
+            if isinstance(connection, AsyncpgAutocommitConnection):
+                return await connection.objects(statement, parameters, shape)
+            result = await connection.execute(statement, parameters)
+            return [shape.of_mapping(row) for row in result.mappings()]
 
     def _next_statement(self) -> UnitConnection:
         if self.connection is None:

@@ -27,9 +27,12 @@ from repository.sql.backend import (
     SqlMetadataBackend,
 )
 from repository.sql.loop_sqlite import LoopConnection
+from repository.sql.read_plan import RowShape
 from repository.sql.repositories import (
     _CHAT_BY_ID,
+    _CHAT_FILE_SHAPE,
     _CHAT_PAGE_OF_USER,
+    _CHAT_SHAPE,
     _CHAT_WITH_WORKSPACE,
     _FILE_PAGE_OF_USER,
     _WORKSPACE_BY_USER,
@@ -189,6 +192,45 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
             assert [type(value) for value in fast_row.values()] == [
                 type(value) for value in slow_row.values()
             ]
+
+
+async def _objects_both_ways(
+    backend: SqlMetadataBackend,
+    statement: Select[Any],
+    parameters: dict[str, Any],
+    shape: RowShape[Any],
+) -> tuple[list[Any], list[Any]]:
+    """The objects by the connection's `objects` and of SQLAlchemy's rows."""
+    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+        connection = uow._session.connection
+        assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
+        objects = connection.objects(statement, parameters, shape)
+        fast = await objects if inspect.isawaitable(objects) else objects
+        result = await connection.execute(statement, parameters)
+        slow = [shape.of_mapping(row) for row in result.mappings()]
+    return fast, slow
+
+
+async def test_objects_of_the_list_pages_equal_those_of_sqlalchemys_rows(
+    backend: SqlMetadataBackend,
+) -> None:
+    async with backend.unit_of_work(write=False) as uow:
+        page = await uow.chats.list_by_workspace_id(WORKSPACE)
+    chat_page = {'b_user_id': USER, 'b_limit': 50}
+    file_page = {'b_user_id': USER, 'b_chat_id': page[0].chat_id, 'b_limit': 50}
+    # a statement built per call has no plan: `objects` falls back to SQLAlchemy's rows
+    per_call = select(chats).where(chats.c.workspace_id == WORKSPACE).limit(2)
+    cases: list[tuple[Select[Any], dict[str, Any], RowShape[Any], int, type]] = [
+        (_CHAT_PAGE_OF_USER.first, chat_page, _CHAT_SHAPE, len(page), Chat),
+        (_FILE_PAGE_OF_USER.first, file_page, _CHAT_FILE_SHAPE, 5, ChatFile),
+        (per_call, {}, _CHAT_SHAPE, 2, Chat),
+    ]
+    for statement, parameters, shape, count, kind in cases:
+        fast, slow = await _objects_both_ways(backend, statement, parameters, shape)
+        assert len(fast) == count
+        assert all(type(item) is kind for item in fast)
+        assert fast == slow
+    assert fast == page[:2]
 
 
 async def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(
