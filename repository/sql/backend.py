@@ -3,10 +3,12 @@
 import asyncio
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
+import asyncpg
 from sqlalchemy import Select, String, column, event, func, select, table
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
@@ -16,7 +18,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from repository.migrations import HEAD_REVISION
 from repository.sql import inline_sqlite, loop_sqlite
-from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
+from repository.sql.asyncpg_reads import (
+    AsyncpgAutocommitConnection,
+    close_pool,
+    reset_read_connection,
+)
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.group_commit import MAX_GROUP_UNITS, GroupedUnitOfWork, WriteGroups
 from repository.sql.session import UnitConnection
@@ -159,13 +165,8 @@ class SqlMetadataBackend(MetadataBackend, ABC):
     async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
         """A connection for a unit of work, in a transaction unless `autocommit`."""
         if autocommit:
-            connection = await open_async_unit(self._read_autocommit_engine(), begin=False)
-            return self._autocommit_unit(connection)
+            return await open_async_unit(self._read_autocommit_engine(), begin=False)
         return await open_async_unit(self._engine_for(write), begin=True)
-
-    def _autocommit_unit(self, connection: AsyncConnection) -> UnitConnection:
-        """What an autocommit read unit uses of its connection (all of it, here)."""
-        return connection
 
 
 class _SqliteDbapiConnection(Protocol):
@@ -362,6 +363,8 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         self._pool_size = pool_size
         self._connect_timeout_seconds = connect_timeout_seconds
         self._statement_timeout_seconds = statement_timeout_seconds
+        # the asyncpg pool of autocommit read units (`_read_pool`)
+        self._read_pool_task: asyncio.Future[asyncpg.Pool] | None = None
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(pool_size={self._pool_size})'
@@ -370,8 +373,19 @@ class PostgresMetadataBackend(SqlMetadataBackend):
     def dialect_name(self) -> str:
         return 'postgresql'
 
-    def _create_engine(self) -> AsyncEngine:
+    def _connect_args(self) -> dict[str, Any]:
         statement_timeout_ms = int(self._statement_timeout_seconds * 1000)
+        return {
+            'timeout': self._connect_timeout_seconds,
+            # client-side guard for a server that stopped answering
+            'command_timeout': self._statement_timeout_seconds + self._connect_timeout_seconds,
+            'server_settings': {
+                'statement_timeout': str(statement_timeout_ms),
+                'application_name': 'chat-storage',
+            },
+        }
+
+    def _create_engine(self) -> AsyncEngine:
         return create_async_engine(
             self._url,
             pool_size=self._pool_size,
@@ -382,20 +396,47 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             # invalidates the pool, and the retry gets a fresh connection
             pool_pre_ping=False,
             hide_parameters=True,
-            connect_args={
-                'timeout': self._connect_timeout_seconds,
-                # client-side guard for a server that stopped answering
-                'command_timeout': self._statement_timeout_seconds + self._connect_timeout_seconds,
-                'server_settings': {
-                    'statement_timeout': str(statement_timeout_ms),
-                    'application_name': 'chat-storage',
-                },
-            },
+            connect_args=self._connect_args(),
         )
 
-    def _autocommit_unit(self, connection: AsyncConnection) -> UnitConnection:
+    async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
+        if not autocommit:
+            return await super()._open_unit(write=write, autocommit=False)
         # its prebuilt SELECTs go to asyncpg itself (ADR 019)
-        return AsyncpgAutocommitConnection(connection)
+        return AsyncpgAutocommitConnection(
+            await self._read_pool(),
+            self.engine().dialect,
+            partial(open_async_unit, self._read_autocommit_engine(), begin=False),
+            acquire_timeout_seconds=self._statement_timeout_seconds,
+        )
+
+    async def _read_pool(self) -> asyncpg.Pool:
+        """The asyncpg pool of autocommit read units, made on first use (it connects
+        only when a unit needs a connection)."""
+        if self._read_pool_task is None:
+            self._read_pool_task = asyncio.ensure_future(self._create_read_pool())
+        try:
+            return await asyncio.shield(self._read_pool_task)
+        except Exception:
+            self._read_pool_task = None  # the next unit tries again
+            raise
+
+    async def _create_read_pool(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            self._url.set(drivername='postgresql').render_as_string(hide_password=False),
+            min_size=0,
+            max_size=self._pool_size,
+            reset=reset_read_connection,
+            **self._connect_args(),
+        )
+        return pool
+
+    async def close(self) -> None:
+        task, self._read_pool_task = self._read_pool_task, None
+        if task is not None:
+            with suppress(Exception):
+                await close_pool(await task, self._statement_timeout_seconds)
+        await super().close()
 
     async def _upgrade(self, connection: AsyncConnection) -> None:
         async with connection.begin():

@@ -319,11 +319,9 @@ async def _plan_text(
                 cursor.close()
             return '\n'.join(str(row[-1]) for row in rows)
         assert isinstance(connection, AsyncpgAutocommitConnection)
-        postgres_connection = connection._connection
-        plan = read_plan.ReadPlan.of(statement, postgres_connection.dialect)
+        plan = read_plan.ReadPlan.of(statement, connection.dialect)
         assert plan is not None
-        driver = (await postgres_connection.get_raw_connection()).driver_connection
-        assert driver is not None
+        driver = await connection.driver()
         await driver.execute('SET enable_seqscan = off')
         try:
             records = await driver.fetch(f'EXPLAIN {plan.sql}', *plan.arguments(parameters))
