@@ -113,16 +113,25 @@ async def _rows(
 
 
 async def _both_ways(
-    backend: SqlMetadataBackend, statement: Select[Any], parameters: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    backend: SqlMetadataBackend,
+    statement: Select[Any],
+    parameters: dict[str, Any],
+    shape: RowShape[Any] | None = None,
+) -> tuple[list[Any], list[Any]]:
     """The rows by the connection's `rows` and by SQLAlchemy, in one read unit (a
-    one-statement one: on PostgreSQL only those run in autocommit)."""
+    one-statement one: on PostgreSQL only those run in autocommit); with a `shape`, the
+    objects by the connection's `objects` and of SQLAlchemy's rows."""
     async with backend.unit_of_work(write=False, one_statement=True) as uow:
         connection = uow._session.connection
         assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
-        fast = await _rows(connection, statement, parameters)
+        if shape is None:
+            fast: list[Any] = await _rows(connection, statement, parameters)
+        else:
+            objects = connection.objects(statement, parameters, shape)
+            fast = await objects if inspect.isawaitable(objects) else objects
         result = await connection.execute(statement, parameters)
-        slow = [dict(row) for row in result.mappings()]
+        mappings = result.mappings()
+        slow = [dict(row) if shape is None else shape.of_mapping(row) for row in mappings]
     return fast, slow
 
 
@@ -194,23 +203,6 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
             ]
 
 
-async def _objects_both_ways(
-    backend: SqlMetadataBackend,
-    statement: Select[Any],
-    parameters: dict[str, Any],
-    shape: RowShape[Any],
-) -> tuple[list[Any], list[Any]]:
-    """The objects by the connection's `objects` and of SQLAlchemy's rows."""
-    async with backend.unit_of_work(write=False, one_statement=True) as uow:
-        connection = uow._session.connection
-        assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
-        objects = connection.objects(statement, parameters, shape)
-        fast = await objects if inspect.isawaitable(objects) else objects
-        result = await connection.execute(statement, parameters)
-        slow = [shape.of_mapping(row) for row in result.mappings()]
-    return fast, slow
-
-
 async def test_objects_of_the_list_pages_equal_those_of_sqlalchemys_rows(
     backend: SqlMetadataBackend,
 ) -> None:
@@ -226,7 +218,7 @@ async def test_objects_of_the_list_pages_equal_those_of_sqlalchemys_rows(
         (per_call, {}, _CHAT_SHAPE, 2, Chat),
     ]
     for statement, parameters, shape, count, kind in cases:
-        fast, slow = await _objects_both_ways(backend, statement, parameters, shape)
+        fast, slow = await _both_ways(backend, statement, parameters, shape)
         assert len(fast) == count
         assert all(type(item) is kind for item in fast)
         assert fast == slow
