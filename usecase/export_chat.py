@@ -1,5 +1,6 @@
 """A chat as a set of named byte streams: `history.md` and every attachment."""
 
+import asyncio
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -10,6 +11,10 @@ from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.error import DomainError
 from usecase.common import owned_chat
 from usecase.interface import ChatStorage, UnitOfWorkFactory
+
+# a chunk at least this large is hashed in a worker thread (hashlib lets go of the GIL):
+# an export of gigabytes of attachments does not hold the event loop for seconds
+HASHED_IN_THREAD_BYTES = 64 * 1024
 
 
 class ExportedContentChangedError(DomainError):
@@ -80,19 +85,25 @@ async def _checked(
     past the listed size or, at the latest, after its last chunk.
     """
     expected = chat.history_bytes if chat_file is None else chat_file.size_bytes
-    digest = hashlib.sha256()
+    digest = None if chat_file is None else hashlib.sha256()
     seen = 0
     try:
         async for chunk in chunks:
             seen += len(chunk)
             if seen > expected:
                 raise ExportedContentChangedError(chat.chat_id, name)
-            digest.update(chunk)
+            if digest is not None:
+                if len(chunk) >= HASHED_IN_THREAD_BYTES:
+                    await asyncio.to_thread(digest.update, chunk)
+                else:
+                    digest.update(chunk)
             yield chunk
     finally:
         if isinstance(chunks, AsyncGenerator):
             await chunks.aclose()
-    if seen != expected or (chat_file is not None and digest.hexdigest() != chat_file.sha256):
+    if seen != expected or (
+        chat_file is not None and digest is not None and digest.hexdigest() != chat_file.sha256
+    ):
         raise ExportedContentChangedError(chat.chat_id, name)
 
 

@@ -14,7 +14,12 @@ from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
 from usecase.delete_attachment import DeleteAttachment
 from usecase.ensure_workspace import EnsureWorkspace
-from usecase.export_chat import ChatExport, ExportChat, ExportedContentChangedError
+from usecase.export_chat import (
+    HASHED_IN_THREAD_BYTES,
+    ChatExport,
+    ExportChat,
+    ExportedContentChangedError,
+)
 from usecase.interface import MetadataBackend
 from usecase.upload_attachment import UploadAttachment
 
@@ -34,11 +39,11 @@ async def read(chunks: AsyncIterator[bytes]) -> bytes:
 class Chat:
     """One chat of one user, driven through the use cases."""
 
-    def __init__(self, backend: MetadataBackend, data_dir: Path) -> None:
+    def __init__(self, backend: MetadataBackend, data_dir: Path, chunk_bytes: int = 2) -> None:
         uow = backend.unit_of_work
         clock, ids = SystemClock(), UuidGenerator()
         # two-byte reads: a file is read in several chunks, so a change can land between them
-        self.storage = FileSystemChatStorage(data_dir, chunk_bytes=2)
+        self.storage = FileSystemChatStorage(data_dir, chunk_bytes=chunk_bytes)
         self.ensure_workspace = EnsureWorkspace(uow, clock, ids, LIMIT)
         self.create_chat = CreateChat(uow, self.storage, clock, ids)
         self.upload_attachment = UploadAttachment(uow, self.storage, clock, ids, LIMIT)
@@ -134,3 +139,22 @@ async def test_a_file_opened_before_its_replacement_is_exported_whole(chat: Chat
 
     assert first == b'aa'
     assert await read(entries[1].chunks) == b'a'
+
+
+async def test_large_chunks_are_hashed_as_well(backend: MetadataBackend, tmp_path: Path) -> None:
+    # chunks as large as those hashed in a worker thread
+    chat = Chat(backend, tmp_path / 'data', chunk_bytes=HASHED_IN_THREAD_BYTES)
+    await chat.start()
+    content = bytes(range(256)) * (3 * HASHED_IN_THREAD_BYTES // 256)
+    try:
+        await chat.upload('big.bin', content)
+        assert (await read_entries(await chat.export()))['big.bin'] == content
+
+        export = await chat.export()
+        # the same size, one byte other: only the digest can tell
+        await chat.upload('big.bin', content[:-1] + b'x')
+        entries = [entry async for entry in export.entries()]
+        with pytest.raises(ExportedContentChangedError):
+            await read(entries[1].chunks)
+    finally:
+        await chat.storage.close()
