@@ -8,9 +8,11 @@ Layout under the data directory:
 - `.trash/<token>` holds what a pending change took away, beside `.trash/<token>.json`,
   the sidecar that says where it came from.
 
-Every blocking call runs in a worker thread. A worker thread cannot be stopped, so a
-cancelled caller never releases what a running thread still uses: clean-ups wait for the
-thread, and a change applied after its caller went away is rolled back.
+Every blocking call runs in a worker thread, but for a few small ones that cost less
+than the hop to a thread: a small read, a small append and a new chat's directory run on
+the event loop (ADR 019, ADR 024). A worker thread cannot be stopped, so a cancelled
+caller never releases what a running thread still uses: clean-ups wait for the thread,
+and a change applied after its caller went away is rolled back.
 """
 
 import asyncio
@@ -1019,8 +1021,9 @@ class FileSystemChatStorage:
     async def _apply(
         self, steps: list[_Step], chat_id: UUID | None, *, below: Path | None = None
     ) -> StorageChange:
-        """Apply `steps` in one worker-thread call, after checking that no directory
-        between the data directory and `below` is a symlink."""
+        """Apply `steps` in one worker-thread call (on the loop when they are all small
+        appends), after checking that no directory between the data directory and
+        `below` is a symlink."""
         change = _FileSystemChange(self._workers, self.trash_dir, steps, chat_id)
 
         def apply() -> None:

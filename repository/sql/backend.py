@@ -180,7 +180,9 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
     Write units start with BEGIN IMMEDIATE, which takes the database's write lock at
     once (serialising writers of every process); inside this process writers also
-    queue on an asyncio lock so they do not spin in SQLite's busy handler.
+    queue on an asyncio lock so they do not spin in SQLite's busy handler, and the
+    units that promise to end with their commit (`group=True`) share one transaction
+    with those queued behind them (group commit, `group_commit.py`, ADR 024).
 
     Units of work run on a synchronous engine from the event loop
     (`repository/sql/loop_sqlite.py`); the asyncio engine (`engine()`) serves migrations,
@@ -343,7 +345,12 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
 
 class PostgresMetadataBackend(SqlMetadataBackend):
-    """Metadata in PostgreSQL through asyncpg; the DSN is never logged or raised."""
+    """Metadata in PostgreSQL through asyncpg; the DSN is never logged or raised.
+
+    Units of work use SQLAlchemy's pool, but for one-statement reads, which run their
+    prebuilt `SELECT` on a connection of an asyncpg pool of their own (`asyncpg_reads`):
+    up to `pool_size` connections each.
+    """
 
     backend_name = 'postgres'
     # a single SELECT in autocommit is its own transaction with its own snapshot: the

@@ -23,10 +23,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.read_plan import ReadPlan, RowShape
 
-# execution option read by the `begin` hook: run BEGIN IMMEDIATE without waiting for
-# another process's lock (busy timeout 0); the unit retries in a thread when it is taken
 T = TypeVar('T')
 
+# execution option read by the `begin` hook: run BEGIN IMMEDIATE without waiting for
+# another process's lock (busy timeout 0); the unit retries in a thread when it is taken
 NOWAIT_OPTION = 'chat_storage_nowait'
 # execution option read by the `begin` hook: no BEGIN at all, for a one-statement read
 AUTOCOMMIT_OPTION = 'chat_storage_autocommit'
