@@ -32,7 +32,7 @@ from typing import Self
 
 from sqlalchemy.engine import NestedTransaction
 
-from domain.error import DomainError, ServiceUnavailableError
+from domain.error import ServiceUnavailableError
 from repository.common import to_the_end
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.loop_sqlite import LoopConnection
@@ -192,8 +192,10 @@ class WriteGroups:
             await _commit(group)
         except Exception as error:  # noqa: BLE001 - every member's commit raises it
             # nothing of the group committed
-            await _undo(group)
-            group.outcome.set_exception(error)
+            try:
+                await _undo(group)
+            finally:
+                group.outcome.set_exception(error)
         except BaseException:
             group.outcome.cancel()
             raise
@@ -228,7 +230,7 @@ async def _undo(group: _Group) -> None:
         if isinstance(pending, StorageChange):
             try:
                 await pending.rollback()
-            except DomainError:
+            except Exception:  # noqa: BLE001 - the others are undone all the same
                 # its sidecars stay in the trash, for start-up recovery to finish (ADR 016)
                 _log.warning('a change of a failed group could not be rolled back', exc_info=True)
 

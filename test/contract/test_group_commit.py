@@ -161,6 +161,29 @@ async def test_a_failed_group_commits_nothing_and_undoes_its_changes_newest_firs
     assert await stored(sqlite, 1, 2, 3, 4) == [4]
 
 
+async def test_a_change_that_cannot_be_undone_leaves_the_others_undone_and_answered(
+    sqlite: SqliteMetadataBackend,
+) -> None:
+    class Stuck(Probe):
+        async def rollback(self) -> None:
+            raise RuntimeError('cannot undo')
+
+    log: list[str] = []
+    probes = [Probe(sqlite, 1, log, fails=True), Probe(sqlite, 2, log), Stuck(sqlite, 3, log)]
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            *(commit_grouped(sqlite, n, probes[n - 1]) for n in (1, 2, 3)),
+            return_exceptions=True,
+        ),
+        timeout=10,
+    )
+
+    assert [type(outcome) for outcome in outcomes] == [InsufficientStorageError] * 3
+    assert log == ['sync 1', 'rollback 2', 'rollback 1']
+    assert await stored(sqlite, 1, 2, 3) == []
+
+
 async def test_a_unit_that_leaves_a_failed_group_fails_too(
     sqlite: SqliteMetadataBackend,
 ) -> None:
