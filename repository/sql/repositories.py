@@ -553,31 +553,6 @@ def _workspace(row: RowMapping | Mapping[str, Any]) -> Workspace:
     )
 
 
-def _chat(row: RowMapping | Mapping[str, Any]) -> Chat:
-    return Chat(
-        chat_id=row['chat_id'],
-        workspace_id=row['workspace_id'],
-        title=row['title'],
-        created_at=row['created_at'],
-        updated_at=row['updated_at'],
-        history_bytes=row['history_bytes'],
-        history_revision=row['history_revision'],
-        file_count=row['file_count'],
-    )
-
-
-def _chat_file(row: RowMapping | Mapping[str, Any]) -> ChatFile:
-    return ChatFile(
-        file_id=row['file_id'],
-        chat_id=row['chat_id'],
-        name=ChatAttachmentName(row['name']),
-        content_type=row['content_type'],
-        size_bytes=row['size_bytes'],
-        sha256=row['sha256'],
-        created_at=row['created_at'],
-    )
-
-
 def _chat_file_of(
     file_id: UUID,
     chat_id: UUID,
@@ -592,9 +567,12 @@ def _chat_file_of(
     )
 
 
-# rows of list pages straight to domain objects, the columns in the fields' order (ADR 019)
+# a row to its domain object, the columns taken in the fields' order: from a mapping
+# (`_chat`, `_chat_file`) or, for list pages, straight from the DB-API row (ADR 019)
 _CHAT_SHAPE = RowShape(Chat, tuple(field.name for field in fields(Chat)))
 _CHAT_FILE_SHAPE = RowShape(_chat_file_of, tuple(field.name for field in fields(ChatFile)))
+_chat = _CHAT_SHAPE.of_mapping
+_chat_file = _CHAT_FILE_SHAPE.of_mapping
 
 
 def _sandbox_session(row: RowMapping) -> SandboxSession:
