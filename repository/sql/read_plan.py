@@ -10,7 +10,7 @@ as the mappings `execute(...).mappings().all()` gives (`test_loop_sqlite`,
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, SafeUUID
 
@@ -18,7 +18,7 @@ from sqlalchemy import Select, Uuid
 from sqlalchemy.engine import Dialect, RowMapping
 from sqlalchemy.types import TypeEngine
 
-from repository.sql.types import UtcDateTime
+from repository.sql.types import UtcDateTime, utc_of_text
 
 T = TypeVar('T')
 
@@ -135,17 +135,14 @@ def _result_processor(
     """The column type's result processor; for a timestamp stored as text (SQLite), the
     conversion itself rather than `TypeDecorator`'s generic wrapper around it."""
     if isinstance(column_type, UtcDateTime) and dialect.name == 'sqlite':
-        return utc_of_text
+        return _utc_of_sqlite_text
     processor: Callable[[Any], Any] | None = column_type.result_processor(dialect, None)
     return processor
 
 
-def utc_of_text(value: str | None) -> datetime | None:
+def _utc_of_sqlite_text(value: str | None) -> datetime | None:
     """`UtcDateTime.process_result_value` for SQLite's text, without its type checks."""
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)  # Python 3.11 reads the 'Z' as UTC itself
-    return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
+    return None if value is None else utc_of_text(value)
 
 
 def uuid_of_hex(text: str) -> UUID:

@@ -39,11 +39,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            # Python 3.11 reads the 'Z' as UTC itself
-            parsed = datetime.fromisoformat(value)
-            return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
+            return utc_of_text(value)
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 return value.replace(tzinfo=UTC)
             return value.astimezone(UTC)
         raise TypeError(f'unexpected timestamp value of type {type(value).__name__}')
+
+
+def utc_of_text(value: str) -> datetime:
+    """The instant SQLite holds as text (`UtcDateTime`), aware and in UTC."""
+    parsed = datetime.fromisoformat(value)  # Python 3.11 reads the 'Z' as UTC itself
+    return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
