@@ -746,14 +746,13 @@ def _make_chat_dir(chat_dir: Path, history: Path) -> None:
 class _ChatDirectorySync:
     """The `PendingSync` of `ensure_chat`: the new entries, fsynced before the row commits."""
 
-    def __init__(self, storage: 'FileSystemChatStorage', chat_dir: Path, chat_id: UUID) -> None:
-        self._storage = storage
-        self._chat_dir = chat_dir
+    def __init__(self, fsync_entries: Callable[[], None], chat_id: UUID) -> None:
+        self._fsync_entries = fsync_entries
         self._chat_id = chat_id
 
     def sync(self) -> None:
         try:
-            self._storage._sync_chat_dir(self._chat_dir)  # noqa: SLF001 - its own helper
+            self._fsync_entries()
         except OSError as exc:
             raise _storage_error(exc, self._chat_id) from exc
 
@@ -843,7 +842,7 @@ class FileSystemChatStorage:
             _make_chat_dir(chat_dir, history)
         except OSError as exc:
             raise _storage_error(exc, chat.chat_id) from exc
-        return _ChatDirectorySync(self, chat_dir, chat.chat_id)
+        return _ChatDirectorySync(partial(self._sync_chat_dir, chat_dir), chat.chat_id)
 
     def _sync_chat_dir(self, chat_dir: Path) -> None:
         # the entries `history.md` and the chat directory: always
