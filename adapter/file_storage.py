@@ -237,35 +237,43 @@ class _SentDescriptor:
 
     The server opens the path itself, some time after it was handed over; the descriptor
     stays open until the server holds one of its own on the same file, or a grace period
-    has passed. Nothing is written to disk, so a crash leaves nothing behind.
+    has passed. Only a descriptor opened after this one counts as the server's: one that
+    already named the file (an earlier download of it, still finishing) does not. Nothing
+    is written to disk, so a crash leaves nothing behind.
     """
 
     def __init__(self, fd: int, size_bytes: int) -> None:
         self.fd = fd
         self.size_bytes = size_bytes
         self.path = f'{_PROC_FDS}/{fd}'
+        # before the path is handed over, so the server's own descriptor cannot be among them
+        self._target = Path(self.path).readlink()
+        self._held_before = _descriptors_naming(self._target)
 
     async def release(self, *, sent: bool = True) -> None:
         try:
-            # /proc is memory, not disk: these lookups never wait
-            target = Path(self.path).readlink()  # noqa: ASYNC240
             waited = 0.0 if sent else SEND_GRACE_SECONDS
-            while waited < SEND_GRACE_SECONDS and not _opened_elsewhere(self.fd, target):
+            while waited < SEND_GRACE_SECONDS and not self._opened_since():
                 pause = 0.01 if waited < 0.1 else 0.25  # noqa: PLR2004 - soon, then rarely
                 await asyncio.sleep(pause)
                 waited += pause
         finally:
             os.close(self.fd)
 
+    def _opened_since(self) -> bool:
+        """Whether a descriptor opened after this one names the same file."""
+        # /proc is memory, not disk: these lookups never wait
+        return bool(_descriptors_naming(self._target) - self._held_before)
 
-def _opened_elsewhere(fd: int, target: Path) -> bool:
-    """Whether another descriptor of this process names the same file as `fd`."""
+
+def _descriptors_naming(target: Path) -> frozenset[str]:
+    """The descriptors of this process that name `target` (this one's own among them)."""
+    named: set[str] = set()
     for entry in os.scandir(_PROC_FDS):
-        if entry.name != str(fd):
-            with contextlib.suppress(OSError):  # closed meanwhile, or the listing's own
-                if Path(entry.path).readlink() == target:
-                    return True
-    return False
+        with contextlib.suppress(OSError):  # closed meanwhile, or the listing's own
+            if Path(entry.path).readlink() == target:
+                named.add(entry.name)
+    return frozenset(named)
 
 
 class _StagingFile(_OpenFile):

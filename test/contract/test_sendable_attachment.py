@@ -89,6 +89,30 @@ async def test_release_waits_until_another_descriptor_holds_the_file(
         assert server_side.read() == b'sent by the server'
 
 
+async def test_a_descriptor_held_before_the_handover_is_not_taken_for_the_server(
+    storage: FileSystemChatStorage,
+) -> None:
+    await put(storage, b'downloaded twice')
+    first = await storage.sendable_attachment(CHAT, NAME)
+    assert first is not None
+    # an earlier download of the same file whose server side is still open
+    with Path(first.path).open('rb') as earlier_server_side:
+        await first.release()
+        second = await storage.sendable_attachment(CHAT, NAME)
+        assert second is not None
+        releasing = asyncio.create_task(second.release())
+        await asyncio.sleep(0.2)
+
+        # the earlier download's descriptor does not count: the path must still open
+        assert not releasing.done()
+        with Path(second.path).open('rb') as server_side:
+            await asyncio.wait_for(releasing, timeout=5)
+
+            assert not Path(second.path).exists()
+            assert server_side.read() == b'downloaded twice'
+        assert earlier_server_side.read() == b'downloaded twice'
+
+
 async def test_a_replace_after_opening_leaves_the_opened_version(
     storage: FileSystemChatStorage,
 ) -> None:
