@@ -30,12 +30,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy.engine import NestedTransaction
-
 from domain.error import ServiceUnavailableError
 from repository.common import to_the_end
 from repository.sql.errors import unavailable_on_connection_errors
-from repository.sql.loop_sqlite import LoopConnection
+from repository.sql.loop_sqlite import LoopConnection, Savepoint
 from repository.sql.session import UnitConnection
 from repository.sql.unit_of_work import SqlUnitOfWork, discard
 from usecase.interface import PendingSync, StorageChange
@@ -93,7 +91,7 @@ class WriteGroups:
 
     # --- grouped units ---------------------------------------------------------------
 
-    async def join(self) -> tuple[LoopConnection, NestedTransaction]:
+    async def join(self) -> tuple[LoopConnection, Savepoint]:
         """Take the lock and open a savepoint in the open group (or a new one)."""
         await self._lock.acquire()
         try:
@@ -114,7 +112,7 @@ class WriteGroups:
             raise
         return group.connection, savepoint
 
-    async def leave(self, savepoint: NestedTransaction) -> None:
+    async def leave(self, savepoint: Savepoint) -> None:
         """A unit leaves without committing (it holds the lock): its rows are dropped.
 
         When others committed into the group, it waits for the group's outcome, and
@@ -132,7 +130,7 @@ class WriteGroups:
             except Exception as error:
                 raise ServiceUnavailableError from error
 
-    def _roll_back(self, savepoint: NestedTransaction) -> None:
+    def _roll_back(self, savepoint: Savepoint) -> None:
         try:
             savepoint.rollback()
         except Exception:  # noqa: BLE001 - whatever it was, the group must not commit
@@ -140,7 +138,7 @@ class WriteGroups:
             if self._group is not None:
                 self._group.broken = True
 
-    async def commit(self, savepoint: NestedTransaction, pending: PendingSync | None) -> None:
+    async def commit(self, savepoint: Savepoint, pending: PendingSync | None) -> None:
         """Release the savepoint, hand the lock on, and wait for the group's outcome."""
         group = self._group
         if group is None:
@@ -241,7 +239,7 @@ class GroupedUnitOfWork(SqlUnitOfWork):
     def __init__(self, groups: WriteGroups, dialect_name: str) -> None:
         super().__init__(_no_connection, dialect_name, write=True)
         self._groups = groups
-        self._savepoint: NestedTransaction | None = None
+        self._savepoint: Savepoint | None = None
 
     async def __aenter__(self) -> Self:
         if self._entered:

@@ -1,21 +1,24 @@
-"""Prebuilt `SELECT`s compiled once and run on the DB-API connection (ADR 019).
+"""Prebuilt statements compiled once and run on the DB-API connection (ADR 019).
 
 SQLAlchemy's execution path (execution context, result metadata, row objects, and on
 asyncio a greenlet switch) costs more than a lookup by key on a local SQLite file or a
 warm PostgreSQL. A statement built once as a module constant is compiled once here into
 its SQL, its bind processors in order and its result processors, and its rows come back
 as the mappings `execute(...).mappings().all()` gives (`test_loop_sqlite`,
-`test_asyncpg_reads` hold them equal).
+`test_asyncpg_reads` hold them equal). A prebuilt write (`WritePlan`) is compiled once
+likewise, and SQLite's units of work run it on the DB-API cursor for its row count.
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID, SafeUUID
 
-from sqlalchemy import Select, Uuid
+from sqlalchemy import Executable, Select, Uuid
 from sqlalchemy.engine import Dialect, RowMapping
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 from repository.sql.types import UtcDateTime, utc_of_text
@@ -27,6 +30,7 @@ T = TypeVar('T')
 _MAX_PLANS = 64
 # by dialect name and statement: a plan is compiled for one dialect
 _plans: dict[tuple[str, Select[Any]], 'ReadPlan | None'] = {}
+_write_plans: dict[tuple[str, Executable], 'WritePlan | None'] = {}
 _UUID_HEX_DIGITS = 32
 
 
@@ -44,17 +48,57 @@ class RowShape(Generic[T]):
         return self.build(*[row[field] for field in self.fields])
 
 
-class ReadPlan:
+class _BoundPlan:
+    """A prebuilt statement compiled once for the DB-API: its SQL and how to bind its
+    parameters in order."""
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        compiled = cast('SQLCompiler', cast('ClauseElement', statement).compile(dialect=dialect))
+        self.sql = compiled.string
+        self._compiled = compiled
+        names = compiled.positiontup or []
+        self._binds = [(name, compiled.binds[name].type.bind_processor(dialect)) for name in names]
+        # rendered at execution (an expanding IN, a literal LIMIT): not for the DB-API
+        self.usable = '__[POSTCOMPILE' not in self.sql
+
+    def arguments(self, parameters: Mapping[str, Any] | None) -> list[Any]:
+        values = self._compiled.construct_params(parameters)
+        return [
+            value if processor is None else processor(value)
+            for name, processor in self._binds
+            for value in (values[name],)
+        ]
+
+
+class WritePlan(_BoundPlan):
+    """A prebuilt `INSERT`, `UPDATE` or `DELETE` compiled once for the DB-API.
+
+    SQLAlchemy's `Connection.execute` builds an execution context and a result for each
+    statement; a unit of work's writes need only the statement run and its row count.
+    The tables have no Python-side defaults or `onupdate`s that the execution context
+    would fill in (`tables.py`), so the compiled statement is all there is to run.
+    """
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Dialect) -> 'WritePlan | None':
+        """The plan, or None for a statement the DB-API cannot take as compiled."""
+        key = (dialect.name, statement)
+        if key in _write_plans:
+            return _write_plans[key]
+        built = cls(statement, dialect)
+        plan = built if built.usable else None
+        if len(_write_plans) < _MAX_PLANS:
+            _write_plans[key] = plan
+        return plan
+
+
+class ReadPlan(_BoundPlan):
     """A prebuilt `SELECT` compiled once for the DB-API: its SQL, how to bind its
     parameters in order and how to turn a row into a mapping of the values SQLAlchemy
     would give (UUIDs, timestamps, ...)."""
 
     def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self._compiled = compiled
-        names = compiled.positiontup or []
-        self._binds = [(name, compiled.binds[name].type.bind_processor(dialect)) for name in names]
+        super().__init__(statement, dialect)
         columns = list(statement.selected_columns)
         self._keys = [column.key or '' for column in columns]
         # where UUIDs are stored as 32 hex digits (SQLite), rows of a page repeat many of
@@ -67,9 +111,7 @@ class ReadPlan:
             and not dialect.supports_native_uuid
         ]
         # every column named, each name once: otherwise SQLAlchemy's own mapping is used
-        self.usable = '__[POSTCOMPILE' not in self.sql and len(set(self._keys) - {''}) == len(
-            columns
-        )
+        self.usable = self.usable and len(set(self._keys) - {''}) == len(columns)
         self._processors = [
             (index, processor)
             for index, column in enumerate(columns)
@@ -91,14 +133,6 @@ class ReadPlan:
         if len(_plans) < _MAX_PLANS:
             _plans[key] = plan
         return plan
-
-    def arguments(self, parameters: Mapping[str, Any] | None) -> list[Any]:
-        values = self._compiled.construct_params(parameters)
-        return [
-            value if processor is None else processor(value)
-            for name, processor in self._binds
-            for value in (values[name],)
-        ]
 
     def mappings(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         keys = self._keys

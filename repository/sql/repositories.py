@@ -173,10 +173,10 @@ class SqlWorkspaceRepository(WorkspaceRepository):
     async def add_used_bytes(self, workspace_id: UUID, delta: int) -> bool:
         # checked and applied in one statement when growing: no read-modify-write race
         statement = _ADD_USED_BYTES_WITHIN_QUOTA if delta > 0 else _ADD_USED_BYTES
-        result = await self._session.execute_write(
+        changed = await self._session.execute_prebuilt_write(
             statement, {'b_workspace_id': workspace_id, 'b_delta': delta}
         )
-        return result.rowcount == 1
+        return changed == 1
 
     async def delete(self, workspace_id: UUID) -> None:
         await self._session.execute_write(
@@ -370,7 +370,7 @@ class SqlChatRepository(ChatRepository):
             'history_revision': chat.history_revision,
             'file_count': chat.file_count,
         }
-        await self._session.execute_write(
+        await self._session.execute_prebuilt_write(
             _CHAT_UPSERT[self._session.dialect_name],
             {f'b_{name}': value for name, value in values.items()},
         )

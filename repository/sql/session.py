@@ -97,3 +97,20 @@ class SqlSession:
         if not self.write:
             raise ReadOnlyUnitOfWorkError
         return await self.execute(statement, parameters)
+
+    async def execute_prebuilt_write(
+        self, statement: Executable, parameters: Mapping[str, Any]
+    ) -> int:
+        """A write built once (a module constant); its row count.
+
+        On SQLite it is compiled once and run on the DB-API cursor
+        (`LoopConnection.write`); elsewhere this is `execute_write(...).rowcount`.
+        """
+        if not self.write:
+            raise ReadOnlyUnitOfWorkError
+        connection = self._next_statement()
+        with unavailable_on_connection_errors():
+            if isinstance(connection, LoopConnection):
+                return connection.write(statement, parameters)
+            result = await connection.execute(statement, parameters)
+            return result.rowcount

@@ -14,7 +14,8 @@ from uuid import UUID, uuid4
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Select, select
+from sqlalchemy import Executable, Select, bindparam, delete, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile
@@ -29,10 +30,13 @@ from repository.sql.backend import (
 from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.read_plan import RowShape
 from repository.sql.repositories import (
+    _ADD_USED_BYTES,
+    _ADD_USED_BYTES_WITHIN_QUOTA,
     _CHAT_BY_ID,
     _CHAT_FILE_SHAPE,
     _CHAT_PAGE_OF_USER,
     _CHAT_SHAPE,
+    _CHAT_UPSERT,
     _CHAT_WITH_WORKSPACE,
     _FILE_PAGE_OF_USER,
     _WORKSPACE_BY_USER,
@@ -255,6 +259,76 @@ async def test_an_expanding_statement_falls_back_to_sqlalchemy(
     fast, slow = await _both_ways(backend, statement, {})
     assert sorted(row['chat_id'] for row in fast) == sorted(wanted)
     assert fast == slow
+
+
+async def _count_both_ways(
+    connection: LoopConnection, statement: Executable, parameters: dict[str, Any]
+) -> tuple[int, int]:
+    """The row count of `statement` run by `write` and by SQLAlchemy, each undone after."""
+    savepoint = connection.savepoint()
+    fast = connection.write(statement, parameters)
+    savepoint.rollback()
+    slow = (await connection.execute(statement, parameters)).rowcount
+    return fast, slow
+
+
+async def test_prebuilt_writes_count_and_store_what_sqlalchemy_does(tmp_path: Path) -> None:
+    # on the DB-API cursor on SQLite only: PostgreSQL's writes go through SQLAlchemy
+    backend = SqliteMetadataBackend(tmp_path / 'metadata.sqlite3')
+    await backend.migrate()
+    chat_id = uuid4()
+    new_chat = {f'b_{column.name}': None for column in chats.c} | {
+        'b_chat_id': chat_id,
+        'b_workspace_id': WORKSPACE,
+        'b_title': 'written',
+        'b_created_at': START,
+        'b_updated_at': START + timedelta(seconds=1),
+        'b_history_bytes': 7,
+        'b_history_revision': 2,
+        'b_file_count': 1,
+    }
+    try:
+        async with backend.unit_of_work() as uow:
+            await uow.workspaces.add(
+                Workspace(WORKSPACE, USER, created_at=START, quota_bytes=100, used_bytes=42)
+            )
+            connection = uow._session.connection
+            assert isinstance(connection, LoopConnection)
+            within = {'b_workspace_id': WORKSPACE, 'b_delta': 58}
+            beyond = {'b_workspace_id': WORKSPACE, 'b_delta': 59}
+            quota_checked = _ADD_USED_BYTES_WITHIN_QUOTA
+            assert await _count_both_ways(connection, quota_checked, within) == (1, 1)
+            assert await _count_both_ways(connection, quota_checked, beyond) == (0, 0)
+            assert await _count_both_ways(connection, _ADD_USED_BYTES, beyond) == (1, 1)
+            # each count above was undone but SQLAlchemy's: 42 + 58 + 59
+            assert connection.write(_ADD_USED_BYTES, {**within, 'b_delta': -1}) == 1
+            assert connection.write(_CHAT_UPSERT['sqlite'], new_chat) == 1
+            # the upsert of an existing chat updates it: still one row
+            assert connection.write(_CHAT_UPSERT['sqlite'], {**new_chat, 'b_title': None}) == 1
+            await uow.commit()
+        async with backend.unit_of_work(write=False) as uow:
+            workspace = await uow.workspaces.get(WORKSPACE)
+            chat = await uow.chats.get(chat_id)
+        assert workspace is not None
+        assert workspace.used_bytes == 42 + 58 + 59 - 1
+        assert chat == Chat(
+            chat_id,
+            WORKSPACE,
+            title=None,
+            created_at=START,
+            updated_at=START + timedelta(seconds=1),
+            history_bytes=7,
+            history_revision=2,
+            file_count=1,
+        )
+    finally:
+        await backend.close()
+
+
+def test_a_write_rendered_at_execution_has_no_plan() -> None:
+    statement = delete(chats).where(chats.c.chat_id.in_(bindparam('b_ids', expanding=True)))
+    assert read_plan.WritePlan.of(statement, sqlite.dialect()) is None
+    assert read_plan.WritePlan.of(_ADD_USED_BYTES, sqlite.dialect()) is not None
 
 
 @settings(max_examples=300)
