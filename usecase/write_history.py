@@ -60,7 +60,7 @@ class WriteHistory:
         declared_size: int | None = None,
         if_match: Collection[str] | None = None,
     ) -> Chat:
-        async with self._uow(write=False) as uow:
+        async with self._uow(write=False, one_statement=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id)
         check_version(chat, if_match)  # early, before any byte is read
         staged = await stage_within_limits(
