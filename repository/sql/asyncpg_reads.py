@@ -8,9 +8,12 @@ so its prebuilt statements go to a connection of an asyncpg pool of its own: one
 SQLAlchemy maps them (`read_plan.ReadPlan`). Anything else (a statement built per call)
 goes through a SQLAlchemy connection, opened only then.
 
-The pool's connections only ever run single `SELECT`s in autocommit, which change no
-session state: giving one back resets nothing (asyncpg's own reset is a round trip,
-about 250 µs of CPU), unless it is, against all expectation, in a transaction.
+The connections only ever run single `SELECT`s in autocommit, which change no session
+state: giving one back resets nothing (asyncpg's own reset is a round trip, about 250 µs
+of CPU), and one that is, against all expectation, in a transaction is closed instead.
+They are kept in `ReadConnections`, not in an asyncpg `Pool`: the pool wraps each
+acquire in `wait_for` and each release in `shield` and a timeout, about an eighth of
+such a read's CPU; taking an idle connection here is a `pop`.
 """
 
 import asyncio
@@ -29,10 +32,97 @@ from repository.sql.read_plan import ReadPlan, RowShape
 T = TypeVar('T')
 
 
-async def reset_read_connection(connection: asyncpg.Connection) -> None:
-    """The pool's `reset`: a read connection has nothing to reset but a stray transaction."""
-    if connection.is_in_transaction():
-        await connection.execute('ROLLBACK')
+class ReadConnections:
+    """asyncpg connections for autocommit read units: at most `size` open, idle ones on
+    a stack (the most recently used first), each opened by `connect` when none is idle.
+
+    `expire()` closes the idle ones and marks those in use to be closed when they come
+    back: after a lost server, every connection is replaced on its next use.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        *,
+        size: int,
+        acquire_timeout_seconds: float,
+    ) -> None:
+        self._connect = connect
+        self._acquire_timeout_seconds = acquire_timeout_seconds
+        self._idle: list[asyncpg.Connection] = []
+        self._in_use: set[asyncpg.Connection] = set()
+        self._expired: set[asyncpg.Connection] = set()
+        # units holding, or opening, a connection: at most `size`
+        self._slots = asyncio.Semaphore(size)
+        self._all_back = asyncio.Event()
+        self._all_back.set()
+        self._closed = False
+
+    @property
+    def open_count(self) -> int:
+        return len(self._idle) + len(self._in_use)
+
+    async def acquire(self) -> asyncpg.Connection:
+        """An idle connection, or a new one; waits (up to the timeout) while `size` are in
+        use. Raises `TimeoutError` when none came back in time."""
+        if self._closed:
+            raise RuntimeError('the read connections are closed')
+        if self._slots.locked():
+            async with asyncio.timeout(self._acquire_timeout_seconds):
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()  # a free slot: returns without waiting
+        try:
+            connection = await self._idle_or_new()
+        except BaseException:
+            self._slots.release()
+            raise
+        self._in_use.add(connection)
+        self._all_back.clear()
+        return connection
+
+    async def _idle_or_new(self) -> asyncpg.Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+        return await self._connect()
+
+    def release(self, connection: asyncpg.Connection) -> None:
+        """Give a connection back: kept for the next unit unless it is closed, expired or
+        (against all expectation) in a transaction, which is closed instead."""
+        self._in_use.discard(connection)
+        expired = connection in self._expired
+        self._expired.discard(connection)
+        if self._closed or expired or connection.is_in_transaction():
+            connection.terminate()
+        elif not connection.is_closed():
+            self._idle.append(connection)
+        self._slots.release()
+        if not self._in_use:
+            self._all_back.set()
+
+    def expire(self) -> None:
+        """Close every idle connection; those in use are closed when they come back."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.terminate()
+        self._expired |= self._in_use
+
+    async def close(self, timeout_seconds: float) -> None:
+        """Close the idle connections now, the others once they are back or, after
+        `timeout_seconds`, at once."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with suppress(Exception):
+                await connection.close(timeout=timeout_seconds)
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._all_back.wait()
+        except TimeoutError:
+            for connection in list(self._in_use):
+                connection.terminate()
 
 
 class AsyncpgAutocommitConnection:
@@ -41,23 +131,20 @@ class AsyncpgAutocommitConnection:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: ReadConnections,
         dialect: Dialect,
         open_sqlalchemy: Callable[[], Awaitable[AsyncConnection]],
-        *,
-        acquire_timeout_seconds: float,
     ) -> None:
         self.dialect = dialect
         self._pool = pool
         self._open_sqlalchemy = open_sqlalchemy
-        self._acquire_timeout_seconds = acquire_timeout_seconds
         self._driver: asyncpg.Connection | None = None
         self._sqlalchemy: AsyncConnection | None = None
 
     async def driver(self) -> asyncpg.Connection:
         """The pool's connection of this unit, acquired on first use."""
         if self._driver is None:
-            self._driver = await self._pool.acquire(timeout=self._acquire_timeout_seconds)
+            self._driver = await self._pool.acquire()
         return self._driver
 
     async def execute(
@@ -98,7 +185,7 @@ class AsyncpgAutocommitConnection:
             if is_unavailable(error):
                 # the server went away: its other connections are as dead, and are
                 # replaced on their next acquire (as SQLAlchemy invalidates its pool)
-                await self._pool.expire_connections()
+                self._pool.expire()
             raise
         return records
 
@@ -116,7 +203,7 @@ class AsyncpgAutocommitConnection:
         sqlalchemy, self._sqlalchemy = self._sqlalchemy, None
         try:
             if driver is not None:
-                await self._pool.release(driver)
+                self._pool.release(driver)
         finally:
             if sqlalchemy is not None:
                 await sqlalchemy.close()
@@ -125,15 +212,6 @@ class AsyncpgAutocommitConnection:
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.terminate()
-            with suppress(Exception):
-                await self._pool.release(driver)
+            self._pool.release(driver)
         if self._sqlalchemy is not None:
             await self._sqlalchemy.invalidate()
-
-
-async def close_pool(pool: asyncpg.Pool, timeout_seconds: float) -> None:
-    """Close `pool` once its connections are back, or terminate them after the timeout."""
-    try:
-        await asyncio.wait_for(pool.close(), timeout_seconds)
-    except TimeoutError:
-        pool.terminate()

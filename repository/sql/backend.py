@@ -3,7 +3,6 @@
 import asyncio
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -18,11 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from repository.migrations import HEAD_REVISION
 from repository.sql import inline_sqlite, loop_sqlite
-from repository.sql.asyncpg_reads import (
-    AsyncpgAutocommitConnection,
-    close_pool,
-    reset_read_connection,
-)
+from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection, ReadConnections
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.group_commit import MAX_GROUP_UNITS, GroupedUnitOfWork, WriteGroups
 from repository.sql.session import UnitConnection
@@ -348,8 +343,8 @@ class PostgresMetadataBackend(SqlMetadataBackend):
     """Metadata in PostgreSQL through asyncpg; the DSN is never logged or raised.
 
     Units of work use SQLAlchemy's pool, but for one-statement reads, which run their
-    prebuilt `SELECT` on a connection of an asyncpg pool of their own (`asyncpg_reads`):
-    up to `pool_size` connections each.
+    prebuilt `SELECT` on asyncpg connections of their own (`asyncpg_reads`): up to
+    `pool_size` connections each.
     """
 
     backend_name = 'postgres'
@@ -370,8 +365,8 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         self._pool_size = pool_size
         self._connect_timeout_seconds = connect_timeout_seconds
         self._statement_timeout_seconds = statement_timeout_seconds
-        # the asyncpg pool of autocommit read units (`_read_pool`)
-        self._read_pool_task: asyncio.Future[asyncpg.Pool] | None = None
+        # the asyncpg connections of autocommit read units (`_read_connections`)
+        self._reads: ReadConnections | None = None
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(pool_size={self._pool_size})'
@@ -411,38 +406,27 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             return await super()._open_unit(write=write, autocommit=False)
         # its prebuilt SELECTs go to asyncpg itself (ADR 019)
         return AsyncpgAutocommitConnection(
-            await self._read_pool(),
+            self._read_connections(),
             self.engine().dialect,
             partial(open_async_unit, self._read_autocommit_engine(), begin=False),
-            acquire_timeout_seconds=self._statement_timeout_seconds,
         )
 
-    async def _read_pool(self) -> asyncpg.Pool:
-        """The asyncpg pool of autocommit read units, made on first use (it connects
-        only when a unit needs a connection)."""
-        if self._read_pool_task is None:
-            self._read_pool_task = asyncio.ensure_future(self._create_read_pool())
-        try:
-            return await asyncio.shield(self._read_pool_task)
-        except Exception:
-            self._read_pool_task = None  # the next unit tries again
-            raise
-
-    async def _create_read_pool(self) -> asyncpg.Pool:
-        pool: asyncpg.Pool = await asyncpg.create_pool(
-            self._url.set(drivername='postgresql').render_as_string(hide_password=False),
-            min_size=0,
-            max_size=self._pool_size,
-            reset=reset_read_connection,
-            **self._connect_args(),
-        )
-        return pool
+    def _read_connections(self) -> ReadConnections:
+        """The asyncpg connections of autocommit read units, made on first use (each
+        connects only when a unit needs it)."""
+        if self._reads is None:
+            dsn = self._url.set(drivername='postgresql').render_as_string(hide_password=False)
+            self._reads = ReadConnections(
+                partial(asyncpg.connect, dsn, **self._connect_args()),
+                size=self._pool_size,
+                acquire_timeout_seconds=self._statement_timeout_seconds,
+            )
+        return self._reads
 
     async def close(self) -> None:
-        task, self._read_pool_task = self._read_pool_task, None
-        if task is not None:
-            with suppress(Exception):
-                await close_pool(await task, self._statement_timeout_seconds)
+        reads, self._reads = self._reads, None
+        if reads is not None:
+            await reads.close(self._statement_timeout_seconds)
         await super().close()
 
     async def _upgrade(self, connection: AsyncConnection) -> None:
