@@ -1,4 +1,4 @@
-"""Small HTTP codecs: opaque cursors, entity tags, byte ranges, Content-Disposition."""
+"""Small HTTP codecs: opaque cursors, entity tags, byte ranges, Content-Disposition, paths."""
 
 import base64
 import binascii
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import Response
+from fastapi import Request, Response
 from pydantic import BaseModel
 
 from api.problems import ApiProblem, validation_problem
@@ -18,6 +18,17 @@ from domain.page import PageKey
 
 # `bytes=first-last`, `bytes=first-`, `bytes=-suffix`: digits only (no sign, `_` or space)
 _ONE_BYTE_RANGE = re.compile(r'\s*bytes\s*=\s*([0-9]*)-([0-9]*)\s*', re.IGNORECASE)
+
+
+def path_in_app(request: Request, route_path: str, **params: object) -> str:
+    """`route_path` (a route's path with its router's prefix) filled in with `params`,
+    under the app's root path: what `request.url_for(name, **params).path` gives for a
+    route with plain parameters, without looking the route up by its name and building
+    an absolute URL first, which cost an eighth of a chat create's CPU (ADR 019)."""
+    scope = request.scope
+    # as Starlette's `base_url`: the app's root path, also when mounted below another
+    root: str = scope.get('app_root_path', scope.get('root_path', ''))
+    return root.rstrip('/') + route_path.format_map({k: str(v) for k, v in params.items()})
 
 
 def encode_cursor(key: PageKey | None) -> str | None:

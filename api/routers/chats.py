@@ -4,7 +4,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
-from api.http import decode_cursor, encode_cursor, json_body_response, json_response
+from api.http import decode_cursor, encode_cursor, json_body_response, json_response, path_in_app
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.openapi_docs import CHAT_CREATE_EXAMPLES, CHAT_UPDATE_EXAMPLES, GATEWAY_HEADERS, LOCATION
 from api.problems import problem_responses
@@ -19,6 +19,8 @@ router = APIRouter(
     responses=problem_responses(401, 'validation_error', 500, 503),
 )
 _NOT_FOUND = problem_responses('workspace_not_found', 'chat_not_found')
+# the path of one chat, below the router's prefix (also its `Location`)
+CHAT_PATH = '/{chat_id}'
 
 Limit = Annotated[
     int,
@@ -51,8 +53,11 @@ async def create_chat(
 ) -> Response:
     title = body.title if body else None
 
+    def location(chat: Chat) -> str:
+        return path_in_app(request, router.prefix + CHAT_PATH, chat_id=chat.chat_id)
+
     def created(chat: Chat, response: Response) -> ChatOut:
-        response.headers['Location'] = str(request.url_for('get_chat', chat_id=chat.chat_id).path)
+        response.headers['Location'] = location(chat)
         return ChatOut.of(chat)
 
     idempotency = idempotency_request(idempotency_key, request, {'title': title}, created)
@@ -62,7 +67,7 @@ async def create_chat(
     if isinstance(result, RecordedResponse):
         return replayed(result)
     response = json_response(ChatOut.of(result), status.HTTP_201_CREATED)
-    created(result, response)
+    response.headers['Location'] = location(result)
     return response
 
 
@@ -87,7 +92,7 @@ async def list_chats(
 
 
 @router.get(
-    '/{chat_id}',
+    CHAT_PATH,
     summary='One chat',
     response_description='The chat',
     description="The chat with its `history_bytes` and `file_count`. Another user's chat is "
@@ -102,7 +107,7 @@ async def get_chat(request: Request, chat_id: UUID) -> Response:
 
 
 @router.patch(
-    '/{chat_id}',
+    CHAT_PATH,
     summary='Rename a chat',
     response_description='The chat with its new title',
     description='Sets the title (at most 200 characters); `null` removes it. `updated_at` '
@@ -119,7 +124,7 @@ async def rename_chat(
 
 
 @router.delete(
-    '/{chat_id}',
+    CHAT_PATH,
     summary='Delete a chat with its history and files',
     description='Removes the chat directory, `history.md` and every attachment, and frees '
     'their bytes from the quota. `409 chat_has_active_sandbox` while a sandbox session is '

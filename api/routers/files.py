@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from api.body import body_stream, declared_length
 from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
 from api.download import attachment_response
-from api.http import decode_cursor, encode_cursor, json_body_response
+from api.http import decode_cursor, encode_cursor, json_body_response, path_in_app
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.multipart import MultipartUpload, multipart_boundary
 from api.openapi_docs import (
@@ -25,6 +25,9 @@ from domain.idempotency import RecordedResponse
 from domain.page import DEFAULT_PAGE_LIMIT
 from usecase.idempotency import IdempotencyRequest
 from usecase.upload_attachment import UploadedAttachment
+
+# the path of one file, below the router's prefix (also its `Location`)
+FILE_PATH = '/{file_id}'
 
 router = APIRouter(
     prefix='/v1/chats/{chat_id}/files',
@@ -62,8 +65,8 @@ _UPLOADED: dict[int | str, dict[str, Any]] = {
 def _created(uploaded: UploadedAttachment, request: Request, response: Response) -> ChatFileOut:
     chat_file = uploaded.chat_file
     response.status_code = status.HTTP_200_OK if uploaded.replaced else status.HTTP_201_CREATED
-    response.headers['Location'] = str(
-        request.url_for('get_file', chat_id=chat_file.chat_id, file_id=chat_file.file_id).path
+    response.headers['Location'] = path_in_app(
+        request, router.prefix + FILE_PATH, chat_id=chat_file.chat_id, file_id=chat_file.file_id
     )
     return ChatFileOut.of(chat_file)
 
@@ -178,7 +181,7 @@ async def list_files(
 
 
 @router.get(
-    '/{file_id}',
+    FILE_PATH,
     summary="One file's record",
     response_description="The file's record",
     description='Name, stored `content_type`, size and sha256 (the download `ETag`).',
@@ -190,7 +193,7 @@ async def get_file(
 
 
 @router.get(
-    '/{file_id}/content',
+    FILE_PATH + '/content',
     summary="Download a file's bytes",
     description='Streamed; supports one `Range` (206), `If-None-Match` (304); always served '
     'as an attachment that a browser will not render.',
@@ -214,7 +217,7 @@ async def download_file(
 
 
 @router.delete(
-    '/{file_id}',
+    FILE_PATH,
     summary='Delete a file',
     description='Its bytes are freed from the quota; signed links to it stop working.',
     status_code=status.HTTP_204_NO_CONTENT,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import ServicesDep, UserIdDep
 from api.download import attachment_response
+from api.http import path_in_app
 from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_REQUEST_EXAMPLES
 from api.problems import ApiProblem, problem_responses
 from api.schemas import FILE_ID, Timestamp
@@ -19,6 +20,8 @@ from domain.error import InvalidLinkError
 from usecase.signed_link import MAX_LINK_SECONDS, MIN_LINK_SECONDS
 
 router = APIRouter(tags=['files'])
+# where a signed link downloads (also the path of the link it makes)
+LINK_PATH = '/links/{file_id}'
 
 LINK_EXAMPLE_URL = f'/links/{FILE_ID}?expires=1795457530&signature=Zm9vYmFy…'
 
@@ -87,7 +90,7 @@ async def create_link(
     if create is None:
         raise links_off()
     link = await create(user_id, chat_id, file_id, body.expires_in)
-    path = request.url_for('download_by_link', file_id=link.file_id).path
+    path = path_in_app(request, LINK_PATH, file_id=link.file_id)
     query = urlencode({'expires': link.expires, 'signature': link.signature})
     return LinkOut(url=f'{path}?{query}', expires_at=link.expires_at)
 
@@ -103,7 +106,7 @@ def _link_fields(file_id: str, expires: str | None, signature: str | None) -> tu
 
 
 @router.get(
-    '/links/{file_id}',
+    LINK_PATH,
     summary='Download through a signed link',
     description='No `X-User-Id`: the signature is the credential. Served exactly like '
     '`/content` (one `Range` → 206, `If-None-Match` → 304); `403 invalid_link` when the '
