@@ -207,6 +207,8 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._unit_engines: dict[tuple[bool, bool], Engine] = {}
         # COMMITs of this process's writers, one at a time (they hold the write lock)
         self._commits: ThreadPoolExecutor | None = None
+        # DB-API connections kept for one-statement reads
+        self._reads: loop_sqlite.IdleReadConnections | None = None
 
     @property
     def dialect_name(self) -> str:
@@ -315,6 +317,15 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         engine = self._unit_engine_for(write=write, autocommit=autocommit)
         if self._commits is None:
             self._commits = ThreadPoolExecutor(1, thread_name_prefix='chat-storage-commit')
+        if autocommit and not write:
+            # its prebuilt SELECTs go to a DB-API connection kept for them (ADR 019)
+            if self._reads is None:
+                self._reads = loop_sqlite.IdleReadConnections(engine, keep=self._pool_size)
+            return loop_sqlite.AutocommitReadConnection(
+                self._reads,
+                engine.dialect,
+                partial(loop_sqlite.open_read_unit, engine, self._commits),
+            )
         return await loop_sqlite.open_unit(engine, self._commits, write=write)
 
     async def _open_write_connection(self) -> loop_sqlite.LoopConnection:
@@ -326,6 +337,9 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         commits, self._commits = self._commits, None
         if commits is not None:
             commits.shutdown(wait=False)
+        reads, self._reads = self._reads, None
+        if reads is not None:
+            reads.close()
         self._unit_engines.clear()
         engine, self._unit_engine = self._unit_engine, None
         if engine is not None:

@@ -18,8 +18,10 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Select
-from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.read_plan import ReadPlan, RowShape, WritePlan
@@ -89,18 +91,8 @@ class LoopConnection:
 
     def _run(self, sql: str, arguments: Sequence[Any], *, fetch: bool) -> tuple[list[Any], int]:
         """`sql` on the DB-API cursor: its rows (when `fetch`) and its row count."""
-        dbapi = self._connection.dialect.loaded_dbapi
-        cursor = self._connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, arguments)
-            fetched = list(cursor.fetchall()) if fetch else []
-            count: int = cursor.rowcount
-        except dbapi.Error as error:
-            # wrapped as SQLAlchemy would (e.g. OperationalError: database is locked)
-            raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
-        finally:
-            cursor.close()
-        return fetched, count
+        dbapi_connection = self._connection.connection.dbapi_connection
+        return _run_on(dbapi_connection, self._connection.dialect, sql, arguments, fetch=fetch)
 
     async def commit(self, first: Callable[[], None] | None = None) -> None:
         """COMMIT, and its fsync of the WAL, in a thread; `first` (blocking) before it, in
@@ -127,6 +119,149 @@ class LoopConnection:
 
     async def invalidate(self) -> None:
         self._connection.invalidate()
+
+
+def _run_on(
+    dbapi_connection: DBAPIConnection | None,
+    dialect: Dialect,
+    sql: str,
+    arguments: Sequence[Any],
+    *,
+    fetch: bool,
+) -> tuple[list[Any], int]:
+    """`sql` on a cursor of `dbapi_connection`: its rows (when `fetch`), its row count."""
+    if dbapi_connection is None:
+        raise RuntimeError('the connection was closed')
+    dbapi = dialect.loaded_dbapi
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, arguments)
+        fetched = list(cursor.fetchall()) if fetch else []
+        count: int = cursor.rowcount
+    except dbapi.Error as error:
+        # wrapped as SQLAlchemy would (e.g. OperationalError: database is locked)
+        raise DBAPIError.instance(sql, None, error, dbapi.Error) from error
+    finally:
+        cursor.close()
+    return fetched, count
+
+
+class IdleReadConnections:
+    """DB-API connections of `engine`'s pool for one-statement reads, kept checked out
+    while idle (at most `keep` of them): taking one is a `pop`, where a unit of work
+    otherwise pays for a pool checkout, a SQLAlchemy `Connection` and their return
+    (an eighth of a `GET` of a chat's history, ADR 019)."""
+
+    def __init__(self, engine: Engine, *, keep: int) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._idle: list[PoolProxiedConnection] = []
+
+    def acquire(self) -> PoolProxiedConnection:
+        if self._idle:
+            return self._idle.pop()
+        with unavailable_on_connection_errors():
+            return self._engine.raw_connection()
+
+    def release(self, connection: PoolProxiedConnection) -> None:
+        if len(self._idle) < self._keep:
+            self._idle.append(connection)
+        else:
+            connection.close()  # back to the pool
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with suppress(Exception):
+                connection.close()
+
+
+class AutocommitReadConnection:
+    """A one-statement read unit's connection: prebuilt `SELECT`s on a DB-API connection
+    of `reads`, in the driver's autocommit (the statement is its own transaction);
+    anything else on a `LoopConnection` of `open_sqlalchemy`, opened only then."""
+
+    def __init__(
+        self,
+        reads: IdleReadConnections,
+        dialect: Dialect,
+        open_sqlalchemy: Callable[[], LoopConnection],
+    ) -> None:
+        self._reads = reads
+        self._dialect = dialect
+        self._open_sqlalchemy = open_sqlalchemy
+        self._dbapi: PoolProxiedConnection | None = None
+        self._sqlalchemy: LoopConnection | None = None
+        self._failed = False
+
+    def _fallback(self) -> LoopConnection:
+        if self._sqlalchemy is None:
+            self._sqlalchemy = self._open_sqlalchemy()
+        return self._sqlalchemy
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
+        return await self._fallback().execute(statement, parameters)
+
+    def rows(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """As `LoopConnection.rows`."""
+        plan = ReadPlan.of(statement, self._dialect)
+        if plan is None:
+            return self._fallback().rows(statement, parameters)
+        return plan.mappings(self._fetch(plan, parameters))
+
+    def objects(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None, shape: RowShape[T]
+    ) -> list[T]:
+        """As `LoopConnection.objects`."""
+        plan = ReadPlan.of(statement, self._dialect)
+        if plan is None:
+            return self._fallback().objects(statement, parameters, shape)
+        return plan.objects(self._fetch(plan, parameters), shape)
+
+    def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
+        arguments = plan.arguments(parameters)
+        if self._dbapi is None:
+            self._dbapi = self._reads.acquire()
+        try:
+            return _run_on(
+                self._dbapi.dbapi_connection, self._dialect, plan.sql, arguments, fetch=True
+            )[0]
+        except BaseException:
+            self._failed = True  # not given to another unit: dropped when this one ends
+            raise
+
+    async def commit(self) -> None:
+        """Autocommit: every statement has committed."""
+        if self._sqlalchemy is not None:
+            await self._sqlalchemy.commit()
+
+    async def rollback(self) -> None:
+        if self._sqlalchemy is not None:
+            await self._sqlalchemy.rollback()
+
+    async def close(self) -> None:
+        dbapi, self._dbapi = self._dbapi, None
+        sqlalchemy, self._sqlalchemy = self._sqlalchemy, None
+        try:
+            if dbapi is not None:
+                if self._failed:
+                    dbapi.invalidate()
+                else:
+                    self._reads.release(dbapi)
+        finally:
+            if sqlalchemy is not None:
+                await sqlalchemy.close()
+
+    async def invalidate(self) -> None:
+        dbapi, self._dbapi = self._dbapi, None
+        if dbapi is not None:
+            dbapi.invalidate()
+        if self._sqlalchemy is not None:
+            await self._sqlalchemy.invalidate()
 
 
 class Savepoint:
@@ -156,10 +291,12 @@ class Savepoint:
 
 async def open_unit(engine: Engine, commits: Executor, *, write: bool) -> LoopConnection:
     """Check out a connection of `engine` (which carries the options) and begin."""
+    if not write:
+        return open_read_unit(engine, commits)
     with unavailable_on_connection_errors():
         connection = engine.connect()
         try:
-            await _begin(connection, write=write)
+            await _begin_write(connection)
         except BaseException:
             with suppress(Exception):
                 connection.close()
@@ -167,10 +304,21 @@ async def open_unit(engine: Engine, commits: Executor, *, write: bool) -> LoopCo
     return LoopConnection(connection, commits)
 
 
-async def _begin(connection: Connection, *, write: bool) -> None:
-    if not write:
-        connection.begin()  # BEGIN (deferred) takes no lock and never waits; or none at all
-        return
+def open_read_unit(engine: Engine, commits: Executor) -> LoopConnection:
+    """`open_unit` of a read unit: BEGIN (deferred) takes no lock and never waits, so
+    this needs no `await` (or, with the autocommit option, there is no BEGIN at all)."""
+    with unavailable_on_connection_errors():
+        connection = engine.connect()
+        try:
+            connection.begin()
+        except BaseException:
+            with suppress(Exception):
+                connection.close()
+            raise
+    return LoopConnection(connection, commits)
+
+
+async def _begin_write(connection: Connection) -> None:
     try:
         connection.execution_options(**{NOWAIT_OPTION: True}).begin()
     except OperationalError as error:

@@ -7,7 +7,7 @@ from sqlalchemy.engine import CursorResult
 from repository.common import ReadOnlyUnitOfWorkError
 from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
 from repository.sql.errors import unavailable_on_connection_errors
-from repository.sql.loop_sqlite import LoopConnection
+from repository.sql.loop_sqlite import AutocommitReadConnection, LoopConnection
 from repository.sql.read_plan import RowShape
 
 T = TypeVar('T')
@@ -61,7 +61,7 @@ class SqlSession:
         """
         connection = self._next_statement()
         with unavailable_on_connection_errors():
-            if isinstance(connection, LoopConnection):
+            if isinstance(connection, LoopConnection | AutocommitReadConnection):
                 return connection.rows(statement, parameters)
             if isinstance(connection, AsyncpgAutocommitConnection):
                 return await connection.rows(statement, parameters)
@@ -75,7 +75,7 @@ class SqlSession:
         (where `rows` goes there) without a mapping for each row."""
         connection = self._next_statement()
         with unavailable_on_connection_errors():
-            if isinstance(connection, LoopConnection):
+            if isinstance(connection, LoopConnection | AutocommitReadConnection):
                 return connection.objects(statement, parameters, shape)
             if isinstance(connection, AsyncpgAutocommitConnection):
                 return await connection.objects(statement, parameters, shape)

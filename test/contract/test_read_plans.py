@@ -27,7 +27,7 @@ from repository.sql.backend import (
     SqliteMetadataBackend,
     SqlMetadataBackend,
 )
-from repository.sql.loop_sqlite import LoopConnection
+from repository.sql.loop_sqlite import AutocommitReadConnection, LoopConnection
 from repository.sql.read_plan import RowShape
 from repository.sql.repositories import (
     _ADD_USED_BYTES,
@@ -107,7 +107,7 @@ async def backend(
 
 
 async def _rows(
-    connection: LoopConnection | AsyncpgAutocommitConnection,
+    connection: LoopConnection | AutocommitReadConnection | AsyncpgAutocommitConnection,
     statement: Select[Any],
     parameters: dict[str, Any],
 ) -> list[dict[str, Any]]:
@@ -127,7 +127,9 @@ async def _both_ways(
     objects by the connection's `objects` and of SQLAlchemy's rows."""
     async with backend.unit_of_work(write=False, one_statement=True) as uow:
         connection = uow._session.connection
-        assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
+        assert isinstance(
+            connection, LoopConnection | AutocommitReadConnection | AsyncpgAutocommitConnection
+        )
         if shape is None:
             fast: list[Any] = await _rows(connection, statement, parameters)
         else:
@@ -234,7 +236,9 @@ async def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(
 ) -> None:
     async with backend.unit_of_work(write=False, one_statement=True) as uow:
         connection = uow._session.connection
-        assert isinstance(connection, LoopConnection | AsyncpgAutocommitConnection)
+        assert isinstance(
+            connection, LoopConnection | AutocommitReadConnection | AsyncpgAutocommitConnection
+        )
         with pytest.raises(SQLAlchemyError, match="value is required for bind parameter 'chat_id'"):
             await _rows(connection, _CHAT_BY_ID, {})
         with pytest.raises(SQLAlchemyError, match="value is required for bind parameter 'chat_id'"):
@@ -370,7 +374,10 @@ async def _plan_text(
     """The query plan of a prebuilt statement as the backend's database prints it
     (PostgreSQL with sequential scans off: these test tables are small enough for one to
     win)."""
-    async with backend.unit_of_work(write=False, one_statement=True) as uow:
+    # on SQLite a unit of more than one statement: its connection is SQLAlchemy's
+    async with backend.unit_of_work(
+        write=False, one_statement=not isinstance(backend, SqliteMetadataBackend)
+    ) as uow:
         connection = uow._session.connection
         if isinstance(connection, LoopConnection):
             sqlite_connection = connection._connection
