@@ -180,8 +180,9 @@ class SqliteMetadataBackend(SqlMetadataBackend):
     with those queued behind them (group commit, `group_commit.py`, ADR 024).
 
     Units of work run on a synchronous engine from the event loop
-    (`repository/sql/loop_sqlite.py`); the asyncio engine (`engine()`) serves migrations,
-    the readiness check and tools.
+    (`repository/sql/loop_sqlite.py`), one-statement reads on DB-API connections of that
+    engine kept for them (up to `pool_size` idle); the asyncio engine (`engine()`) serves
+    migrations, the readiness check and tools.
     """
 
     backend_name = 'sqlite'

@@ -7,7 +7,9 @@ thread, except two: `BEGIN IMMEDIATE`, which waits while another process holds t
 write lock, and `COMMIT`, whose fsync of the WAL waits for the disk. So a unit of work
 here uses a plain (synchronous) `Connection` on the event loop and sends only those two
 to a worker thread, and `BEGIN IMMEDIATE` only when the lock is taken: it is first tried
-without waiting.
+without waiting. A read unit that promised one statement does not even take a SQLAlchemy
+connection: its prebuilt `SELECT` runs on a DB-API connection kept for such reads
+(`AutocommitReadConnection`).
 """
 
 import asyncio

@@ -55,7 +55,8 @@ class SqlSession:
         """The rows of a `SELECT` built once (a module constant) as mappings.
 
         The statement is compiled once and run on the DB-API connection on SQLite
-        (`LoopConnection.rows`) and in PostgreSQL's autocommit read units
+        (`LoopConnection.rows`, and `AutocommitReadConnection.rows` in its one-statement
+        read units) and in PostgreSQL's autocommit read units
         (`AsyncpgAutocommitConnection.rows`); elsewhere this is
         `execute(...).mappings().all()`.
         """
