@@ -17,11 +17,21 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from repository.migrations import HEAD_REVISION
 from repository.sql import inline_sqlite, loop_sqlite
-from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection, ReadConnections
+from repository.sql.asyncpg_reads import (
+    AsyncpgAutocommitConnection,
+    AsyncpgTransactionConnection,
+    ReadConnections,
+)
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.group_commit import MAX_GROUP_UNITS, GroupedUnitOfWork, WriteGroups
 from repository.sql.session import UnitConnection
-from repository.sql.unit_of_work import WRITE_OPTION, SqlUnitOfWork, WriterLock, open_async_unit
+from repository.sql.unit_of_work import (
+    WRITE_OPTION,
+    SqlUnitOfWork,
+    WriterLock,
+    discard,
+    open_async_unit,
+)
 from usecase.interface import MetadataBackend
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / 'migrations'
@@ -56,10 +66,6 @@ class SqlMetadataBackend(MetadataBackend, ABC):
 
     def __init__(self, *, health_timeout_seconds: float) -> None:
         self._engine: AsyncEngine | None = None
-        # the engine with WRITE_OPTION set, by its value: the option rides on every
-        # connection instead of being set per unit of work (ADR 019)
-        self._option_engines: dict[bool, AsyncEngine] = {}
-        self._autocommit_engine: AsyncEngine | None = None
         self._health_timeout_seconds = health_timeout_seconds
 
     @property
@@ -119,23 +125,7 @@ class SqlMetadataBackend(MetadataBackend, ABC):
             return False
         return True
 
-    def _engine_for(self, write: bool) -> AsyncEngine:
-        engine = self._option_engines.get(write)
-        if engine is None:
-            engine = self.engine().execution_options(**{WRITE_OPTION: write})
-            self._option_engines[write] = engine
-        return engine
-
-    def _read_autocommit_engine(self) -> AsyncEngine:
-        engine = self._autocommit_engine
-        if engine is None:
-            engine = self._engine_for(write=False).execution_options(isolation_level='AUTOCOMMIT')
-            self._autocommit_engine = engine
-        return engine
-
     async def close(self) -> None:
-        self._option_engines.clear()
-        self._autocommit_engine = None
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.dispose()
@@ -157,11 +147,9 @@ class SqlMetadataBackend(MetadataBackend, ABC):
             one_statement=one_statement,
         )
 
+    @abstractmethod
     async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
         """A connection for a unit of work, in a transaction unless `autocommit`."""
-        if autocommit:
-            return await open_async_unit(self._read_autocommit_engine(), begin=False)
-        return await open_async_unit(self._engine_for(write), begin=True)
 
 
 class _SqliteDbapiConnection(Protocol):
@@ -357,9 +345,11 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 class PostgresMetadataBackend(SqlMetadataBackend):
     """Metadata in PostgreSQL through asyncpg; the DSN is never logged or raised.
 
-    Units of work use SQLAlchemy's pool, but for one-statement reads, which run their
-    prebuilt `SELECT` on asyncpg connections of their own (`asyncpg_reads`): up to
-    `pool_size` connections each.
+    Units of work check out a connection of SQLAlchemy's pool and run their transaction
+    and their prebuilt statements on its asyncpg connection
+    (`asyncpg_reads.AsyncpgTransactionConnection`). One-statement reads run their
+    prebuilt `SELECT` on asyncpg connections of their own (`asyncpg_reads.ReadConnections`).
+    Up to `pool_size` connections each.
     """
 
     backend_name = 'postgres'
@@ -382,6 +372,7 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         self._statement_timeout_seconds = statement_timeout_seconds
         # the asyncpg connections of autocommit read units (`_read_connections`)
         self._reads: ReadConnections | None = None
+        self._autocommit_engine: AsyncEngine | None = None
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(pool_size={self._pool_size})'
@@ -416,14 +407,34 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             connect_args=self._connect_args(),
         )
 
-    async def _open_unit(self, *, write: bool, autocommit: bool) -> UnitConnection:
+    def _autocommit(self) -> AsyncEngine:
+        """The engine in autocommit: SQLAlchemy's adapter begins no transaction of its own
+        (a unit's is asyncpg's, `AsyncpgTransactionConnection`)."""
+        if self._autocommit_engine is None:
+            self._autocommit_engine = self.engine().execution_options(isolation_level='AUTOCOMMIT')
+        return self._autocommit_engine
+
+    async def _open_unit(
+        self,
+        *,
+        write: bool,  # noqa: ARG002 - a write unit begins as a read unit; its statements lock
+        autocommit: bool,
+    ) -> UnitConnection:
         if not autocommit:
-            return await super()._open_unit(write=write, autocommit=False)
+            # the transaction is asyncpg's own, and so are its prebuilt statements
+            connection = await open_async_unit(self._autocommit())
+            try:
+                raw = await connection.get_raw_connection()
+                driver: asyncpg.Connection = raw.driver_connection
+            except BaseException:
+                await discard(connection)
+                raise
+            return AsyncpgTransactionConnection(connection, driver, self.engine().dialect)
         # its prebuilt SELECTs go to asyncpg itself (ADR 019)
         return AsyncpgAutocommitConnection(
             self._read_connections(),
             self.engine().dialect,
-            partial(open_async_unit, self._read_autocommit_engine(), begin=False),
+            partial(open_async_unit, self._autocommit()),
         )
 
     def _read_connections(self) -> ReadConnections:
@@ -442,6 +453,7 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         reads, self._reads = self._reads, None
         if reads is not None:
             await reads.close(self._statement_timeout_seconds)
+        self._autocommit_engine = None
         await super().close()
 
     async def _upgrade(self, connection: AsyncConnection) -> None:

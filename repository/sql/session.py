@@ -5,7 +5,7 @@ from sqlalchemy import Executable, Select
 from sqlalchemy.engine import CursorResult
 
 from repository.common import ReadOnlyUnitOfWorkError
-from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection
+from repository.sql.asyncpg_reads import AsyncpgAutocommitConnection, AsyncpgTransactionConnection
 from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.loop_sqlite import AutocommitReadConnection, LoopConnection
 from repository.sql.read_plan import RowShape
@@ -64,7 +64,7 @@ class SqlSession:
         with unavailable_on_connection_errors():
             if isinstance(connection, LoopConnection | AutocommitReadConnection):
                 return connection.rows(statement, parameters)
-            if isinstance(connection, AsyncpgAutocommitConnection):
+            if isinstance(connection, AsyncpgAutocommitConnection | AsyncpgTransactionConnection):
                 return await connection.rows(statement, parameters)
             result = await connection.execute(statement, parameters)
             return cast('Sequence[Mapping[str, Any]]', result.mappings().all())
@@ -78,7 +78,7 @@ class SqlSession:
         with unavailable_on_connection_errors():
             if isinstance(connection, LoopConnection | AutocommitReadConnection):
                 return connection.objects(statement, parameters, shape)
-            if isinstance(connection, AsyncpgAutocommitConnection):
+            if isinstance(connection, AsyncpgAutocommitConnection | AsyncpgTransactionConnection):
                 return await connection.objects(statement, parameters, shape)
             result = await connection.execute(statement, parameters)
             return [shape.of_mapping(row) for row in result.mappings()]
@@ -113,5 +113,7 @@ class SqlSession:
         with unavailable_on_connection_errors():
             if isinstance(connection, LoopConnection):
                 return connection.write(statement, parameters)
+            if isinstance(connection, AsyncpgTransactionConnection):
+                return await connection.write(statement, parameters)
             result = await connection.execute(statement, parameters)
             return result.rowcount

@@ -35,10 +35,10 @@ class SqlUnitOfWork(UnitOfWork):
     """One connection and one transaction, from enter to exit.
 
     `open_connection` checks out a connection and begins its transaction, of the kind
-    `write` says (`open_async_unit` for an `AsyncEngine`, `loop_sqlite.open_unit` for
-    SQLite). A read unit that promised one statement may be opened in autocommit: that
-    statement is its own transaction and sees one snapshot, and ending the unit sends
-    nothing.
+    `write` says (`loop_sqlite.open_unit` for SQLite; PostgreSQL's
+    `AsyncpgTransactionConnection` begins with its first statement). A read unit that
+    promised one statement may be opened in autocommit: that statement is its own
+    transaction and sees one snapshot, and ending the unit sends nothing.
     """
 
     def __init__(
@@ -114,18 +114,10 @@ async def _commit(connection: UnitConnection, pending: PendingSync | None) -> No
     await connection.commit()
 
 
-async def open_async_unit(engine: AsyncEngine, *, begin: bool) -> AsyncConnection:
-    """A connection of `engine` (which carries `WRITE_OPTION`), in a transaction if `begin`."""
+async def open_async_unit(engine: AsyncEngine) -> AsyncConnection:
+    """A connection of `engine` (PostgreSQL's, in autocommit), checked out."""
     with unavailable_on_connection_errors():
-        connection = await engine.connect()
-        if not begin:
-            return connection
-        try:
-            await connection.begin()
-        except BaseException:
-            await discard(connection)
-            raise
-        return connection
+        return await engine.connect()
 
 
 async def discard(connection: UnitConnection) -> None:
