@@ -20,6 +20,7 @@ such a read's CPU; taking an idle connection here is a `pop`.
 """
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from repository.sql.errors import is_unavailable
+from repository.sql.fallback import SqlAlchemyFallback
 from repository.sql.read_plan import ReadPlan, RowShape, WritePlan
 
 T = TypeVar('T')
@@ -128,7 +130,42 @@ class ReadConnections:
                 connection.terminate()
 
 
-class AsyncpgAutocommitConnection:
+class _AsyncpgPlans(ABC):
+    """`rows` and `objects` of a unit whose prebuilt `SELECT`s run on asyncpg
+    (`_fetch`), and whose other statements go through SQLAlchemy (`execute`)."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]: ...
+
+    @abstractmethod
+    async def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
+        """The records of `plan` run on asyncpg."""
+
+    async def rows(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """The rows of a prebuilt `SELECT`, as `execute(...).mappings().all()` gives them."""
+        plan = ReadPlan.of(statement, self.dialect)
+        if plan is None:
+            result = await self.execute(statement, parameters)
+            return [dict(row) for row in result.mappings()]
+        return plan.mappings(await self._fetch(plan, parameters))
+
+    async def objects(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None, shape: RowShape[T]
+    ) -> list[T]:
+        """`shape.of_mapping` of each of `rows(statement, parameters)`."""
+        plan = ReadPlan.of(statement, self.dialect)
+        if plan is None:
+            return [shape.of_mapping(row) for row in await self.rows(statement, parameters)]
+        return plan.objects(await self._fetch(plan, parameters), shape)
+
+
+class AsyncpgAutocommitConnection(SqlAlchemyFallback, _AsyncpgPlans):
     """One autocommit read unit's connection: prebuilt `SELECT`s on a connection of
     `pool`, anything else on a SQLAlchemy connection of `open_sqlalchemy`."""
 
@@ -157,25 +194,6 @@ class AsyncpgAutocommitConnection:
             self._sqlalchemy = await self._open_sqlalchemy()
         return await self._sqlalchemy.execute(statement, parameters)
 
-    async def rows(
-        self, statement: Select[Any], parameters: Mapping[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        """The rows of a prebuilt `SELECT`, as `execute(...).mappings().all()` gives them."""
-        plan = ReadPlan.of(statement, self.dialect)
-        if plan is None:
-            result = await self.execute(statement, parameters)
-            return [dict(row) for row in result.mappings()]
-        return plan.mappings(await self._fetch(plan, parameters))
-
-    async def objects(
-        self, statement: Select[Any], parameters: Mapping[str, Any] | None, shape: RowShape[T]
-    ) -> list[T]:
-        """`shape.of_mapping` of each of `rows(statement, parameters)`."""
-        plan = ReadPlan.of(statement, self.dialect)
-        if plan is None:
-            return [shape.of_mapping(row) for row in await self.rows(statement, parameters)]
-        return plan.objects(await self._fetch(plan, parameters), shape)
-
     async def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
         arguments = plan.arguments(parameters)
         driver = await self.driver()
@@ -192,35 +210,23 @@ class AsyncpgAutocommitConnection:
             raise
         return records
 
-    async def commit(self) -> None:
-        """Autocommit: every statement has committed (SQLAlchemy's, if any, likewise)."""
-        if self._sqlalchemy is not None:
-            await self._sqlalchemy.commit()
-
-    async def rollback(self) -> None:
-        if self._sqlalchemy is not None:
-            await self._sqlalchemy.rollback()
-
     async def close(self) -> None:
         driver, self._driver = self._driver, None
-        sqlalchemy, self._sqlalchemy = self._sqlalchemy, None
         try:
             if driver is not None:
                 self._pool.release(driver)
         finally:
-            if sqlalchemy is not None:
-                await sqlalchemy.close()
+            await self._close_fallback()
 
     async def invalidate(self) -> None:
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.terminate()
             self._pool.release(driver)
-        if self._sqlalchemy is not None:
-            await self._sqlalchemy.invalidate()
+        await self._invalidate_fallback()
 
 
-class AsyncpgTransactionConnection:
+class AsyncpgTransactionConnection(_AsyncpgPlans):
     """A PostgreSQL unit of work in a transaction that asyncpg itself begins and ends.
 
     Prebuilt statements run on the asyncpg connection directly: a `SELECT` as in the
@@ -253,26 +259,11 @@ class AsyncpgTransactionConnection:
         await self._begun()
         return await self._sqlalchemy.execute(statement, parameters)
 
-    async def rows(
-        self, statement: Select[Any], parameters: Mapping[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        """The rows of a prebuilt `SELECT`, as `execute(...).mappings().all()` gives them."""
-        plan = ReadPlan.of(statement, self.dialect)
-        if plan is None:
-            result = await self.execute(statement, parameters)
-            return [dict(row) for row in result.mappings()]
+    async def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
+        arguments = plan.arguments(parameters)
         driver = await self._begun()
-        return plan.mappings(await driver.fetch(plan.sql, *plan.arguments(parameters)))
-
-    async def objects(
-        self, statement: Select[Any], parameters: Mapping[str, Any] | None, shape: RowShape[T]
-    ) -> list[T]:
-        """`shape.of_mapping` of each of `rows(statement, parameters)`."""
-        plan = ReadPlan.of(statement, self.dialect)
-        if plan is None:
-            return [shape.of_mapping(row) for row in await self.rows(statement, parameters)]
-        driver = await self._begun()
-        return plan.objects(await driver.fetch(plan.sql, *plan.arguments(parameters)), shape)
+        records: list[Any] = await driver.fetch(plan.sql, *arguments)
+        return records
 
     async def write(self, statement: Executable, parameters: Mapping[str, Any]) -> int:
         """Run a prebuilt `INSERT`, `UPDATE` or `DELETE`; its row count."""

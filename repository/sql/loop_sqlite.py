@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.fallback import SqlAlchemyFallback
 from repository.sql.read_plan import ReadPlan, RowShape, WritePlan
 
 T = TypeVar('T')
@@ -178,7 +179,7 @@ class IdleReadConnections:
                 connection.close()
 
 
-class AutocommitReadConnection:
+class AutocommitReadConnection(SqlAlchemyFallback):
     """A one-statement read unit's connection: prebuilt `SELECT`s on a DB-API connection
     of `reads`, in the driver's autocommit (the statement is its own transaction);
     anything else on a `LoopConnection` of `open_sqlalchemy`, opened only then."""
@@ -236,18 +237,8 @@ class AutocommitReadConnection:
             self._failed = True  # not given to another unit: dropped when this one ends
             raise
 
-    async def commit(self) -> None:
-        """Autocommit: every statement has committed."""
-        if self._sqlalchemy is not None:
-            await self._sqlalchemy.commit()
-
-    async def rollback(self) -> None:
-        if self._sqlalchemy is not None:
-            await self._sqlalchemy.rollback()
-
     async def close(self) -> None:
         dbapi, self._dbapi = self._dbapi, None
-        sqlalchemy, self._sqlalchemy = self._sqlalchemy, None
         try:
             if dbapi is not None:
                 if self._failed:
@@ -255,15 +246,13 @@ class AutocommitReadConnection:
                 else:
                     self._reads.release(dbapi)
         finally:
-            if sqlalchemy is not None:
-                await sqlalchemy.close()
+            await self._close_fallback()
 
     async def invalidate(self) -> None:
         dbapi, self._dbapi = self._dbapi, None
         if dbapi is not None:
             dbapi.invalidate()
-        if self._sqlalchemy is not None:
-            await self._sqlalchemy.invalidate()
+        await self._invalidate_fallback()
 
 
 class Savepoint:

@@ -12,7 +12,7 @@ likewise, and SQLite's units of work run it on the DB-API cursor for its row cou
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 from uuid import UUID, SafeUUID
 
 from sqlalchemy import Executable, Select, Uuid
@@ -25,12 +25,9 @@ from repository.sql.types import UtcDateTime, utc_of_text
 
 T = TypeVar('T')
 
-# read plans of prebuilt statements; more than this many distinct statements means
+# plans of prebuilt statements, of each kind; more than this many distinct statements means
 # statements built per call, which are compiled per call instead of kept
 _MAX_PLANS = 64
-# by dialect name and statement: a plan is compiled for one dialect
-_plans: dict[tuple[str, Select[Any]], 'ReadPlan | None'] = {}
-_write_plans: dict[tuple[str, Executable], 'WritePlan | None'] = {}
 _UUID_HEX_DIGITS = 32
 
 
@@ -51,6 +48,24 @@ class RowShape(Generic[T]):
 class _BoundPlan:
     """A prebuilt statement compiled once for the DB-API: its SQL and how to bind its
     parameters in order."""
+
+    # each kind's plans by dialect name and statement: a plan is compiled for one dialect
+    _plans: ClassVar[dict[tuple[str, Executable], Any]]
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Dialect) -> Self | None:
+        """The plan, or None for a statement the DB-API cannot take as compiled
+        (rendered at execution: an expanding IN, a literal LIMIT; or unnamed columns)."""
+        key = (dialect.name, statement)
+        plans = cls._plans
+        if key in plans:
+            plan: Self | None = plans[key]
+            return plan
+        built = cls(statement, dialect)
+        plan = built if built.usable else None
+        if len(plans) < _MAX_PLANS:
+            plans[key] = plan
+        return plan
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         compiled = cast('SQLCompiler', cast('ClauseElement', statement).compile(dialect=dialect))
@@ -79,17 +94,7 @@ class WritePlan(_BoundPlan):
     would fill in (`tables.py`), so the compiled statement is all there is to run.
     """
 
-    @classmethod
-    def of(cls, statement: Executable, dialect: Dialect) -> 'WritePlan | None':
-        """The plan, or None for a statement the DB-API cannot take as compiled."""
-        key = (dialect.name, statement)
-        if key in _write_plans:
-            return _write_plans[key]
-        built = cls(statement, dialect)
-        plan = built if built.usable else None
-        if len(_write_plans) < _MAX_PLANS:
-            _write_plans[key] = plan
-        return plan
+    _plans: ClassVar[dict[tuple[str, Executable], Any]] = {}
 
 
 class ReadPlan(_BoundPlan):
@@ -97,9 +102,11 @@ class ReadPlan(_BoundPlan):
     parameters in order and how to turn a row into a mapping of the values SQLAlchemy
     would give (UUIDs, timestamps, ...)."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    _plans: ClassVar[dict[tuple[str, Executable], Any]] = {}
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
         super().__init__(statement, dialect)
-        columns = list(statement.selected_columns)
+        columns = list(cast('Select[Any]', statement).selected_columns)
         self._keys = [column.key or '' for column in columns]
         # where UUIDs are stored as 32 hex digits (SQLite), rows of a page repeat many of
         # them (the workspace's id): each distinct one is read once per call (`mappings`)
@@ -120,19 +127,6 @@ class ReadPlan(_BoundPlan):
         ]
         # column positions by the fields of a `RowShape`
         self._orders: dict[tuple[str, ...], list[int]] = {}
-
-    @classmethod
-    def of(cls, statement: Select[Any], dialect: Dialect) -> 'ReadPlan | None':
-        """The plan, or None for a statement the DB-API cannot take as compiled."""
-        key = (dialect.name, statement)
-        if key in _plans:
-            return _plans[key]
-        built = cls(statement, dialect)
-        # None: rendered at execution (expanding IN, literal LIMIT), or unnamed columns
-        plan = built if built.usable else None
-        if len(_plans) < _MAX_PLANS:
-            _plans[key] = plan
-        return plan
 
     def mappings(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         keys = self._keys
