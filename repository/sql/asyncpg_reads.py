@@ -6,7 +6,7 @@ transaction (`AsyncpgTransactionConnection`, at the end) begin and end it on asy
 SQLAlchemy's asyncio layer passes every statement through a greenlet and its asyncpg
 adapter, and checking a connection out of its pool and back costs a greenlet switch each
 way (ADR 019). A read unit in autocommit has no transaction for that adapter to begin,
-so its prebuilt statements go to a connection of an asyncpg pool of its own: one
+so its prebuilt statements go to an asyncpg connection of its own: one
 `fetch`, with the statement prepared and cached by asyncpg, the rows mapped as
 SQLAlchemy maps them (`read_plan.ReadPlan`). Anything else (a statement built per call)
 goes through a SQLAlchemy connection, opened only then.
