@@ -158,6 +158,11 @@ class _SqliteDbapiConnection(Protocol):
     def cursor(self) -> DBAPICursor: ...
 
 
+# DB-API connections kept idle for SQLite's one-statement reads: those run on the loop
+# without waiting, so one or two are out at a time; the pool keeps the rest for writers
+KEPT_READ_CONNECTIONS = 2
+
+
 class SqliteMetadataBackend(SqlMetadataBackend):
     """Metadata in one SQLite file: WAL, synchronous=FULL, foreign keys on.
 
@@ -169,8 +174,8 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
     Units of work run on a synchronous engine from the event loop
     (`repository/sql/loop_sqlite.py`), one-statement reads on DB-API connections of that
-    engine kept for them (up to `pool_size` idle); the asyncio engine (`engine()`) serves
-    migrations, the readiness check and tools.
+    engine kept for them; the asyncio engine (`engine()`) serves migrations, the
+    readiness check and tools.
     """
 
     backend_name = 'sqlite'
@@ -309,7 +314,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         if autocommit and not write:
             # its prebuilt SELECTs go to a DB-API connection kept for them (ADR 019)
             if self._reads is None:
-                self._reads = loop_sqlite.IdleReadConnections(engine, keep=self._pool_size)
+                self._reads = loop_sqlite.IdleReadConnections(engine, keep=KEPT_READ_CONNECTIONS)
             return loop_sqlite.AutocommitReadConnection(
                 self._reads,
                 engine.dialect,
