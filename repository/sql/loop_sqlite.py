@@ -89,6 +89,10 @@ class LoopConnection:
             return self._connection.execute(statement, parameters).rowcount
         return self._run(plan.sql, plan.arguments(parameters), fetch=False)[1]
 
+    def execute_sql(self, sql: str) -> None:
+        """A statement without parameters or rows (`SAVEPOINT`, ...) on the DB-API cursor."""
+        self._run(sql, (), fetch=False)
+
     def _fetch(self, plan: ReadPlan, parameters: Mapping[str, Any] | None) -> list[Any]:
         return self._run(plan.sql, plan.arguments(parameters), fetch=True)[0]
 
@@ -268,15 +272,15 @@ class Savepoint:
     def __init__(self, connection: LoopConnection, name: str) -> None:
         self._connection = connection
         self._name = name
-        connection._run(f'SAVEPOINT {name}', (), fetch=False)  # noqa: SLF001 - its own kind
+        connection.execute_sql(f'SAVEPOINT {name}')
 
     def commit(self) -> None:
         """`RELEASE`: the savepoint's changes become part of the enclosing transaction."""
-        self._connection._run(f'RELEASE SAVEPOINT {self._name}', (), fetch=False)  # noqa: SLF001
+        self._connection.execute_sql(f'RELEASE SAVEPOINT {self._name}')
 
     def rollback(self) -> None:
         """`ROLLBACK TO` and `RELEASE`: the changes are undone and the savepoint is gone."""
-        self._connection._run(f'ROLLBACK TO SAVEPOINT {self._name}', (), fetch=False)  # noqa: SLF001
+        self._connection.execute_sql(f'ROLLBACK TO SAVEPOINT {self._name}')
         self.commit()
 
 
