@@ -167,3 +167,11 @@ class ServiceUnavailableError(DomainError):
 
     code = 'service_unavailable'
     is_retryable = True
+
+
+class CommitOutcomeUnknownError(ServiceUnavailableError):
+    """The metadata store went away while committing: the rows may have committed.
+
+    The files are left as the commit would have them, as a crash at that moment would
+    leave them, for start-up recovery to settle against the rows (ADR 016).
+    """

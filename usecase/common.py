@@ -6,6 +6,7 @@ from domain.chat import Chat
 from domain.content import StagedContent
 from domain.error import (
     ChatNotFoundError,
+    CommitOutcomeUnknownError,
     ContentLimitExceededError,
     DomainError,
     FileTooLargeError,
@@ -54,9 +55,17 @@ async def owned_chat(
 
 async def commit_with(uow: UnitOfWork, change: StorageChange) -> None:
     """Make `change` durable and commit the metadata; if that fails, put the disk back
-    before re-raising."""
+    before re-raising.
+
+    When the commit's outcome is unknown, the rows may have committed: the change is
+    left applied and unsettled, as a crash at that moment would leave it, for start-up
+    recovery to settle against the rows (ADR 016). Putting it back could lose committed
+    bytes; leaving it loses none.
+    """
     try:
         await uow.commit(change)
+    except CommitOutcomeUnknownError:
+        raise
     except BaseException:
         await change.rollback()
         raise

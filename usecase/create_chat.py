@@ -3,7 +3,7 @@ from typing import overload
 from uuid import UUID
 
 from domain.chat import Chat
-from domain.error import DomainError, WorkspaceNotFoundError
+from domain.error import CommitOutcomeUnknownError, DomainError, WorkspaceNotFoundError
 from domain.idempotency import RecordedResponse
 from usecase.idempotency import (
     IdempotencyKeyTakenError,
@@ -96,6 +96,10 @@ class CreateChat:
                             now=now,
                         )
                     await uow.commit(directory)
+                except CommitOutcomeUnknownError:
+                    # the row may have committed: the directory stays (ADR 016 removes
+                    # an empty one that no row names)
+                    raise
                 except BaseException:
                     # no row will ever point at the new directory: take it away again
                     await remove_new_chat_directory(self._storage, chat)

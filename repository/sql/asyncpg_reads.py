@@ -284,6 +284,13 @@ class AsyncpgTransactionConnection(_AsyncpgPlans):
             await self._driver.execute('ROLLBACK')
 
     async def close(self) -> None:
+        if self._driver.is_closed():
+            # lost (during a COMMIT, say): never back into the pool for the next unit
+            try:
+                await self._sqlalchemy.invalidate()
+            finally:
+                await self._sqlalchemy.close()
+            return
         try:
             await self.rollback()
         finally:

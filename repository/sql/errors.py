@@ -43,6 +43,20 @@ def _is_unavailable_driver_error(error: BaseException | None) -> bool:
     return module.startswith('asyncpg') and 'Connection' in type(error).__name__
 
 
+# SQLSTATE classes of an answer to `COMMIT` that says it rolled back: transaction
+# rollback (serialization failure, deadlock), insufficient resources, lock not available
+_ROLLED_BACK_SQLSTATE_CLASSES = ('40', '53', '55')
+
+
+def commit_in_doubt(error: BaseException) -> bool:
+    """Whether a failed `COMMIT` may have committed: the connection went away before the
+    server's answer came back (any unavailability but an answer that it rolled back)."""
+    if not is_unavailable(error):
+        return False
+    sqlstate = getattr(error, 'sqlstate', None)
+    return not (isinstance(sqlstate, str) and sqlstate.startswith(_ROLLED_BACK_SQLSTATE_CLASSES))
+
+
 @contextmanager
 def unavailable_on_connection_errors() -> Iterator[None]:
     """Re-raise connection failures as `ServiceUnavailableError`, dropping the original.

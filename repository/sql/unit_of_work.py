@@ -6,8 +6,9 @@ from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.error import CommitOutcomeUnknownError
 from repository.common import to_the_end
-from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.errors import commit_in_doubt, unavailable_on_connection_errors
 from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.repositories import (
     SqlChatFileRepository,
@@ -111,7 +112,13 @@ async def _commit(connection: UnitConnection, pending: PendingSync | None) -> No
         return
     if pending is not None:
         await asyncio.to_thread(pending.sync)
-    await connection.commit()
+    try:
+        await connection.commit()
+    except Exception as error:
+        # PostgreSQL: the COMMIT may have reached the server, which then committed
+        if commit_in_doubt(error):
+            raise CommitOutcomeUnknownError from None
+        raise
 
 
 async def open_async_unit(engine: AsyncEngine) -> AsyncConnection:
