@@ -94,6 +94,17 @@ async def proxy(outage_database: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     await tcp.cut()
 
 
+def _server_behind(dsn: str, tmp_path: Path) -> ServerProcess:
+    """A server on PostgreSQL at `dsn` (the proxy), quick to notice it gone."""
+    (tmp_path / 'logs').mkdir()
+    env = {
+        'STORAGE_POSTGRES_DSN': dsn,
+        'STORAGE_POSTGRES_CONNECT_TIMEOUT_SECONDS': '1',
+        'STORAGE_POSTGRES_STATEMENT_TIMEOUT_SECONDS': '5',
+    }
+    return ServerProcess(tmp_path / 'data', tmp_path / 'logs', backend='postgres', extra_env=env)
+
+
 async def _wait_for_status(client: httpx.AsyncClient, path: str, status: int) -> int:
     last = 0
     for _ in range(100):
@@ -108,13 +119,7 @@ async def test_outage_gives_503_and_the_service_recovers_alone(
     proxy: tuple[TcpProxy, str], tmp_path: Path
 ) -> None:
     tcp, dsn = proxy
-    (tmp_path / 'logs').mkdir()
-    env = {
-        'STORAGE_POSTGRES_DSN': dsn,
-        'STORAGE_POSTGRES_CONNECT_TIMEOUT_SECONDS': '1',
-        'STORAGE_POSTGRES_STATEMENT_TIMEOUT_SECONDS': '5',
-    }
-    server = ServerProcess(tmp_path / 'data', tmp_path / 'logs', backend='postgres', extra_env=env)
+    server = _server_behind(dsn, tmp_path)
     # the server starts in a thread: this loop must keep serving the proxy meanwhile
     await asyncio.to_thread(server.start)
     try:
@@ -147,13 +152,7 @@ async def test_a_commit_of_unknown_outcome_leaves_what_may_have_committed(
     """The connection drops after `COMMIT` reached the server, which committed: the
     client gets `503`, and the files are left as the committed rows say, not put back."""
     tcp, dsn = proxy
-    (tmp_path / 'logs').mkdir()
-    env = {
-        'STORAGE_POSTGRES_DSN': dsn,
-        'STORAGE_POSTGRES_CONNECT_TIMEOUT_SECONDS': '1',
-        'STORAGE_POSTGRES_STATEMENT_TIMEOUT_SECONDS': '5',
-    }
-    server = ServerProcess(tmp_path / 'data', tmp_path / 'logs', backend='postgres', extra_env=env)
+    server = _server_behind(dsn, tmp_path)
     await asyncio.to_thread(server.start)
     try:
         headers = {'X-User-Id': str(uuid4())}
