@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit clean openapi bench
+.PHONY: install run test lint typecheck unit clean openapi bench e2e-uvicorn
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+	$(MAKE) e2e-uvicorn
+
+# the service must keep working under uvicorn too: the real-server tests once more on it
+# (SQLite and memory; the metadata backends do not depend on the HTTP server)
+e2e-uvicorn: $(STAMP)
+	CHAT_STORAGE_SERVER=uvicorn $(BIN)/pytest test/e2e -m 'not postgres'
 
 # the committed OpenAPI document; test/api/test_openapi.py fails while it is stale
 openapi: $(STAMP)

@@ -29,6 +29,9 @@ MAX_FILE_BYTES = 200_000
 STARTUP_SECONDS = 30.0  # importing the app takes seconds on a loaded CI machine
 SHUTDOWN_SECONDS = 10.0
 HTTP_TIMEOUT = httpx.Timeout(30.0)
+# the HTTP server `chat-storage serve` runs: its own default (Granian) unless the run sets
+# CHAT_STORAGE_SERVER; `make test` runs the e2e tests once more under uvicorn
+HTTP_SERVER = os.environ.get('CHAT_STORAGE_SERVER', 'granian')
 
 PROBLEM_MEDIA_TYPE = 'application/problem+json'
 PROBLEM_MEMBERS = ('type', 'title', 'status', 'code', 'instance')
