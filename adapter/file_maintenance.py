@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -314,9 +314,12 @@ class FileSystemMaintenance:
             workspace_id = _uuid(chats_dir.parent.name)
             if workspace_id is None:
                 continue
-            for path in sorted(chats_dir.iterdir()):
-                chat_id = _uuid(path.name)
-                if chat_id is not None and path.is_dir() and not path.is_symlink():
+            # the entries' types come with the listing (d_type): no stat of each directory
+            with os.scandir(chats_dir) as entries:
+                names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+            for name in names:
+                chat_id = _uuid(name)
+                if chat_id is not None:
                     found.append(ChatDirectory(workspace_id, chat_id))
         return found
 
@@ -345,12 +348,22 @@ class FileSystemMaintenance:
             raise ValueError('not a file name')
         return await _in_thread(_sha256_of, self._chat_dir(directory) / name)
 
-    async def cut_history(self, directory: ChatDirectory, history_bytes: int) -> bool:
-        return await _in_thread(self._cut_history, self._chat_dir(directory), history_bytes)
+    async def cut_histories(self, committed: Mapping[ChatDirectory, int]) -> int:
+        # one thread call for the lot: a start-up visits every chat directory
+        return await _in_thread(self._cut_histories, dict(committed))
+
+    def _cut_histories(self, committed: Mapping[ChatDirectory, int]) -> int:
+        return sum(
+            self._cut_history(self._chat_dir(directory), history_bytes)
+            for directory, history_bytes in committed.items()
+        )
 
     def _cut_history(self, chat_dir: Path, history_bytes: int) -> bool:
+        path = chat_dir / HISTORY_FILE_NAME
         try:
-            fd = _open_regular(chat_dir / HISTORY_FILE_NAME, _WRITE_FLAGS)
+            if os.lstat(path).st_size <= history_bytes:
+                return False  # nothing to cut (most histories): no open for writing
+            fd = _open_regular(path, _WRITE_FLAGS)
         except OSError:
             return False
         try:

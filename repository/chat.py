@@ -1,3 +1,4 @@
+from collections.abc import Collection
 from uuid import UUID
 
 from domain.chat import Chat
@@ -11,6 +12,9 @@ from usecase.interface import ChatRepository
 class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def get(self, chat_id: UUID) -> Chat | None:
         return self._store.chats.get(chat_id)
+
+    async def get_many(self, chat_ids: Collection[UUID]) -> list[Chat]:
+        return [chat for chat_id in set(chat_ids) if (chat := self._store.chats.get(chat_id))]
 
     async def get_with_workspace(
         self, user_id: UUID, chat_id: UUID

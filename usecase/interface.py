@@ -4,7 +4,7 @@ Repositories and storage are implemented in `repository` and `adapter`; use case
 only these protocols. Every metadata call happens inside a `UnitOfWork`.
 """
 
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -59,10 +59,23 @@ class WorkspaceRepository(Protocol):
         """Every workspace by `created_at`, then `workspace_id`, strictly after `after`."""
         ...
 
+    async def stored_bytes(self, workspace_id: UUID) -> int:
+        """What the workspace's rows account for: its chats' histories and attachments."""
+        ...
+
+    async def list_usage_mismatches(self) -> list[Workspace]:
+        """Every workspace whose `used_bytes` is not its `stored_bytes`, by `created_at`, then
+        `workspace_id`: one pass over the rows, however many workspaces there are."""
+        ...
+
 
 class ChatRepository(Protocol):
     async def get(self, chat_id: UUID) -> Chat | None:
         """The chat with this id, or None."""
+        ...
+
+    async def get_many(self, chat_ids: Collection[UUID]) -> list[Chat]:
+        """The chats of these ids that exist, in no particular order (one read)."""
         ...
 
     async def get_with_workspace(
@@ -465,8 +478,9 @@ class StorageMaintenance(Protocol):
         """sha256 of a regular file of the chat directory; None when there is none."""
         ...
 
-    async def cut_history(self, directory: ChatDirectory, history_bytes: int) -> bool:
-        """Truncate `history.md` to its committed length; True when a tail was cut."""
+    async def cut_histories(self, committed: Mapping[ChatDirectory, int]) -> int:
+        """Truncate each directory's `history.md` to its committed length (the value);
+        the number of tails cut."""
         ...
 
     async def remove_if_empty(self, directory: ChatDirectory) -> bool:

@@ -2,7 +2,6 @@
 
 import logging
 from dataclasses import dataclass, replace
-from uuid import UUID
 
 from domain.chat import ChatAttachmentName
 from domain.page import PageKey
@@ -13,6 +12,8 @@ from usecase.interface import StorageMaintenance, UnitOfWork, UnitOfWorkFactory
 _log = logging.getLogger(__name__)
 
 WORKSPACE_PAGE = 500
+# chat directories looked up in one read at start-up
+CHAT_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +69,13 @@ async def all_workspaces(uow: UnitOfWork) -> list[Workspace]:
             return found
 
 
-async def stored_bytes(uow: UnitOfWork, workspace_id: UUID) -> int:
-    """What the workspace's rows account for: every history and every file."""
-    total = 0
-    for chat in await uow.chats.list_by_workspace_id(workspace_id):
-        total += chat.history_bytes + await uow.chat_files.total_size_by_chat_id(chat.chat_id)
-    return total
-
-
 async def fix_usage(uow_factory: UnitOfWorkFactory, workspace: Workspace) -> bool:
     """Set `used_bytes` to what the rows account for, under the workspace lock."""
     async with uow_factory() as uow:
         locked = await uow.workspaces.get_by_user_id(workspace.user_id, for_update=True)
         if locked is None or locked.workspace_id != workspace.workspace_id:
             return False
-        total = await stored_bytes(uow, workspace.workspace_id)
+        total = await uow.workspaces.stored_bytes(workspace.workspace_id)
         if total == locked.used_bytes:
             return False
         _log.warning(
@@ -131,13 +124,22 @@ class RecoverStorage:
 
     async def _tidy_chat_directories(self) -> tuple[int, int]:
         tails_cut = removed = 0
-        for directory in await self._maintenance.chat_directories():
+        directories = await self._maintenance.chat_directories()
+        for start in range(0, len(directories), CHAT_BATCH):
+            batch = directories[start : start + CHAT_BATCH]
             async with self._uow(write=False) as uow:
-                chat = await uow.chats.get(directory.chat_id)
-            if chat is None or chat.workspace_id != directory.workspace_id:
-                removed += await self._remove_orphan(directory)
-            else:
-                tails_cut += await self._maintenance.cut_history(directory, chat.history_bytes)
+                chats = {
+                    chat.chat_id: chat
+                    for chat in await uow.chats.get_many([directory.chat_id for directory in batch])
+                }
+            committed: dict[ChatDirectory, int] = {}
+            for directory in batch:
+                chat = chats.get(directory.chat_id)
+                if chat is None or chat.workspace_id != directory.workspace_id:
+                    removed += await self._remove_orphan(directory)
+                else:
+                    committed[directory] = chat.history_bytes
+            tails_cut += await self._maintenance.cut_histories(committed)
         return tails_cut, removed
 
     async def _remove_orphan(self, directory: ChatDirectory) -> bool:
@@ -149,12 +151,9 @@ class RecoverStorage:
         return False
 
     async def _fix_usage(self) -> int:
-        fixed = 0
         async with self._uow(write=False) as uow:
-            workspaces = await all_workspaces(uow)
-        for workspace in workspaces:
-            async with self._uow(write=False) as uow:
-                total = await stored_bytes(uow, workspace.workspace_id)
-            if total != workspace.used_bytes:
-                fixed += await fix_usage(self._uow, workspace)
+            mismatched = await uow.workspaces.list_usage_mismatches()
+        fixed = 0
+        for workspace in mismatched:
+            fixed += await fix_usage(self._uow, workspace)
         return fixed

@@ -1,7 +1,7 @@
 """The metadata repositories for SQLite and PostgreSQL: one code path for both."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Self, TypeVar
@@ -128,6 +128,44 @@ def _chat_ids_of_workspace(workspace_id: UUID) -> Select[tuple[UUID]]:
     return select(chats.c.chat_id).where(chats.c.workspace_id == workspace_id)
 
 
+def _usage_mismatches() -> Select[Any]:
+    """Workspaces whose `used_bytes` is not the sum of their chats' `history_bytes` and of
+    their files' sizes; each sum grouped by workspace in one pass over its table."""
+    histories = (
+        select(
+            chats.c.workspace_id.label('workspace_id'),
+            func.sum(chats.c.history_bytes).label('stored'),
+        )
+        .group_by(chats.c.workspace_id)
+        .subquery()
+    )
+    files = (
+        select(
+            chats.c.workspace_id.label('workspace_id'),
+            func.sum(chat_files.c.size_bytes).label('stored'),
+        )
+        .select_from(chat_files.join(chats, chat_files.c.chat_id == chats.c.chat_id))
+        .group_by(chats.c.workspace_id)
+        .subquery()
+    )
+    # SUM(bigint) is numeric on PostgreSQL: cast back to compare with a bigint
+    stored = cast(
+        func.coalesce(histories.c.stored, 0) + func.coalesce(files.c.stored, 0), BigInteger
+    )
+    return (
+        select(workspaces)
+        .outerjoin(histories, histories.c.workspace_id == workspaces.c.workspace_id)
+        .outerjoin(files, files.c.workspace_id == workspaces.c.workspace_id)
+        .where(workspaces.c.used_bytes != stored)
+        .order_by(workspaces.c.created_at, workspaces.c.workspace_id)
+    )
+
+
+_USAGE_MISMATCHES = _usage_mismatches()
+# chat ids bound in one statement (SQLite takes at most 32,766 values)
+_IDS_PER_READ = 500
+
+
 class SqlWorkspaceRepository(WorkspaceRepository):
     def __init__(self, session: SqlSession) -> None:
         self._session = session
@@ -197,6 +235,25 @@ class SqlWorkspaceRepository(WorkspaceRepository):
             after=after,
         )
         result = await self._session.execute(statement)
+        return [_workspace(row) for row in result.mappings()]
+
+    async def stored_bytes(self, workspace_id: UUID) -> int:
+        histories = (
+            select(func.coalesce(func.sum(chats.c.history_bytes), 0))
+            .where(chats.c.workspace_id == workspace_id)
+            .scalar_subquery()
+        )
+        files = (
+            select(func.coalesce(func.sum(chat_files.c.size_bytes), 0))
+            .select_from(chat_files.join(chats, chat_files.c.chat_id == chats.c.chat_id))
+            .where(chats.c.workspace_id == workspace_id)
+            .scalar_subquery()
+        )
+        result = await self._session.execute(select(cast(histories + files, BigInteger)))
+        return int(result.scalar_one())
+
+    async def list_usage_mismatches(self) -> list[Workspace]:
+        result = await self._session.execute(_USAGE_MISMATCHES)
         return [_workspace(row) for row in result.mappings()]
 
 
@@ -320,6 +377,16 @@ class SqlChatRepository(ChatRepository):
     async def get(self, chat_id: UUID) -> Chat | None:
         rows = await self._session.rows(_CHAT_BY_ID, {'chat_id': chat_id})
         return _chat(rows[0]) if rows else None
+
+    async def get_many(self, chat_ids: Collection[UUID]) -> list[Chat]:
+        found: list[Chat] = []
+        ids = list(set(chat_ids))
+        for start in range(0, len(ids), _IDS_PER_READ):
+            result = await self._session.execute(
+                select(chats).where(chats.c.chat_id.in_(ids[start : start + _IDS_PER_READ]))
+            )
+            found.extend(_chat(row) for row in result.mappings())
+        return found
 
     async def get_with_workspace(
         self, user_id: UUID, chat_id: UUID

@@ -19,6 +19,7 @@ from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
 from domain.chat import Chat, ChatAttachmentName
 from repository.sql.backend import SqliteMetadataBackend
+from usecase import recover_storage
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
 from usecase.ensure_workspace import EnsureWorkspace
@@ -196,6 +197,32 @@ async def test_an_empty_orphan_chat_directory_goes_and_one_with_files_stays(
     assert not empty.exists()
     assert (full / 'sandbox.txt').read_bytes() == b'not ours to delete'
     assert report.directories_removed == 1
+
+
+async def test_every_chat_directory_is_tidied_batch_by_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recover_storage, 'CHAT_BATCH', 2)  # 7 directories: 4 batches
+    ids, clock = UuidGenerator(), SystemClock()
+    create = CreateChat(world.backend.unit_of_work, world.storage, clock, ids)
+    chats = [world.chat, *[await create(USER_ID, f'chat {index}') for index in range(4)]]
+    for chat in chats:  # each with a committed append and a tail that never committed
+        await AppendHistory(world.backend.unit_of_work, world.storage, clock, 10_000)(
+            USER_ID, chat.chat_id, chunks(b'kept\n')
+        )
+        with world.storage.history_path(chat).open('ab') as history:
+            history.write(b'never committed')
+    chats_dir = world.storage.chat_dir(world.chat).parent
+    orphans = [chats_dir / str(uuid4()) for _ in range(2)]
+    for orphan in orphans:
+        orphan.mkdir()
+        (orphan / 'history.md').touch()
+
+    report = await world.recover()
+
+    assert (report.tails_cut, report.directories_removed) == (5, 2)
+    assert [world.storage.history_path(chat).read_bytes() for chat in chats] == [b'kept\n'] * 5
+    assert not any(orphan.exists() for orphan in orphans)
 
 
 async def test_used_bytes_is_recomputed_from_the_rows(world: World) -> None:
