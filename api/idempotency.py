@@ -1,7 +1,7 @@
-"""The `Idempotency-Key` header of the create routes (ADR 015).
+"""The `Idempotency-Key` header of the create routes and the history writes (ADR 015).
 
 The routes read the header, fingerprint the request and say how to render their answer;
-the use cases record that answer with the create. A recorded answer is sent back byte for
+the use cases record that answer with the change. A recorded answer is sent back byte for
 byte: the first request and every retry get the same status, body and headers.
 """
 
@@ -30,12 +30,13 @@ HEADER = 'Idempotency-Key'
 REPLAYED_HEADERS = frozenset({'location', 'etag'})
 
 _DESCRIPTION = (
-    'Makes the create safe to retry. A retry with the same key and the same request '
-    '(method, route, path parameters and body) gets the first answer again (same status, '
-    'body, `Location` and `ETag`) and creates nothing; the same key with another request '
-    f'is `422 idempotency_key_reused`. Keys are kept {IDEMPOTENCY_KEY_LIFETIME.days * 24} '
-    'hours, per user; 1-255 characters without control characters. Only successful '
-    'answers are kept: a request that failed may be retried with its key.'
+    'Makes the request safe to retry. A retry with the same key and the same request '
+    '(method, route, path parameters, body and, on a history write, `If-Match`) gets the '
+    'first answer again (same status, body, `Location` and `ETag`) and changes nothing; '
+    'the same key with another request is `422 idempotency_key_reused`. Keys are kept '
+    f'{IDEMPOTENCY_KEY_LIFETIME.days * 24} hours, per user; 1-255 characters without '
+    'control characters. Only successful answers are kept: a request that failed may be '
+    'retried with its key.'
 )
 
 
@@ -50,7 +51,7 @@ IdempotencyKeyDep = Annotated[
         examples=['7f3e1c52-order-42'],
     ),
 ]
-"""The optional `Idempotency-Key` of a create route, validated."""
+"""The optional `Idempotency-Key` of a create route or a history write, validated."""
 
 
 def request_fingerprint(request: Request, body: Mapping[str, Any]) -> str:

@@ -14,7 +14,12 @@ from typing import Generic, TypeVar
 from uuid import UUID
 
 from domain.error import IdempotencyKeyReusedError, ServiceUnavailableError
-from domain.idempotency import IdempotencyRecord, RecordedResponse, expiry_cutoff
+from domain.idempotency import (
+    IdempotencyRecord,
+    RecordedResponse,
+    expiry_cutoff,
+    fingerprint_with_content,
+)
 from usecase.interface import ByteStream, UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar('T')
@@ -122,3 +127,20 @@ async def content_sha256(content: ByteStream, *, limit_bytes: int) -> str | None
             return None
         digest.update(chunk)
     return digest.hexdigest()
+
+
+async def replay_unstaged(
+    earlier: IdempotencyRecord,
+    request: IdempotencyRequest[T],
+    content: ByteStream,
+    declared_size: int | None,
+    max_bytes: int,
+) -> RecordedResponse:
+    """The recorded answer if this streamed body is the recorded one; the body is only
+    hashed, never staged."""
+    # a body over the size limit was never accepted, so it is another request
+    too_large = declared_size is not None and declared_size > max_bytes
+    digest = None if too_large else await content_sha256(content, limit_bytes=max_bytes)
+    if digest is None:
+        raise IdempotencyKeyReusedError(request.key)
+    return replay(earlier, fingerprint_with_content(request.fingerprint, digest))

@@ -4,8 +4,7 @@ from uuid import UUID
 
 from domain.chat import ChatAttachmentName, ChatFile
 from domain.content import StagedContent
-from domain.error import IdempotencyKeyReusedError
-from domain.idempotency import IdempotencyRecord, RecordedResponse, fingerprint_with_content
+from domain.idempotency import RecordedResponse, fingerprint_with_content
 from usecase.common import (
     charge_usage,
     commit_with,
@@ -16,10 +15,10 @@ from usecase.idempotency import (
     IdempotencyKeyTakenError,
     IdempotencyRequest,
     answer_after_race,
-    content_sha256,
     live_record,
     record_response,
     replay,
+    replay_unstaged,
 )
 from usecase.interface import ByteStream, ChatStorage, Clock, IdGenerator, UnitOfWorkFactory
 
@@ -98,7 +97,9 @@ class UploadAttachment:
             async with self._uow(write=False) as uow:
                 earlier = await live_record(uow, user_id, idempotency.key, self._clock.now())
             if earlier is not None:
-                return await self._replay_unstaged(earlier, idempotency, content, declared_size)
+                return await replay_unstaged(
+                    earlier, idempotency, content, declared_size, self._max_file_bytes
+                )
         async with self._uow(write=False) as uow:
             workspace, _ = await owned_chat(uow, user_id, chat_id)
             old = await uow.chat_files.get_by_chat_id_and_name(chat_id, attachment_name)
@@ -120,23 +121,6 @@ class UploadAttachment:
         except BaseException:
             await self._storage.discard(staged)
             raise
-
-    async def _replay_unstaged(
-        self,
-        earlier: IdempotencyRecord,
-        idempotency: IdempotencyRequest[UploadedAttachment],
-        content: ByteStream,
-        declared_size: int | None,
-    ) -> RecordedResponse:
-        """The recorded answer if this body is the recorded one; the body is only hashed."""
-        # a body over the size limit was never accepted, so it is another request
-        too_large = declared_size is not None and declared_size > self._max_file_bytes
-        digest = (
-            None if too_large else await content_sha256(content, limit_bytes=self._max_file_bytes)
-        )
-        if digest is None:
-            raise IdempotencyKeyReusedError(idempotency.key)
-        return replay(earlier, fingerprint_with_content(idempotency.fingerprint, digest))
 
     async def _store(
         self,

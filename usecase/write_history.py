@@ -1,16 +1,27 @@
 import codecs
 from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
+from typing import overload
 from uuid import UUID
 
 from domain.chat import Chat
 from domain.content import StagedContent
 from domain.error import HistoryPreconditionFailedError, InvalidHistoryEncodingError
+from domain.idempotency import RecordedResponse, fingerprint_with_content
 from usecase.common import (
     charge_usage,
     commit_with,
     owned_chat,
     stage_within_limits,
+)
+from usecase.idempotency import (
+    IdempotencyKeyTakenError,
+    IdempotencyRequest,
+    answer_after_race,
+    live_record,
+    record_response,
+    replay,
+    replay_unstaged,
 )
 from usecase.interface import ByteStream, ChatStorage, Clock, StorageChange, UnitOfWorkFactory
 
@@ -34,7 +45,13 @@ def check_version(chat: Chat, if_match: Collection[str] | None) -> None:
 
 
 class WriteHistory:
-    """Replace a chat's whole `history.md` atomically, optionally only at a known version."""
+    """Replace a chat's whole `history.md` atomically, optionally only at a known version.
+
+    With an `IdempotencyRequest` the answer is recorded with the write and the call
+    returns it. A retry whose key is already recorded is read through a hash only (nothing
+    is staged, no version is checked: the first write changed it) and gets the recorded
+    answer when its bytes are the same.
+    """
 
     # the staged file becomes the history (a rename): it must be durable first
     _stage_durably = True
@@ -51,6 +68,7 @@ class WriteHistory:
         self._clock = clock
         self._max_file_bytes = max_file_bytes
 
+    @overload
     async def __call__(
         self,
         user_id: UUID,
@@ -59,7 +77,39 @@ class WriteHistory:
         *,
         declared_size: int | None = None,
         if_match: Collection[str] | None = None,
-    ) -> Chat:
+        idempotency: None = None,
+    ) -> Chat: ...
+
+    @overload
+    async def __call__(
+        self,
+        user_id: UUID,
+        chat_id: UUID,
+        content: ByteStream,
+        *,
+        declared_size: int | None = None,
+        if_match: Collection[str] | None = None,
+        idempotency: IdempotencyRequest[Chat],
+    ) -> RecordedResponse: ...
+
+    async def __call__(
+        self,
+        user_id: UUID,
+        chat_id: UUID,
+        content: ByteStream,
+        *,
+        declared_size: int | None = None,
+        if_match: Collection[str] | None = None,
+        idempotency: IdempotencyRequest[Chat] | None = None,
+    ) -> Chat | RecordedResponse:
+        if idempotency is not None:
+            # before any check: a retry gets the first answer although the history changed
+            async with self._uow(write=False, one_statement=True) as uow:
+                earlier = await live_record(uow, user_id, idempotency.key, self._clock.now())
+            if earlier is not None:
+                return await replay_unstaged(
+                    earlier, idempotency, content, declared_size, self._max_file_bytes
+                )
         async with self._uow(write=False, one_statement=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id)
         check_version(chat, if_match)  # early, before any byte is read
@@ -73,26 +123,58 @@ class WriteHistory:
             durable=self._stage_durably,
         )
         try:
-            # ends with its commit: it may be committed with other writers' (group commit)
-            async with self._uow(group=True) as uow:
-                workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
-                check_version(chat, if_match)  # authoritative, under the lock
-                new_size = self._new_size(chat, staged)
-                await charge_usage(uow, workspace, new_size - chat.history_bytes)
-                updated = replace(
-                    chat,
-                    history_bytes=new_size,
-                    history_revision=chat.history_revision + 1,
-                    updated_at=self._clock.now(),
-                )
-                await uow.chats.save(updated)
-                change = await self._change(chat, staged)
-                await commit_with(uow, change)
-            await change.commit()
+            return await self._write(user_id, chat_id, staged, if_match, idempotency)
+        except IdempotencyKeyTakenError as taken:
+            await self._storage.discard(staged)
+            return await answer_after_race(self._uow, taken, user_id=user_id, now=self._clock.now())
         except BaseException:
             await self._storage.discard(staged)
             raise
-        return updated
+
+    async def _write(
+        self,
+        user_id: UUID,
+        chat_id: UUID,
+        staged: StagedContent,
+        if_match: Collection[str] | None,
+        idempotency: IdempotencyRequest[Chat] | None,
+    ) -> Chat | RecordedResponse:
+        # ends with its commit: it may be committed with other writers' (group commit)
+        async with self._uow(group=True) as uow:
+            workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
+            if idempotency is not None:
+                fingerprint = fingerprint_with_content(idempotency.fingerprint, staged.sha256)
+                # under the workspace lock: a concurrent first request has committed by now
+                earlier = await live_record(uow, user_id, idempotency.key, self._clock.now())
+                if earlier is not None:
+                    await self._storage.discard(staged)
+                    return replay(earlier, fingerprint)
+            check_version(chat, if_match)  # authoritative, under the lock
+            new_size = self._new_size(chat, staged)
+            await charge_usage(uow, workspace, new_size - chat.history_bytes)
+            now = self._clock.now()
+            updated = replace(
+                chat,
+                history_bytes=new_size,
+                history_revision=chat.history_revision + 1,
+                updated_at=now,
+            )
+            await uow.chats.save(updated)
+            answer = None
+            if idempotency is not None:
+                # before the disk changes: a lost race then has nothing to undo but staging
+                answer = await record_response(
+                    uow,
+                    user_id=user_id,
+                    request=idempotency,
+                    fingerprint=fingerprint,
+                    result=updated,
+                    now=now,
+                )
+            change = await self._change(chat, staged)
+            await commit_with(uow, change)
+        await change.commit()
+        return updated if answer is None else answer
 
     def _freed_bytes(self, chat: Chat) -> int:
         return chat.history_bytes

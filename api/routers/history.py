@@ -9,6 +9,7 @@ from api.dependencies import caller_id, services_of
 from api.download import safety_headers
 from api.file_response import SMALL_BODY_BYTES, read_small
 from api.http import json_response, not_modified, parse_etags, primed, quote_etag
+from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.openapi_docs import (
     GATEWAY_HEADERS,
     HISTORY_BODY,
@@ -18,6 +19,8 @@ from api.openapi_docs import (
 )
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
+from domain.chat import Chat
+from domain.idempotency import RecordedResponse
 from usecase.write_history import WriteHistory
 
 router = APIRouter(
@@ -37,6 +40,7 @@ _WRITE_RESPONSES = {
         'invalid_history_encoding',
         'validation_error',
         'insufficient_storage',
+        'idempotency_key_reused',
     ),
 }
 IfMatch = Annotated[
@@ -45,24 +49,40 @@ IfMatch = Annotated[
 ]
 
 
+def _written(chat: Chat) -> HistoryWritten:
+    return HistoryWritten(etag=quote_etag(chat.history_version), size_bytes=chat.history_bytes)
+
+
+def _respond(chat: Chat, response: Response) -> HistoryWritten:
+    """The answer an `Idempotency-Key` records: the body, and the `ETag` header."""
+    written = _written(chat)
+    response.headers['ETag'] = written.etag
+    return written
+
+
 async def _write(
     write: WriteHistory,
     user_id: UUID,
     chat_id: UUID,
     request: Request,
     if_match: str | None,
+    idempotency_key: str | None,
 ) -> Response:
     """PUT and POST differ only in the use case (`AppendHistory` is a `WriteHistory`)."""
-    chat = await write(
+    result = await write(
         user_id,
         chat_id,
         body_stream(request),
         declared_size=declared_length(request),
         if_match=parse_etags(if_match, weak=False),
+        # the use case mixes the body's sha256 into the fingerprint
+        idempotency=idempotency_request(idempotency_key, request, {'if_match': if_match}, _respond),
     )
-    etag = quote_etag(chat.history_version)
-    response = json_response(HistoryWritten(etag=etag, size_bytes=chat.history_bytes))
-    response.headers['ETag'] = etag
+    if isinstance(result, RecordedResponse):
+        return replayed(result)
+    written = _written(result)
+    response = json_response(written)
+    response.headers['ETag'] = written.etag
     return response
 
 
@@ -106,9 +126,15 @@ async def write_history(
     chat_id: UUID,
     request: Request,
     if_match: IfMatch = None,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> Response:
     return await _write(
-        services_of(request).write_history, caller_id(request), chat_id, request, if_match
+        services_of(request).write_history,
+        caller_id(request),
+        chat_id,
+        request,
+        if_match,
+        idempotency_key,
     )
 
 
@@ -125,7 +151,13 @@ async def append_history(
     chat_id: UUID,
     request: Request,
     if_match: IfMatch = None,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> Response:
     return await _write(
-        services_of(request).append_history, caller_id(request), chat_id, request, if_match
+        services_of(request).append_history,
+        caller_id(request),
+        chat_id,
+        request,
+        if_match,
+        idempotency_key,
     )

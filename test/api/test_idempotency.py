@@ -1,5 +1,6 @@
 """`Idempotency-Key` on the create routes, in-process on every metadata backend."""
 
+import asyncio
 from pathlib import Path
 from typing import Protocol
 
@@ -186,6 +187,103 @@ async def test_multipart_retry_returns_the_first_answer(
     assert len(await files_of(client, chat_id)) == 1
 
 
+async def history_of(client: httpx.AsyncClient, chat_id: str) -> bytes:
+    return (await client.get(f'/v1/chats/{chat_id}/history')).content
+
+
+def same_history_answer(first: httpx.Response, again: httpx.Response) -> None:
+    assert first.status_code == 200
+    assert (again.status_code, again.content) == (first.status_code, first.content)
+    assert again.headers['etag'] == first.headers['etag'] == first.json()['etag']
+
+
+async def test_append_retry_returns_the_first_answer_and_appends_once(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    first = await client.post(url, content=b'# step 1\n', headers=KEY)
+    used = await used_bytes(client)
+    same_history_answer(first, await client.post(url, content=b'# step 1\n', headers=KEY))
+    assert await history_of(client, chat_id) == b'# step 1\n'
+    assert await used_bytes(client) == used == len(b'# step 1\n')
+    assert list((data_dir / '.staging').iterdir()) == []
+
+
+async def test_concurrent_appends_with_one_key_append_once(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    answers = await asyncio.gather(
+        *(client.post(url, content=b'# once\n', headers=KEY) for _ in range(8))
+    )
+    for again in answers[1:]:
+        same_history_answer(answers[0], again)
+    assert await history_of(client, chat_id) == b'# once\n'
+
+
+async def test_append_retry_after_later_appends_replays_without_appending(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    first = await client.post(url, content=b'one\n', headers=KEY)
+    assert (await client.post(url, content=b'two\n')).status_code == 200
+    same_history_answer(first, await client.post(url, content=b'one\n', headers=KEY))
+    assert await history_of(client, chat_id) == b'one\ntwo\n'
+
+
+async def test_append_retry_with_the_if_match_it_was_sent_with_replays_not_412(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    before = (await client.get(url)).headers['etag']
+    headers = KEY | {'If-Match': before}
+    first = await client.post(url, content=b'once\n', headers=headers)
+    # the first write changed the version: without the key the retry would be 412
+    same_history_answer(first, await client.post(url, content=b'once\n', headers=headers))
+    assert await history_of(client, chat_id) == b'once\n'
+
+
+async def test_append_retry_with_other_bytes_is_422_and_leaves_no_trace(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    await client.post(url, content=b'first\n', headers=KEY)
+    used = await used_bytes(client)
+    response = await client.post(url, content=b'second\n', headers=KEY)
+    assert problem_code(response) == 'idempotency_key_reused'
+    assert await history_of(client, chat_id) == b'first\n'
+    assert await used_bytes(client) == used
+    assert list((data_dir / '.staging').iterdir()) == []
+
+
+async def test_same_key_on_an_append_and_a_history_put_is_422(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    await client.post(url, content=b'text\n', headers=KEY)
+    response = await client.put(url, content=b'text\n', headers=KEY)
+    assert problem_code(response) == 'idempotency_key_reused'
+    assert await history_of(client, chat_id) == b'text\n'
+
+
+async def test_history_put_retry_does_not_overwrite_a_later_write(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    first = await client.put(url, content=b'v1\n', headers=KEY)
+    assert (await client.put(url, content=b'v2\n')).status_code == 200
+    same_history_answer(first, await client.put(url, content=b'v1\n', headers=KEY))
+    assert await history_of(client, chat_id) == b'v2\n'
+
+
+async def test_a_refused_append_keeps_no_key(client: httpx.AsyncClient, chat_id: str) -> None:
+    url = f'/v1/chats/{chat_id}/history'
+    refused = await client.post(url, content=b'\xff not utf-8', headers=KEY)
+    assert problem_code(refused) == 'invalid_history_encoding'
+    assert (await client.post(url, content=b'fixed\n', headers=KEY)).status_code == 200
+    assert await history_of(client, chat_id) == b'fixed\n'
+
+
 @pytest.mark.usefixtures('workspace')
 async def test_keys_are_per_user(client: httpx.AsyncClient, other_user: dict[str, str]) -> None:
     mine = await client.post('/v1/chats', json={'title': 'mine'}, headers=KEY)
@@ -262,3 +360,13 @@ async def test_openapi_documents_the_header_on_the_create_routes(
         assert header['required'] is False
         assert 'idempotency_key_reused' in header['description']
         assert operation['responses']['201']['content']['application/json']['schema']
+
+
+async def test_openapi_documents_the_header_on_the_history_writes(
+    client: httpx.AsyncClient,
+) -> None:
+    history = (await client.get('/openapi.json')).json()['paths']['/v1/chats/{chat_id}/history']
+    for operation in (history['put'], history['post']):
+        [header] = [p for p in operation['parameters'] if p['name'] == 'Idempotency-Key']
+        assert (header['in'], header['required']) == ('header', False)
+        assert 'idempotency_key_reused' in str(operation['responses']['422'])

@@ -29,6 +29,10 @@ def test_a_retry_after_a_restart_gets_the_first_answer(make_server: MakeServer) 
         url = f'/v1/chats/{chat_id}/files/by-name/data.bin'
         upload = caller.http.put(url, content=b'\x00payload' * 1000, headers=upload_key)
         assert upload.status_code == 201, upload.text
+        append_key = {'Idempotency-Key': 'append-1'}
+        history = f'/v1/chats/{chat_id}/history'
+        append = caller.http.post(history, content=b'# said once\n', headers=append_key)
+        assert append.status_code == 200, append.text
         used = caller.used_bytes()
 
         server.restart()
@@ -36,6 +40,10 @@ def test_a_retry_after_a_restart_gets_the_first_answer(make_server: MakeServer) 
         assert_same_answer(chat, caller.http.post('/v1/chats', json={'title': 'kept'}, headers=KEY))
         again = caller.http.put(url, content=b'\x00payload' * 1000, headers=upload_key)
         assert_same_answer(upload, again)
+        append_again = caller.http.post(history, content=b'# said once\n', headers=append_key)
+        assert (append_again.status_code, append_again.content) == (200, append.content)
+        assert append_again.headers['etag'] == append.headers['etag']
+        assert caller.http.get(history).content == b'# said once\n'
         other = caller.http.put(url, content=b'changed', headers=upload_key)
         assert other.status_code == 422
         assert other.json()['code'] == 'idempotency_key_reused'
