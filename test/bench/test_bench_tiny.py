@@ -40,6 +40,7 @@ GROWTH = (
     'growth PUT …/files/by-name of 4 KiB',
 )
 MEMORY = 'peak RSS, 4 MiB up + down at once'
+START_UP = 'growth start-up until ready'  # seconds, large/small
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -120,7 +121,7 @@ def test_tiny_bench_measures_everything_and_leaves_nothing_behind(
     expected = {
         (backend, name)
         for backend in ('sqlite', 'postgres')
-        for name in (*TRANSFERS, MEMORY, *SMALL_REQUESTS, *GROWTH)
+        for name in (*TRANSFERS, MEMORY, *SMALL_REQUESTS, *GROWTH, START_UP)
     }
     assert set(rows) == expected
     for (_, name), row in rows.items():
@@ -141,6 +142,11 @@ def test_tiny_bench_measures_everything_and_leaves_nothing_behind(
         else:
             assert row['ratio'] == pytest.approx(
                 row['figure'] / row['reference'], rel=0.01, abs=1e-3
+            )
+        if name == START_UP:  # the fastest of each side's restarts
+            assert row['figure'] == pytest.approx(min(row['details']['large']['seconds']), abs=1e-3)
+            assert row['reference'] == pytest.approx(
+                min(row['details']['small']['seconds']), abs=1e-3
             )
         if name in SMALL_REQUESTS:
             assert row['details']['service']['errors'] == 0, row
