@@ -97,6 +97,23 @@ async def record_response(
     return response
 
 
+async def replay_under_lock(
+    uow: UnitOfWork,
+    user_id: UUID,
+    request: IdempotencyRequest[T],
+    content_sha256: str,
+    now: datetime,
+) -> tuple[str, RecordedResponse | None]:
+    """The fingerprint of a staged write, and the recorded answer when its key has one.
+
+    Called under the workspace lock that every write takes: a concurrent first request
+    with the same key has committed by then.
+    """
+    fingerprint = fingerprint_with_content(request.fingerprint, content_sha256)
+    earlier = await live_record(uow, user_id, request.key, now)
+    return fingerprint, None if earlier is None else replay(earlier, fingerprint)
+
+
 async def answer_after_race(
     uow_factory: UnitOfWorkFactory,
     taken: IdempotencyKeyTakenError,

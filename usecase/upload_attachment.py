@@ -4,7 +4,7 @@ from uuid import UUID
 
 from domain.chat import ChatAttachmentName, ChatFile
 from domain.content import StagedContent
-from domain.idempotency import RecordedResponse, fingerprint_with_content
+from domain.idempotency import RecordedResponse
 from usecase.common import (
     charge_usage,
     commit_with,
@@ -17,7 +17,7 @@ from usecase.idempotency import (
     answer_after_race,
     live_record,
     record_response,
-    replay,
+    replay_under_lock,
     replay_unstaged,
 )
 from usecase.interface import ByteStream, ChatStorage, Clock, IdGenerator, UnitOfWorkFactory
@@ -135,12 +135,12 @@ class UploadAttachment:
         async with self._uow(group=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
             if idempotency is not None:
-                fingerprint = fingerprint_with_content(idempotency.fingerprint, staged.sha256)
-                # under the workspace lock: a concurrent first request has committed by now
-                earlier = await live_record(uow, user_id, idempotency.key, self._clock.now())
-                if earlier is not None:
+                fingerprint, recorded = await replay_under_lock(
+                    uow, user_id, idempotency, staged.sha256, self._clock.now()
+                )
+                if recorded is not None:
                     await self._storage.discard(staged)
-                    return replay(earlier, fingerprint)
+                    return recorded
             old = await uow.chat_files.get_by_chat_id_and_name(chat_id, attachment_name)
             freed = old.size_bytes if old else 0
             await charge_usage(uow, workspace, staged.size_bytes - freed)

@@ -7,7 +7,7 @@ from uuid import UUID
 from domain.chat import Chat
 from domain.content import StagedContent
 from domain.error import HistoryPreconditionFailedError, InvalidHistoryEncodingError
-from domain.idempotency import RecordedResponse, fingerprint_with_content
+from domain.idempotency import RecordedResponse
 from usecase.common import (
     charge_usage,
     commit_with,
@@ -20,7 +20,7 @@ from usecase.idempotency import (
     answer_after_race,
     live_record,
     record_response,
-    replay,
+    replay_under_lock,
     replay_unstaged,
 )
 from usecase.interface import ByteStream, ChatStorage, Clock, StorageChange, UnitOfWorkFactory
@@ -143,12 +143,12 @@ class WriteHistory:
         async with self._uow(group=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
             if idempotency is not None:
-                fingerprint = fingerprint_with_content(idempotency.fingerprint, staged.sha256)
-                # under the workspace lock: a concurrent first request has committed by now
-                earlier = await live_record(uow, user_id, idempotency.key, self._clock.now())
-                if earlier is not None:
+                fingerprint, recorded = await replay_under_lock(
+                    uow, user_id, idempotency, staged.sha256, self._clock.now()
+                )
+                if recorded is not None:
                     await self._storage.discard(staged)
-                    return replay(earlier, fingerprint)
+                    return recorded
             check_version(chat, if_match)  # authoritative, under the lock
             new_size = self._new_size(chat, staged)
             await charge_usage(uow, workspace, new_size - chat.history_bytes)
