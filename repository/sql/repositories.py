@@ -128,14 +128,16 @@ def _chat_ids_of_workspace(workspace_id: UUID) -> Select[tuple[UUID]]:
     return select(chats.c.chat_id).where(chats.c.workspace_id == workspace_id)
 
 
-def _usage_mismatches() -> Select[Any]:
-    """Workspaces whose `used_bytes` is not the sum of their chats' `history_bytes` and of
-    their files' sizes; each sum grouped by workspace in one pass over its table."""
+def _stored_by_workspace(*where: ColumnElement[bool]) -> Select[Any]:
+    """The workspaces (those matching `where`) joined to what their rows account for, as
+    the column `stored`: the sums of their chats' `history_bytes` and of their files'
+    sizes, each grouped by workspace in one pass over its table."""
     histories = (
         select(
             chats.c.workspace_id.label('workspace_id'),
             func.sum(chats.c.history_bytes).label('stored'),
         )
+        .where(*where)
         .group_by(chats.c.workspace_id)
         .subquery()
     )
@@ -145,19 +147,28 @@ def _usage_mismatches() -> Select[Any]:
             func.sum(chat_files.c.size_bytes).label('stored'),
         )
         .select_from(chat_files.join(chats, chat_files.c.chat_id == chats.c.chat_id))
+        .where(*where)
         .group_by(chats.c.workspace_id)
         .subquery()
     )
     # SUM(bigint) is numeric on PostgreSQL: cast back to compare with a bigint
     stored = cast(
         func.coalesce(histories.c.stored, 0) + func.coalesce(files.c.stored, 0), BigInteger
-    )
+    ).label('stored')
     return (
-        select(workspaces)
+        select(workspaces, stored)
         .outerjoin(histories, histories.c.workspace_id == workspaces.c.workspace_id)
         .outerjoin(files, files.c.workspace_id == workspaces.c.workspace_id)
-        .where(workspaces.c.used_bytes != stored)
-        .order_by(workspaces.c.created_at, workspaces.c.workspace_id)
+    )
+
+
+def _usage_mismatches() -> Select[Any]:
+    """Workspaces whose `used_bytes` is not what their rows account for."""
+    every = _stored_by_workspace().subquery()
+    return (
+        select(*(every.c[column.name] for column in workspaces.c))
+        .where(every.c.used_bytes != every.c.stored)
+        .order_by(every.c.created_at, every.c.workspace_id)
     )
 
 
@@ -238,19 +249,12 @@ class SqlWorkspaceRepository(WorkspaceRepository):
         return [_workspace(row) for row in result.mappings()]
 
     async def stored_bytes(self, workspace_id: UUID) -> int:
-        histories = (
-            select(func.coalesce(func.sum(chats.c.history_bytes), 0))
-            .where(chats.c.workspace_id == workspace_id)
-            .scalar_subquery()
+        statement = _stored_by_workspace(chats.c.workspace_id == workspace_id).where(
+            workspaces.c.workspace_id == workspace_id
         )
-        files = (
-            select(func.coalesce(func.sum(chat_files.c.size_bytes), 0))
-            .select_from(chat_files.join(chats, chat_files.c.chat_id == chats.c.chat_id))
-            .where(chats.c.workspace_id == workspace_id)
-            .scalar_subquery()
-        )
-        result = await self._session.execute(select(cast(histories + files, BigInteger)))
-        return int(result.scalar_one())
+        result = await self._session.execute(statement)
+        row = result.mappings().one_or_none()
+        return 0 if row is None else int(row['stored'])
 
     async def list_usage_mismatches(self) -> list[Workspace]:
         result = await self._session.execute(_USAGE_MISMATCHES)
