@@ -14,6 +14,8 @@ class AppendHistory(WriteHistory):
     """
 
     _stage_durably = False
+    # most appends are a message or two: read whole (in memory) before any lookup
+    _read_first_bytes = 16 * 1024
 
     def _freed_bytes(self, chat: Chat) -> int:  # noqa: ARG002
         return 0

@@ -71,8 +71,8 @@ async def commit_with(uow: UnitOfWork, change: StorageChange) -> None:
         raise
 
 
-def _refusal(size: int, *, workspace: Workspace, max_file_bytes: int) -> DomainError:
-    if size > max_file_bytes:
+def _refusal(size: int, *, workspace: Workspace | None, max_file_bytes: int) -> DomainError:
+    if size > max_file_bytes or workspace is None:
         return FileTooLargeError(max_file_bytes)
     return WorkspaceQuotaExceededError(workspace.workspace_id, workspace.quota_bytes)
 
@@ -81,7 +81,7 @@ async def stage_within_limits(
     storage: ChatStorage,
     content: ByteStream,
     *,
-    workspace: Workspace,
+    workspace: Workspace | None,
     max_file_bytes: int,
     declared_size: int | None,
     credit_bytes: int = 0,
@@ -90,10 +90,12 @@ async def stage_within_limits(
     """Stage a request body, refusing it as soon as it passes the size limit or the quota.
 
     `credit_bytes` are bytes the write will free (the file it replaces). The quota is
-    checked again, authoritatively, when the metadata commits.
+    checked again, authoritatively, when the metadata commits; with no `workspace` (not
+    looked up yet), only then.
     """
-    room = max(0, workspace.quota_bytes - workspace.used_bytes + credit_bytes)
-    limit = min(max_file_bytes, room)
+    limit = max_file_bytes
+    if workspace is not None:
+        limit = min(limit, max(0, workspace.quota_bytes - workspace.used_bytes + credit_bytes))
     if declared_size is not None and declared_size > limit:
         raise _refusal(declared_size, workspace=workspace, max_file_bytes=max_file_bytes)
     try:

@@ -8,6 +8,7 @@ from domain.chat import Chat
 from domain.content import StagedContent
 from domain.error import HistoryPreconditionFailedError, InvalidHistoryEncodingError
 from domain.idempotency import RecordedResponse
+from domain.workspace import Workspace
 from usecase.common import (
     charge_usage,
     commit_with,
@@ -55,6 +56,10 @@ class WriteHistory:
 
     # the staged file becomes the history (a rename): it must be durable first
     _stage_durably = True
+    # a body declared at most this long is read before the chat is looked up, and
+    # checked (chat, `If-Match`, quota) under the lock only: refusing it before reading
+    # it would save less than the lookup costs (ADR 019, ninth pass)
+    _read_first_bytes = 0
 
     def __init__(
         self,
@@ -110,16 +115,20 @@ class WriteHistory:
                 return await replay_unstaged(
                     earlier, idempotency, content, declared_size, self._max_file_bytes
                 )
-        async with self._uow(write=False, one_statement=True) as uow:
-            workspace, chat = await owned_chat(uow, user_id, chat_id)
-        check_version(chat, if_match)  # early, before any byte is read
+        workspace: Workspace | None = None
+        credit_bytes = 0
+        if declared_size is None or declared_size > self._read_first_bytes:
+            async with self._uow(write=False, one_statement=True) as uow:
+                workspace, chat = await owned_chat(uow, user_id, chat_id)
+            check_version(chat, if_match)  # early, before any byte is read
+            credit_bytes = self._freed_bytes(chat)
         staged = await stage_within_limits(
             self._storage,
             utf8_checked(content, chat_id),
             workspace=workspace,
             max_file_bytes=self._max_file_bytes,
             declared_size=declared_size,
-            credit_bytes=self._freed_bytes(chat),
+            credit_bytes=credit_bytes,
             durable=self._stage_durably,
         )
         try:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import httpx
 
 
@@ -95,3 +97,40 @@ async def test_history_of_another_users_chat_is_not_found(
     assert response.status_code == 404
     assert response.json()['code'] == 'chat_not_found'
     assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b''
+
+
+async def test_a_refused_small_append_leaves_nothing_behind(
+    client: httpx.AsyncClient, chat_id: str, other_user: dict[str, str], data_dir: Path
+) -> None:
+    """An append of at most 16 KiB is read before it is checked (docs/api-notes.md): each
+    refusal comes after its body was read, and must still leave no trace."""
+    etag = (await client.post(f'/v1/chats/{chat_id}/history', content=b'a\n')).headers['etag']
+    await client.put('/v1/workspace', headers=other_user)
+    missing = '00000000-0000-4000-8000-000000000000'
+    refused = [
+        (await client.post(f'/v1/chats/{chat_id}/history', content=b'b', headers=other_user)),
+        (await client.post(f'/v1/chats/{missing}/history', content=b'c')),
+        # the body's own error answers first: it is read before the chat is looked up
+        (await client.post(f'/v1/chats/{missing}/history', content=b'\xff')),
+        (await client.post(f'/v1/chats/{chat_id}/history', content=b'\xff')),
+    ]
+    await client.post(f'/v1/chats/{chat_id}/history', content=b'z')
+    refused.append(
+        await client.post(f'/v1/chats/{chat_id}/history', content=b'd', headers={'If-Match': etag})
+    )
+    refused.append(await client.post(f'/v1/chats/{missing}/history', content=b'e' * 4_001))
+    for name in ('big', 'big2'):
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=b'x' * 3_999)
+    refused.append(await client.post(f'/v1/chats/{chat_id}/history', content=b'f' * 2_100))
+    assert [(r.status_code, r.json()['code']) for r in refused] == [
+        (404, 'chat_not_found'),
+        (404, 'chat_not_found'),
+        (422, 'invalid_history_encoding'),
+        (422, 'invalid_history_encoding'),
+        (412, 'precondition_failed'),
+        (413, 'file_too_large'),
+        (413, 'workspace_quota_exceeded'),
+    ]
+    assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b'a\nz'
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 3 + 7_998
+    assert list((data_dir / '.staging').iterdir()) == []

@@ -152,6 +152,48 @@ async def test_append_writes_at_the_committed_length(world: World) -> None:
     assert await world.used_bytes() == 5
 
 
+async def test_a_small_declared_append_is_read_first_and_checked_under_the_lock(
+    world: World,
+) -> None:
+    chat = await world.create_chat(USER, None)
+    await world.ensure_workspace(OTHER_USER)
+    await world.append_history(USER, chat.chat_id, body(b'x' * 50), declared_size=50)
+    before = list(world.storage.log)
+    # refused under the lock, after the body was read: what was staged is discarded
+    with pytest.raises(ChatNotFoundError):
+        await world.append_history(OTHER_USER, chat.chat_id, body(b'a'), declared_size=1)
+    with pytest.raises(HistoryPreconditionFailedError):
+        await world.append_history(
+            USER, chat.chat_id, body(b'b'), declared_size=1, if_match={'nope'}
+        )
+    with pytest.raises(WorkspaceQuotaExceededError):
+        await world.append_history(USER, chat.chat_id, body(b'c' * 51), declared_size=51)
+    assert world.storage.log[len(before) :] == [
+        'stage t1',
+        'discard t1',
+        'stage t2',
+        'discard t2',
+        'stage t3',
+        'discard t3',
+    ]
+    assert await world.used_bytes() == 50
+
+
+async def test_an_append_of_unknown_or_larger_size_is_checked_before_it_is_read(
+    world: World,
+) -> None:
+    chat = await world.create_chat(USER, None)
+    await world.ensure_workspace(OTHER_USER)
+    with pytest.raises(ChatNotFoundError):
+        await world.append_history(OTHER_USER, chat.chat_id, body(b'a'))
+    with pytest.raises(HistoryPreconditionFailedError):
+        await world.append_history(
+            USER, chat.chat_id, body(b'b'), declared_size=20_000, if_match={'nope'}
+        )
+    assert world.storage.chunks_read == 0
+    assert not any(entry.startswith('stage') for entry in world.storage.log)
+
+
 async def test_only_content_that_is_renamed_into_place_is_staged_durably(world: World) -> None:
     chat = await world.create_chat(USER, None)
     await world.write_history(USER, chat.chat_id, body(b'abc'))
