@@ -249,8 +249,11 @@ class FileSystemMaintenance:
 
     def _undo_put(self, change: PendingChange, backup: Path, path: Path) -> None:
         # put back only over the very bytes this change put there: anything else at the
-        # path came later, from a write that committed
-        ours = _sha256_of(path) == change.sha256
+        # path came later, from a write that committed. Not so for the history: a later
+        # history write that committed would have made this one count as committed (the
+        # revision), so the path holds this put's bytes, or them with appends of its
+        # group on top that did not commit either (ADR 024)
+        ours = change.operation is PendingOperation.PUT_HISTORY or _sha256_of(path) == change.sha256
         if os.path.lexists(backup):
             if ours or not os.path.lexists(path):
                 backup.replace(path)

@@ -25,6 +25,7 @@ from usecase.create_chat import CreateChat
 from usecase.ensure_workspace import EnsureWorkspace
 from usecase.recover_storage import RecoverStorage, RecoveryReport
 from usecase.upload_attachment import UploadAttachment
+from usecase.write_history import WriteHistory
 
 USER_ID = UUID('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb')
 NAME = ChatAttachmentName('report.txt')
@@ -146,6 +147,32 @@ async def test_an_uncommitted_append_tail_is_cut(world: World) -> None:
 
     assert history.read_bytes() == b''
     assert (report.tails_cut, world.leftovers()) == (1, [])
+
+
+async def test_an_uncommitted_history_put_with_an_append_on_top_is_rolled_back(
+    world: World,
+) -> None:
+    """A group (ADR 024) can apply an append on top of a history put that commits with
+    it: both crashed before their `COMMIT`, so the committed history comes back whole."""
+    committed = await WriteHistory(
+        world.backend.unit_of_work, world.storage, SystemClock(), 10_000
+    )(USER_ID, world.chat.chat_id, chunks(OLD))
+    staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
+    await world.storage.put_history(committed, staged)
+    # the append read the put's row in the group's transaction
+    put = replace(
+        committed, history_bytes=len(NEW), history_revision=committed.history_revision + 1
+    )
+    staged = await world.storage.stage(chunks(b' and a tail'), limit_bytes=10_000)
+    await world.storage.append_history(put, staged)
+    history = world.storage.history_path(world.chat)
+    assert history.read_bytes() == NEW + b' and a tail'
+
+    report = await world.recover()
+
+    assert history.read_bytes() == OLD
+    assert world.leftovers() == []
+    assert (report.rolled_back, report.tails_cut, report.usage_fixed) == (1, 0, 0)
 
 
 async def test_the_changes_of_a_live_process_are_left_alone(world: World) -> None:
