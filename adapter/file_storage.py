@@ -342,6 +342,22 @@ async def _run_locked_work(func: Callable[P, T], *args: P.args, **kwargs: P.kwar
     return await asyncio.get_running_loop().run_in_executor(_locked_work_executor(), call)
 
 
+async def _through_cancellation(task: asyncio.Future[T]) -> T:
+    """Await `task` to its end, even when the caller is cancelled meanwhile; the
+    cancellation is raised once it is done."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning('work of a cancelled caller failed', exc_info=task.exception())
+        raise asyncio.CancelledError
+    return task.result()
+
+
 class _Workers:
     """Worker-thread calls that outlive a cancelled caller, and the tasks that track them."""
 
@@ -357,12 +373,6 @@ class _Workers:
     async def run_to_end(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`asyncio.to_thread`, but a cancelled caller leaves the call to finish."""
         return await asyncio.shield(self.spawn(asyncio.to_thread(func, *args, **kwargs)))
-
-    async def run_locked_work_to_end(
-        self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`run_to_end` on the threads for work done under a writer's lock."""
-        return await asyncio.shield(self.spawn(_run_locked_work(func, *args, **kwargs)))
 
     async def after(self, pending: asyncio.Future[Any] | None, func: Callable[[], None]) -> None:
         """Run `func` in a thread once `pending` is done, to the end even if cancelled."""
@@ -672,7 +682,10 @@ class _FileSystemChange:
         if self._settle('rolled_back'):
             return
         try:
-            await self._workers.run_locked_work_to_end(self._rollback)
+            # to its end before the caller goes on, even a cancelled one: the caller
+            # still holds the writer's lock, and a writer queued behind it must not
+            # commit over the path before this puts the old bytes back (ADR 011)
+            await _through_cancellation(self._workers.spawn(_run_locked_work(self._rollback)))
         except OSError as exc:
             # the sidecars stay, so that recovery can finish the rollback
             raise _storage_error(exc) from exc
@@ -1048,8 +1061,11 @@ class FileSystemChatStorage:
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            # the caller never gets the change to settle: undo it once the thread is done
-            self._workers.spawn(self._roll_back_when_applied(task, change))
+            # the caller never gets the change to settle: it is undone once the thread is
+            # done, before the caller (and the writer's lock it holds) goes on
+            await _through_cancellation(
+                self._workers.spawn(self._roll_back_when_applied(task, change))
+            )
             raise
         except OSError as exc:
             raise _storage_error(exc, chat_id) from exc

@@ -531,10 +531,13 @@ async def test_put_attachment_rollback_leaves_the_service_areas_empty(
     assert listing(file_storage.trash_dir) + listing(file_storage.staging_dir) == []
 
 
-async def test_put_attachment_cancelled_is_rolled_back(
+async def test_put_attachment_cancelled_is_rolled_back_before_the_caller_goes_on(
     file_storage: FileSystemChatStorage,
     chat_dir: Path,
 ) -> None:
+    """The rollback runs while the caller still holds the writer's lock (ADR 011): a
+    writer queued behind it must not commit over the path and then lose its bytes to a
+    rollback that comes later. So the cancellation reaches the caller once it is done."""
     await file_storage.ensure_chat(CHAT)
     staged = await stage(file_storage, b'new')
     task = asyncio.create_task(file_storage.put_attachment(CHAT, NAME, staged))
@@ -543,9 +546,27 @@ async def test_put_attachment_cancelled_is_rolled_back(
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    await file_storage.close()
-
     assert (listing(chat_dir), listing(file_storage.trash_dir)) == (['history.md'], [])
+    await file_storage.close()
+    assert (listing(chat_dir), listing(file_storage.trash_dir)) == (['history.md'], [])
+
+
+async def test_a_rollback_runs_to_its_end_before_a_cancelled_caller_goes_on(
+    file_storage: FileSystemChatStorage,
+    chat_dir: Path,
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    first = await file_storage.put_attachment(CHAT, NAME, await stage(file_storage, b'old'))
+    await first.commit()
+    change = await file_storage.put_attachment(CHAT, NAME, await stage(file_storage, b'new'))
+    task = asyncio.create_task(change.rollback())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert (chat_dir / NAME.value).read_bytes() == b'old'
+    assert listing(file_storage.trash_dir) == []
 
 
 async def test_put_attachment_of_missing_staged_content_raises_stored_content_missing(
