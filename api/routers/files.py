@@ -44,12 +44,7 @@ router = APIRouter(
 )
 _CHAT_NOT_FOUND = problem_responses('workspace_not_found', 'chat_not_found')
 _UPLOADED: dict[int | str, dict[str, Any]] = {
-    201: {'description': 'Stored as a new file', 'headers': {'Location': LOCATION}},
-    200: {
-        'model': ChatFileOut,
-        'description': 'Replaced a file of the same name (new `file_id`)',
-        'headers': {'Location': LOCATION},
-    },
+    201: {'description': 'Stored', 'headers': {'Location': LOCATION}},
     **_CHAT_NOT_FOUND,
     **problem_responses(
         413,
@@ -62,9 +57,24 @@ _UPLOADED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _created(uploaded: UploadedAttachment, request: Request, response: Response) -> ChatFileOut:
+_REPLACED: dict[int | str, dict[str, Any]] = {
+    201: {'description': 'Stored as a new file', 'headers': {'Location': LOCATION}},
+    200: {
+        'model': ChatFileOut,
+        'description': 'Replaced a file of the same name (new `file_id`)',
+        'headers': {'Location': LOCATION},
+    },
+}
+
+
+def _created(
+    uploaded: UploadedAttachment, request: Request, response: Response, *, raw: bool
+) -> ChatFileOut:
+    """The contract: the raw `PUT` answers `200` when it replaced a file, the multipart
+    route `201` either way."""
     chat_file = uploaded.chat_file
-    response.status_code = status.HTTP_200_OK if uploaded.replaced else status.HTTP_201_CREATED
+    replaced = raw and uploaded.replaced
+    response.status_code = status.HTTP_200_OK if replaced else status.HTTP_201_CREATED
     response.headers['Location'] = path_in_app(
         request, router.prefix + FILE_PATH, chat_id=chat_file.chat_id, file_id=chat_file.file_id
     )
@@ -72,28 +82,35 @@ def _created(uploaded: UploadedAttachment, request: Request, response: Response)
 
 
 def _idempotency(
-    key: str | None, request: Request, body: dict[str, str | None]
+    key: str | None, request: Request, body: dict[str, str | None], *, raw: bool
 ) -> IdempotencyRequest[UploadedAttachment] | None:
     """The upload's `Idempotency-Key` request; the use case mixes in the content's sha256."""
     return idempotency_request(
-        key, request, body, lambda uploaded, response: _created(uploaded, request, response)
+        key,
+        request,
+        body,
+        lambda uploaded, response: _created(uploaded, request, response, raw=raw),
     )
 
 
 def _answer(
-    result: UploadedAttachment | RecordedResponse, request: Request, response: Response
+    result: UploadedAttachment | RecordedResponse,
+    request: Request,
+    response: Response,
+    *,
+    raw: bool,
 ) -> ChatFileOut | Response:
     if isinstance(result, RecordedResponse):
         return replayed(result)
-    return _created(result, request, response)
+    return _created(result, request, response, raw=raw)
 
 
 @router.post(
     '',
     summary='Upload a file (multipart)',
     description='One part `file`; the stored name is the optional `name` field (sent before '
-    "`file`) or the part's filename. A file of the same name is replaced (new `file_id`); "
-    'until the upload is committed the old one stays readable.',
+    "`file`) or the part's filename. A file of the same name is replaced (new `file_id`, "
+    'still `201`); until the upload is committed the old one stays readable.',
     status_code=status.HTTP_201_CREATED,
     responses={**_UPLOADED, **problem_responses('unsupported_media_type')},
     openapi_extra=MULTIPART_BODY,
@@ -119,10 +136,13 @@ async def upload_multipart(
         file_part.content_type,
         form.file_chunks(),
         idempotency=_idempotency(
-            idempotency_key, request, {'name': name, 'content_type': file_part.content_type}
+            idempotency_key,
+            request,
+            {'name': name, 'content_type': file_part.content_type},
+            raw=False,
         ),
     )
-    return _answer(result, request, response)
+    return _answer(result, request, response, raw=False)
 
 
 @router.put(
@@ -131,7 +151,7 @@ async def upload_multipart(
     description='The raw body is the content and `Content-Type` is stored as given. `201` '
     'when new, `200` when it replaced a file of that name.',
     status_code=status.HTTP_201_CREATED,
-    responses=_UPLOADED,
+    responses={**_UPLOADED, **_REPLACED},
     openapi_extra=RAW_BODY,
     response_model=ChatFileOut,
 )
@@ -152,9 +172,11 @@ async def upload_raw(
         content_type,
         body_stream(request),
         declared_size=declared_length(request),
-        idempotency=_idempotency(idempotency_key, request, {'content_type': content_type}),
+        idempotency=_idempotency(
+            idempotency_key, request, {'content_type': content_type}, raw=True
+        ),
     )
-    return _answer(result, request, response)
+    return _answer(result, request, response, raw=True)
 
 
 @router.get(

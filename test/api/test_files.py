@@ -51,6 +51,22 @@ async def test_multipart_upload_uses_the_part_filename(
     assert (chat_dir(data_dir) / 'résumé.pdf').read_bytes() == b'%PDF-1.7'
 
 
+async def test_a_multipart_upload_that_replaces_a_file_is_201_too(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    """The contract: the multipart route answers `201 ChatFile` with `Location`; only the
+    raw `PUT` answers `200` when it replaced a file."""
+    first = await client.post(f'/v1/chats/{chat_id}/files', files={'file': ('a.txt', b'one')})
+    second = await client.post(f'/v1/chats/{chat_id}/files', files={'file': ('a.txt', b'two')})
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json()['file_id'] != first.json()['file_id']
+    assert second.headers['location'].endswith(second.json()['file_id'])
+    listed = (await client.get(f'/v1/chats/{chat_id}/files')).json()['items']
+    assert [(item['name'], item['size_bytes']) for item in listed] == [('a.txt', 3)]
+    raw = await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'three')
+    assert raw.status_code == 200
+
+
 async def test_multipart_name_field_overrides_the_filename(
     client: httpx.AsyncClient, chat_id: str
 ) -> None:
