@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from repository.config import MetadataConfig
@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     log_level: Literal['debug', 'info', 'warning', 'error'] = 'info'
     log_format: Literal['json', 'text'] = 'json'
     tracing: Literal['off', 'otel'] = 'off'
+
+    @field_validator('gateway_token')
+    @classmethod
+    def _gateway_token_can_be_sent(cls, token: SecretStr | None) -> SecretStr | None:
+        # an empty token would lock every caller out (no `Authorization` can carry it),
+        # and taking it for unset would open the service: refused either way
+        if token is not None:
+            text = token.get_secret_value()
+            if not text or text != text.strip():
+                raise ValueError('must be non-empty, without spaces at either end')
+        return token
 
     @model_validator(mode='after')
     def _postgres_needs_dsn(self) -> 'Settings':

@@ -119,6 +119,9 @@ BAD_VALUES = {
     'quota not a number': ('STORAGE_DEFAULT_QUOTA_BYTES', 'lots'),
     'max file bytes zero': ('STORAGE_MAX_FILE_BYTES', '0'),
     'postgres without dsn': ('STORAGE_METADATA_BACKEND', 'postgres'),
+    # no caller could send an empty token; taking it for unset would open the service
+    'empty gateway token': ('STORAGE_GATEWAY_TOKEN', ''),
+    'gateway token with a space at its end': ('STORAGE_GATEWAY_TOKEN', 'secret '),
 }
 
 
