@@ -39,7 +39,9 @@ class ParsedBodyLimit:
     limits of their own and have none, so they are left alone, and a route added later
     is covered without a change here. A larger body is `413 request_too_large`: refused
     unread when its `Content-Length` says so, else as soon as the count passes the limit
-    (raised from `receive`, so FastAPI hands it to the problem handlers).
+    (raised from `receive`, so FastAPI hands it to the problem handlers). A body that is
+    not JSON (`Content-Type` other than `application/json` or `…+json`, or none) is
+    `415 unsupported_media_type`; an empty one needs no type.
     """
 
     def __init__(self, app: ASGIApp, *, owner: FastAPI, max_bytes: int) -> None:
@@ -65,11 +67,16 @@ class ParsedBodyLimit:
             await self.app(scope, receive, send)
             return
         max_bytes = self._max_bytes
-        declared = Headers(scope=scope).get('content-length')
+        headers = Headers(scope=scope)
+        declared = headers.get('content-length')
+        has_body = declared not in (None, '0') or 'transfer-encoding' in headers
+        wrong_type = has_body and not _is_json(headers.get('content-type'))
         received = 0
 
         async def bounded_receive() -> Message:
             nonlocal received
+            if wrong_type:
+                raise _not_json()
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(max_bytes)
             message = await receive()
@@ -80,6 +87,21 @@ class ParsedBodyLimit:
             return message
 
         await self.app(scope, bounded_receive, send)
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or '').partition(';')[0].strip().lower()
+    return media_type == 'application/json' or (
+        media_type.startswith('application/') and media_type.endswith('+json')
+    )
+
+
+def _not_json() -> StarletteHTTPException:
+    # an HTTP exception: FastAPI lets it through its body parsing (anything else raised
+    # while it reads the body becomes a 400), and the problem handlers name its code
+    return StarletteHTTPException(
+        415, 'This route takes a JSON body: send it with Content-Type: application/json.'
+    )
 
 
 def _too_large(max_bytes: int) -> StarletteHTTPException:

@@ -279,7 +279,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-_HTTP_CODES = {404: 'not_found', 405: 'method_not_allowed', 413: 'request_too_large'}
+_HTTP_CODES = {
+    404: 'not_found',
+    405: 'method_not_allowed',
+    413: 'request_too_large',
+    415: 'unsupported_media_type',
+}
 
 
 # FastAPI's 400 for a JSON body it cannot decode at all (e.g. bytes that are not UTF-8);
@@ -340,7 +345,7 @@ HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
     'unsupported_media_type': ProblemType(
         415,
         HTTPStatus(415).phrase,
-        lambda _: 'This route takes multipart/form-data with one part named "file".',
+        lambda _: 'This route takes a JSON body: send it with Content-Type: application/json.',
     ),
     'range_not_satisfiable': ProblemType(
         416,
@@ -378,7 +383,7 @@ _EXAMPLE_INSTANCES = {
     'workspace_quota_exceeded': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/by-name/video.mp4',
     'invalid_attachment_name': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
     'reserved_attachment_name': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files/by-name/history.md',
-    'unsupported_media_type': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
+    'unsupported_media_type': '/v1/chats',
     'insufficient_storage': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
     'sandbox_already_active': f'/v1/chats/{_EXAMPLE_CHAT_ID}/sandbox',
     'sandbox_session_not_found': f'/v1/chats/{_EXAMPLE_CHAT_ID}/sandbox',

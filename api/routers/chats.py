@@ -42,7 +42,11 @@ Cursor = Annotated[
     responses={
         201: {'description': 'Created', 'headers': {'Location': LOCATION}},
         **problem_responses(
-            'workspace_not_found', 'validation_error', 'idempotency_key_reused', 'request_too_large'
+            'workspace_not_found',
+            'validation_error',
+            'idempotency_key_reused',
+            'request_too_large',
+            'unsupported_media_type',
         ),
     },
 )
@@ -112,7 +116,7 @@ async def get_chat(request: Request, chat_id: UUID) -> Response:
     response_description='The chat with its new title',
     description='Sets the title (at most 200 characters); `null` removes it. `updated_at` '
     'moves on.',
-    responses={**_NOT_FOUND, **problem_responses('request_too_large')},
+    responses={**_NOT_FOUND, **problem_responses('request_too_large', 'unsupported_media_type')},
 )
 async def rename_chat(
     user_id: UserIdDep,

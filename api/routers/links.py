@@ -75,6 +75,7 @@ def links_off() -> ApiProblem:
             'chat_file_not_found',
             'not_found',
             'request_too_large',
+            'unsupported_media_type',
         ),
     },
 )

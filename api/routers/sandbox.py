@@ -33,7 +33,9 @@ router = APIRouter(
     responses={
         201: {'description': 'Started'},
         200: {'model': SandboxSessionOut, 'description': 'Renewed'},
-        **problem_responses('sandbox_already_active', 'request_too_large'),
+        **problem_responses(
+            'sandbox_already_active', 'request_too_large', 'unsupported_media_type'
+        ),
     },
 )
 async def start_sandbox(

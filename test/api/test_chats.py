@@ -1,4 +1,5 @@
 import httpx
+import pytest
 
 
 async def test_create_chat_returns_location_and_empty_history(
@@ -152,3 +153,44 @@ async def test_an_empty_list_tells_no_workspace_from_no_more_chats(
     first = (await client.get('/v1/chats', params={'limit': 1})).json()
     assert len(first['items']) == 1
     assert first['next_cursor'] is None
+
+
+@pytest.mark.parametrize(
+    'content_type',
+    [None, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x'],
+)
+async def test_a_json_route_refuses_a_body_of_another_type_with_415(
+    client: httpx.AsyncClient, chat_id: str, content_type: str | None
+) -> None:
+    """The contract's `unsupported_media_type`: a body that is not declared JSON (e.g.
+    curl's `-d`, sent as a form) is refused whole, and changes nothing."""
+    headers = {} if content_type is None else {'Content-Type': content_type}
+    body = b'{"title": "x", "ttl_seconds": 60, "file_id": "00000000-0000-4000-8000-000000000000"}'
+    refused = [
+        await client.post('/v1/chats', content=body, headers=headers),
+        await client.patch(f'/v1/chats/{chat_id}', content=body, headers=headers),
+        await client.put(f'/v1/chats/{chat_id}/sandbox', content=body, headers=headers),
+    ]
+    assert [(r.status_code, r.json()['code']) for r in refused] == [
+        (415, 'unsupported_media_type')
+    ] * 3
+    assert all(r.headers['content-type'] == 'application/problem+json' for r in refused)
+    chats = (await client.get('/v1/chats')).json()['items']
+    assert [(chat['chat_id'], chat['title']) for chat in chats] == [(chat_id, 'first')]
+    assert (await client.get(f'/v1/chats/{chat_id}/sandbox')).status_code == 404
+
+
+@pytest.mark.parametrize(
+    'content_type', ['application/json', 'application/json; charset=utf-8', 'text/plain']
+)
+async def test_a_json_route_takes_json_and_needs_no_type_for_an_empty_body(
+    client: httpx.AsyncClient, chat_id: str, content_type: str
+) -> None:
+    assert chat_id  # the caller's workspace exists
+    empty = await client.post('/v1/chats', content=b'', headers={'Content-Type': content_type})
+    assert empty.status_code == 201
+    if content_type.startswith('application/json'):
+        named = await client.post(
+            '/v1/chats', content=b'{"title": "t"}', headers={'Content-Type': content_type}
+        )
+        assert (named.status_code, named.json()['title']) == (201, 't')
