@@ -77,6 +77,8 @@ _MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# files that end up in a chat directory (history.md, attachments, staged content renamed
+# there): readable by a sandbox that mounts the directory under another uid
 _FILE_MODE = 0o644
 _TOKEN = re.compile('[0-9a-f]{32}')
 # a staging token starts with the owner id of the process that wrote it (ADR 016)
@@ -286,7 +288,7 @@ class _StagingFile(_OpenFile):
         self.durable = durable
 
     def create(self) -> None:
-        self.fd = os.open(self.path, _CREATE_FLAGS, 0o600)
+        self.fd = os.open(self.path, _CREATE_FLAGS, _FILE_MODE)
 
     def write(self, data: bytearray) -> None:
         """Write a batch; the caller hashes it (`digest.update`) in another thread."""

@@ -385,6 +385,22 @@ async def test_put_attachment_writes_a_regular_file_named_as_given(
     assert (chat_dir / 'Résumé (final) #2.md').read_bytes() == b'cv'
 
 
+async def test_every_file_of_a_chat_directory_is_readable_by_other_users(
+    file_storage: FileSystemChatStorage, chat_dir: Path
+) -> None:
+    """A sandbox may mount the chat directory under another uid: what a write places there
+    gets the new `history.md`'s mode (0644 less the umask), not a private one."""
+    await file_storage.ensure_chat(CHAT)
+    new_history_mode = (chat_dir / 'history.md').stat().st_mode & 0o777
+    attachment = await file_storage.put_attachment(CHAT, NAME, await stage(file_storage, b'x'))
+    await attachment.commit()
+    history = await file_storage.put_history(CHAT, await stage(file_storage, b'# new'))
+    await history.commit()
+
+    modes = {path.name: path.stat().st_mode & 0o777 for path in chat_dir.iterdir()}
+    assert modes == {'history.md': new_history_mode, NAME.value: new_history_mode}
+
+
 async def test_put_attachment_replaces_a_file_of_the_same_name(storage: ChatStorage) -> None:
     await storage.ensure_chat(CHAT)
     await put(storage, b'old')
