@@ -39,7 +39,7 @@ openapi: $(STAMP)
 	$(BIN)/python -m api.openapi_dump docs/openapi.json
 
 # the service against nginx and its framework ceiling (needs nginx-light, wrk, curl and
-# PostgreSQL; see README "Performance"); about 15 minutes; JSON into bench/results/
+# PostgreSQL; see README "Performance"); about 12 minutes; JSON into bench/results/
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -25,9 +25,12 @@ CHECKED_USER_ID = 'chat_storage.user_id'
 def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: str | None) -> UUID:
     """The caller's user id; the gateway's shared secret first, when one is configured."""
     if token is not None:
-        expected = f'Bearer {token.get_secret_value()}'.encode()
-        given = (authorization or '').encode()
-        if not hmac.compare_digest(given, expected):
+        # the scheme is case-insensitive (RFC 9110, 11.1); the token is compared in
+        # constant time
+        scheme, _, credentials = (authorization or '').partition(' ')
+        given = credentials.strip().encode()
+        matches = hmac.compare_digest(given, token.get_secret_value().encode())
+        if not (matches and scheme.lower() == 'bearer'):
             raise unauthenticated('A valid gateway token is required.')
     if not x_user_id:
         raise unauthenticated('The X-User-Id header is required.')

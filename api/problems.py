@@ -244,11 +244,13 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 
 async def _api_problem(request: Request, exc: Exception) -> Response:
     problem = cast('ApiProblem', exc)
+    # one title per problem type (RFC 9457): the one its documented example shows
+    known = HTTP_PROBLEM_TYPES.get(problem.code)
     return problem_response(
         request,
         status=problem.status,
         code=problem.code,
-        title=HTTPStatus(problem.status).phrase,
+        title=known.title if known is not None else HTTPStatus(problem.status).phrase,
         detail=problem.detail,
         errors=problem.errors,
         headers=problem.headers,

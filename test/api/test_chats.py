@@ -194,3 +194,18 @@ async def test_a_json_route_takes_json_and_needs_no_type_for_an_empty_body(
             '/v1/chats', content=b'{"title": "t"}', headers={'Content-Type': content_type}
         )
         assert (named.status_code, named.json()['title']) == (201, 't')
+
+
+async def test_every_validation_error_has_the_same_title(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    """RFC 9457: a problem type's title does not change from one occurrence to the next,
+    whether pydantic (a bad `limit`) or our own checks (a cursor we did not make) refused."""
+    refused = [
+        await client.get('/v1/chats', params={'limit': 0}),
+        await client.get('/v1/chats', params={'cursor': 'not-ours'}),
+        await client.get(f'/v1/chats/{chat_id}/files', params={'cursor': '!'}),
+    ]
+    assert {(r.status_code, r.json()['code'], r.json()['title']) for r in refused} == {
+        (422, 'validation_error', 'Validation error')
+    }

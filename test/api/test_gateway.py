@@ -28,6 +28,9 @@ async def test_v1_needs_the_gateway_token(guarded: httpx.AsyncClient) -> None:
         USER,
         {**USER, 'Authorization': 'Bearer wrong'},
         {**USER, 'Authorization': TOKEN},
+        {**USER, 'Authorization': f'Basic {TOKEN}'},
+        {**USER, 'Authorization': f'Bearer {TOKEN}x'},
+        {**USER, 'Authorization': f'Bearer{TOKEN}'},
     ):
         response = await guarded.put('/v1/workspace', headers=headers)
         assert response.status_code == 401
@@ -38,6 +41,12 @@ async def test_the_right_token_is_accepted(guarded: httpx.AsyncClient) -> None:
     # a user of its own: the PostgreSQL database is shared by the session
     headers = {'X-User-Id': str(uuid4()), 'Authorization': f'Bearer {TOKEN}'}
     assert (await guarded.put('/v1/workspace', headers=headers)).status_code == 201
+
+
+async def test_the_scheme_is_case_insensitive(guarded: httpx.AsyncClient) -> None:
+    for scheme in ('bearer', 'BEARER'):
+        headers = {'X-User-Id': str(uuid4()), 'Authorization': f'{scheme} {TOKEN}'}
+        assert (await guarded.put('/v1/workspace', headers=headers)).status_code == 201
 
 
 async def test_health_needs_no_token(guarded: httpx.AsyncClient) -> None:
