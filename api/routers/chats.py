@@ -47,6 +47,7 @@ Cursor = Annotated[
             'idempotency_key_reused',
             'request_too_large',
             'unsupported_media_type',
+            'insufficient_storage',
         ),
     },
 )

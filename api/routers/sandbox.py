@@ -18,7 +18,6 @@ router = APIRouter(
         503,
         'workspace_not_found',
         'chat_not_found',
-        'sandbox_session_not_found',
     ),
 )
 
@@ -59,6 +58,7 @@ async def start_sandbox(
     response_description='The active session',
     description='`404 sandbox_session_not_found` when no session is active (none started, '
     'ended, or expired).',
+    responses=problem_responses('sandbox_session_not_found'),
 )
 async def get_sandbox(
     user_id: UserIdDep, services: ServicesDep, chat_id: UUID
