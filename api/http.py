@@ -31,29 +31,40 @@ def path_in_app(request: Request, route_path: str, **params: object) -> str:
     return root.rstrip('/') + route_path.format_map({k: str(v) for k, v in params.items()})
 
 
-def encode_cursor(key: PageKey | None) -> str | None:
+# what a cursor belongs to: the chat list, or the file list of one chat (its id)
+CHAT_LIST = 'chats'
+
+
+def encode_cursor(key: PageKey | None, list_name: str) -> str | None:
+    """An opaque cursor for the page after `key` of the list `list_name`."""
     if key is None:
         return None
-    raw = json.dumps([key.created_at.isoformat(), str(key.item_id)], separators=(',', ':'))
+    raw = json.dumps(
+        [list_name, key.created_at.isoformat(), str(key.item_id)], separators=(',', ':')
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip('=')
 
 
-def decode_cursor(cursor: str | None) -> PageKey | None:
-    """The position a cursor names; a cursor we did not make is a validation error."""
+def decode_cursor(cursor: str | None, list_name: str) -> PageKey | None:
+    """The position a cursor names; a cursor we did not make, or made for another list
+    (whose positions would skip or repeat items of this one), is a validation error."""
     if cursor is None:
         return None
     try:
         padded = cursor + '=' * (-len(cursor) % 4)
-        return _page_key(json.loads(base64.urlsafe_b64decode(padded.encode('ascii'))))
+        return _page_key(json.loads(base64.urlsafe_b64decode(padded.encode('ascii'))), list_name)
     except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError):
         raise validation_problem(['query', 'cursor'], 'not a cursor of this list') from None
 
 
-def _page_key(decoded: object) -> PageKey:
-    """Exactly what `encode_cursor` writes: two strings, an aware time and a UUID."""
-    if not isinstance(decoded, list) or len(decoded) != 2:  # noqa: PLR2004
-        raise TypeError('not a pair')
-    created_text, item_text = decoded
+def _page_key(decoded: object, list_name: str) -> PageKey:
+    """Exactly what `encode_cursor` writes for this list: its name, an aware time and a
+    UUID, as strings."""
+    if not isinstance(decoded, list) or len(decoded) != 3:  # noqa: PLR2004
+        raise TypeError('not a triple')
+    decoded_list, created_text, item_text = decoded
+    if decoded_list != list_name:
+        raise ValueError('a cursor of another list')
     if not isinstance(created_text, str) or not isinstance(item_text, str):
         raise TypeError('not two strings')
     created_at = datetime.fromisoformat(created_text)

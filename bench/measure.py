@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from api.http import encode_cursor
+from api.http import CHAT_LIST, encode_cursor
 from bench import BARE_PATH
 from bench.load import Request, curl, expect_status, run_wrk
 from bench.seed import PAGE_ITEMS, SeededWorkspace, seed_workspace
@@ -602,7 +602,7 @@ class BackendRun:
         def requests(workspace: SeededWorkspace) -> dict[str, Request]:
             headers = {'X-User-Id': str(workspace.user_id)}
             chat = workspace.files_chat_id
-            deep = encode_cursor(workspace.last_page_key)
+            deep = encode_cursor(workspace.last_page_key, CHAT_LIST)
             return {
                 f'GET /v1/chats?limit={PAGE_ITEMS}': Request(
                     'GET', f'/v1/chats?limit={PAGE_ITEMS}', headers

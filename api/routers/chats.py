@@ -4,7 +4,14 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
-from api.http import decode_cursor, encode_cursor, json_body_response, json_response, path_in_app
+from api.http import (
+    CHAT_LIST,
+    decode_cursor,
+    encode_cursor,
+    json_body_response,
+    json_response,
+    path_in_app,
+)
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.openapi_docs import CHAT_CREATE_EXAMPLES, CHAT_UPDATE_EXAMPLES, GATEWAY_HEADERS, LOCATION
 from api.problems import problem_responses
@@ -92,8 +99,9 @@ async def list_chats(
     limit: Limit = DEFAULT_PAGE_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    page = await services_of(request).list_chats(caller_id(request), limit, decode_cursor(cursor))
-    return json_body_response(chat_page_json(page.items, encode_cursor(page.next_key)))
+    after = decode_cursor(cursor, CHAT_LIST)
+    page = await services_of(request).list_chats(caller_id(request), limit, after)
+    return json_body_response(chat_page_json(page.items, encode_cursor(page.next_key, CHAT_LIST)))
 
 
 @router.get(

@@ -196,10 +196,12 @@ async def list_files(
     cursor: Cursor = None,
 ) -> Response:
     page = await services_of(request).list_attachments(
-        caller_id(request), chat_id, limit, decode_cursor(cursor)
+        caller_id(request), chat_id, limit, decode_cursor(cursor, str(chat_id))
     )
     # written from the domain objects; `response_model` stays for the OpenAPI document
-    return json_body_response(file_page_json(page.items, encode_cursor(page.next_key)))
+    return json_body_response(
+        file_page_json(page.items, encode_cursor(page.next_key, str(chat_id)))
+    )
 
 
 @router.get(

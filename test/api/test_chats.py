@@ -209,3 +209,29 @@ async def test_every_validation_error_has_the_same_title(
     assert {(r.status_code, r.json()['code'], r.json()['title']) for r in refused} == {
         (422, 'validation_error', 'Validation error')
     }
+
+
+async def test_a_cursor_of_another_list_is_a_validation_error(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    """A position in one list would skip or repeat items of another: refused, not used."""
+    other = (await client.post('/v1/chats', json={})).json()['chat_id']
+    for chat in (chat_id, other):
+        for name in ('a', 'b'):
+            await client.put(f'/v1/chats/{chat}/files/by-name/{name}', content=b'x')
+    await client.post('/v1/chats', json={})
+    chats_cursor = (await client.get('/v1/chats', params={'limit': 1})).json()['next_cursor']
+    files = await client.get(f'/v1/chats/{chat_id}/files', params={'limit': 1})
+    files_cursor = files.json()['next_cursor']
+    assert chats_cursor
+    assert files_cursor
+    refused = [
+        await client.get('/v1/chats', params={'cursor': files_cursor}),
+        await client.get(f'/v1/chats/{chat_id}/files', params={'cursor': chats_cursor}),
+        await client.get(f'/v1/chats/{other}/files', params={'cursor': files_cursor}),
+    ]
+    assert [(r.status_code, r.json()['errors'][0]['loc']) for r in refused] == [
+        (422, ['query', 'cursor'])
+    ] * 3
+    rest = await client.get(f'/v1/chats/{chat_id}/files', params={'cursor': files_cursor})
+    assert [item['name'] for item in rest.json()['items']] == ['b']

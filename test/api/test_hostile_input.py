@@ -260,17 +260,21 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip('=')
 
 
-def cursor_is_ours(cursor: str) -> bool:
-    """The oracle: base64url of a JSON pair [aware ISO time, UUID], as the API writes it."""
+def cursor_is_ours(cursor: str, list_name: str) -> bool:
+    """The oracle: base64url of a JSON triple [the list's name, aware ISO time, UUID], as
+    the API writes it for this list ('chats', or the chat id of a file list)."""
     if len(cursor) > 512:
         return False
     try:
         raw = base64.urlsafe_b64decode((cursor + '=' * (-len(cursor) % 4)).encode('ascii'))
-        pair = json.loads(raw)
-        if not isinstance(pair, list) or len(pair) != 2:
+        triple = json.loads(raw)
+        if not isinstance(triple, list) or len(triple) != 3:
             return False
-        if not all(isinstance(part, str) for part in pair):
+        if not all(isinstance(part, str) for part in triple):
             return False
+        if triple[0] != list_name:
+            return False
+        pair = triple[1:]
         moment = datetime.fromisoformat(pair[0])
         UUID(pair[1])
         # aware, and a real instant in UTC (an offset may push it past year 1 or 9999)
@@ -289,29 +293,41 @@ CURSORS = st.one_of(
     st.text(max_size=80),
     st.binary(max_size=60).map(_b64),
     JSON_VALUES.map(lambda v: _b64(json.dumps(v).encode())),
-    st.tuples(MOMENTS | JSON_VALUES, st.uuids().map(str) | JSON_VALUES).map(
-        lambda pair: _b64(json.dumps(list(pair)).encode())
+    # encoded in the test, where '<chat>' becomes the chat's id
+    st.tuples(
+        st.sampled_from(['chats', '<chat>']) | JSON_VALUES,
+        MOMENTS | JSON_VALUES,
+        st.uuids().map(str) | JSON_VALUES,
     ),
     st.text(alphabet='A', min_size=500, max_size=600),
 )
+_UUID_A = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'
 
 
 @SETTINGS
 @given(cursor=CURSORS, files=st.booleans())
-@example(cursor=_b64(b'["2020-01-01T00:00:00+00:00", 5]'), files=False).via('uuid not a str')
-@example(
-    cursor=_b64(b'["9999-12-31T23:59:59-23:59", "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"]'),
-    files=True,
-).via('offset past year 9999')
+@example(cursor=('chats', '2020-01-01T00:00:00+00:00', 5), files=False).via('uuid not a str')
+@example(cursor=('<chat>', '9999-12-31T23:59:59-23:59', _UUID_A), files=True).via(
+    'offset past year 9999'
+)
+@example(cursor=('chats', '2020-01-01T00:00:00+00:00', _UUID_A), files=True).via(
+    "the chat list's cursor on a file list"
+)
+@example(cursor=('<chat>', '2020-01-01T00:00:00+00:00', _UUID_A), files=False).via(
+    "a file list's cursor on the chat list"
+)
 @example(cursor=_b64(b'[' * 300 + b']' * 300), files=False).via('deep nesting')
 async def test_a_cursor_is_a_page_or_a_validation_error_never_a_500(
-    client: httpx.AsyncClient, chat_id: str, cursor: str, files: bool
+    client: httpx.AsyncClient, chat_id: str, cursor: str | tuple[object, ...], files: bool
 ) -> None:
     path = f'/v1/chats/{chat_id}/files' if files else '/v1/chats'
+    if isinstance(cursor, tuple):
+        parts = [chat_id if part == '<chat>' else part for part in cursor]
+        cursor = _b64(json.dumps(parts).encode())
 
     response = await client.get(path, params={'cursor': cursor})
 
-    if cursor_is_ours(cursor):
+    if cursor_is_ours(cursor, chat_id if files else 'chats'):
         assert response.status_code == 200, response.text
         return
     assert response.status_code == 422, response.text
