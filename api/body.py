@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.drain import mark_content_body
@@ -27,9 +28,34 @@ def declared_length(request: Request) -> int | None:
     return int(raw)
 
 
+# a stored media type: RFC 6838 bounds its type and subtype at 127 characters each
+MAX_CONTENT_TYPE_CHARS = 255
+_CONTROL = re.compile('[\x00-\x08\x0a-\x1f\x7f]')
+
+
+def checked_content_type(value: str | None, location: list[str]) -> str | None:
+    """A `Content-Type` to store with a file, or a validation problem: it is sent back
+    as a header on every download, so it must be one a server can send."""
+    if value is not None and (len(value) > MAX_CONTENT_TYPE_CHARS or _CONTROL.search(value)):
+        raise validation_problem(
+            location, f'at most {MAX_CONTENT_TYPE_CHARS} characters, no control characters'
+        )
+    return value
+
+
 def body_stream(request: Request) -> AsyncIterator[bytes]:
     mark_content_body(request.scope)  # a refused upload's rest is read (api/drain.py)
-    return request.stream()
+    return _cut_short_is_invalid(request.stream())
+
+
+async def _cut_short_is_invalid(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A body that ends before it is whole (the connection closed, or a framing the
+    server could not read) is the client's mistake: `422`, never a `500`."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ClientDisconnect:
+        raise validation_problem(['body'], 'the body ended before it was whole') from None
 
 
 class ParsedBodyLimit:

@@ -3,10 +3,12 @@
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from api.body import checked_content_type
 from api.problems import ApiProblem, validation_problem
 
 if TYPE_CHECKING:
@@ -53,15 +55,20 @@ class _Events:
 def _describe(part: _Part) -> None:
     for name, value in part.headers:
         if name.lower() == b'content-disposition':
+            # latin-1 keeps every byte as one character: the file name's bytes come back
+            # whole, and bytes that are not UTF-8 become lone surrogates, which the name
+            # refuses (`invalid_attachment_name`) rather than U+FFFD, under which
+            # different names would collide
             message = Message()
-            message['content-disposition'] = value.decode('utf-8', 'surrogateescape')
+            message['content-disposition'] = value.decode('latin-1')
             params = dict(message.get_params(header='content-disposition') or [])
             part.field_name = params.get('name')
-            raw_filename = message.get_filename()
-            if raw_filename is not None:
-                part.filename = raw_filename.encode('utf-8', 'surrogateescape').decode(
-                    'utf-8', 'replace'
-                )
+            filename = message.get_param('filename', header='content-disposition')
+            if isinstance(filename, tuple):  # RFC 2231 (`filename*=`): decoded by its charset
+                part.filename = collapse_rfc2231_value(filename).strip()
+            elif filename is not None:
+                text = collapse_rfc2231_value(filename).strip()
+                part.filename = text.encode('latin-1').decode('utf-8', 'surrogateescape')
         elif name.lower() == b'content-type':
             part.content_type = value.decode('latin-1').strip() or None
 
@@ -80,6 +87,7 @@ class MultipartUpload:
         self._parser = MultipartParser(boundary, self._callbacks())
         self.name_field: str | None = None
         self.file_part: _Part | None = None
+        self._name_parts = 0
 
     def _callbacks(self) -> 'MultipartCallbacks':
         events = self._events
@@ -157,7 +165,7 @@ class MultipartUpload:
                 file_data.append((part, data))
         events.data[:] = file_data
         if any(part.field_name == 'name' for part in events.ended):
-            self.name_field = pending_name.decode('utf-8', 'replace')
+            self.name_field = pending_name.decode('utf-8', 'surrogateescape')
         events.ended.clear()
 
     def _take_file_part(self) -> _Part | None:
@@ -166,9 +174,13 @@ class MultipartUpload:
         for index, part in enumerate(parts):
             if part.field_name == 'file':
                 events.parts = parts[index + 1 :]  # whatever follows is checked by file_chunks
+                checked_content_type(part.content_type, ['body', 'file'])
                 return part
             if part.field_name != 'name':
                 raise validation_problem(['body', part.field_name or ''], 'unexpected field')
+            if self._name_parts:
+                raise validation_problem(['body', 'name'], 'a second "name" field')
+            self._name_parts += 1
         return None
 
     async def file_chunks(self) -> AsyncIterator[bytes]:

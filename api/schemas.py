@@ -89,7 +89,11 @@ class WorkspaceUsageOut(BaseModel):
         return cls.model_validate(usage)
 
 
-Title = Annotated[str | None, Field(max_length=MAX_CHAT_TITLE_CHARS, examples=['Q3 planning'])]
+# no NUL: PostgreSQL cannot store one in text, and the backends must answer alike
+Title = Annotated[
+    str | None,
+    Field(max_length=MAX_CHAT_TITLE_CHARS, pattern=r'^[^\x00]*$', examples=['Q3 planning']),
+]
 
 
 class ChatCreate(BaseModel):

@@ -1,10 +1,11 @@
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.body import body_stream, declared_length
+from api.body import body_stream, checked_content_type, declared_length
 from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
 from api.download import attachment_response
 from api.http import decode_cursor, encode_cursor, json_body_response, path_in_app
@@ -65,6 +66,20 @@ _REPLACED: dict[int | str, dict[str, Any]] = {
         'headers': {'Location': LOCATION},
     },
 }
+
+
+_BY_NAME = b'/by-name/'
+
+
+def undecoded_name(request: Request, name: str) -> str:
+    """The name of a raw upload as the client sent it: the server decodes the path with
+    U+FFFD for bytes that are not UTF-8, under which different names would collide. Taken
+    again from the raw path, such bytes stay lone surrogates, which the name refuses
+    (`invalid_attachment_name`)."""
+    raw_path = request.scope.get('raw_path')
+    if '\ufffd' not in name or not isinstance(raw_path, bytes) or _BY_NAME not in raw_path:
+        return name
+    return unquote_to_bytes(raw_path.split(_BY_NAME, 1)[1]).decode('utf-8', 'surrogateescape')
 
 
 def _created(
@@ -164,11 +179,13 @@ async def upload_raw(
     response: Response,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> ChatFileOut | Response:
-    content_type = request.headers.get('content-type')
+    content_type = checked_content_type(
+        request.headers.get('content-type'), ['header', 'content-type']
+    )
     result = await services.upload_attachment(
         user_id,
         chat_id,
-        name,
+        undecoded_name(request, name),
         content_type,
         body_stream(request),
         declared_size=declared_length(request),

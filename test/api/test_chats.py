@@ -235,3 +235,16 @@ async def test_a_cursor_of_another_list_is_a_validation_error(
     ] * 3
     rest = await client.get(f'/v1/chats/{chat_id}/files', params={'cursor': files_cursor})
     assert [item['name'] for item in rest.json()['items']] == ['b']
+
+
+async def test_a_title_with_a_nul_is_a_validation_error_on_every_backend(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    """PostgreSQL cannot store a NUL in text (it answered 500); SQLite could: both refuse."""
+    refused = [
+        await client.post('/v1/chats', json={'title': 'a\x00b'}),
+        await client.patch(f'/v1/chats/{chat_id}', json={'title': '\x00'}),
+    ]
+    assert [(r.status_code, r.json()['code']) for r in refused] == [(422, 'validation_error')] * 2
+    chats = (await client.get('/v1/chats')).json()['items']
+    assert [(chat['chat_id'], chat['title']) for chat in chats] == [(chat_id, 'first')]

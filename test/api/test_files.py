@@ -262,3 +262,90 @@ async def test_an_empty_file_list_tells_a_missing_or_foreign_chat_from_an_empty_
     foreign = await client.get(f'/v1/chats/{chat_id}/files', headers=other_user)
     assert foreign.status_code == 404
     assert foreign.json()['code'] == 'chat_not_found'
+
+
+def _multipart(parts: list[tuple[bytes, bytes]]) -> tuple[bytes, dict[str, str]]:
+    """A form written byte for byte: (part headers, content) pairs."""
+    body = b''.join(b'--B\r\n' + head + b'\r\n\r\n' + data + b'\r\n' for head, data in parts)
+    return body + b'--B--\r\n', {'Content-Type': 'multipart/form-data; boundary=B'}
+
+
+async def _nothing_stored(client: httpx.AsyncClient, chat_id: str, data_dir: Path) -> None:
+    assert (await client.get(f'/v1/chats/{chat_id}/files')).json()['items'] == []
+    assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 0
+    assert list(chat_dir(data_dir).iterdir()) == [chat_dir(data_dir) / 'history.md']
+    assert list((data_dir / '.staging').iterdir()) == []
+
+
+async def test_a_stored_content_type_is_one_a_download_can_send(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    """It comes back as a header on every download: a control character (which made
+    Granian answer a plain 500 to every download) or an unbounded length is refused."""
+    refused = []
+    for content_type in (b'text/plain\x01', b'text/plain\x00', b'text/\x7fplain'):
+        body, headers = _multipart(
+            [(b'Content-Disposition: form-data; name="file"; filename="a"\r\n'
+              b'Content-Type: ' + content_type, b'x')]
+        )  # fmt: skip
+        refused.append(
+            await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
+        )
+    refused.append(
+        await client.put(
+            f'/v1/chats/{chat_id}/files/by-name/a',
+            content=b'x',
+            headers={'Content-Type': 'text/plain; x=' + 'y' * 300},
+        )
+    )
+    assert [(r.status_code, r.json()['code']) for r in refused] == [(422, 'validation_error')] * 4
+    assert refused[-1].json()['errors'][0]['loc'] == ['header', 'content-type']
+    await _nothing_stored(client, chat_id, data_dir)
+    tab = await client.put(
+        f'/v1/chats/{chat_id}/files/by-name/a', content=b'x', headers={'Content-Type': 'a/b;\tc=d'}
+    )
+    assert (tab.status_code, tab.json()['content_type']) == (201, 'a/b;\tc=d')
+
+
+async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    """Decoded with U+FFFD, the names %FF and %FE would be one name, and the second upload
+    would replace the first."""
+    refused = [
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/%FF', content=b'x'),
+        await client.put(f'/v1/chats/{chat_id}/files/by-name/a%ED%A0%80', content=b'x'),
+    ]
+    for head in (
+        b'Content-Disposition: form-data; name="file"; filename="\xff"',
+        b'Content-Disposition: form-data; name="file"; filename="b\xfe.txt"',
+    ):
+        body, headers = _multipart([(head, b'x')])
+        refused.append(
+            await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
+        )
+    body, headers = _multipart(
+        [(b'Content-Disposition: form-data; name="name"', b'\xfe'),
+         (b'Content-Disposition: form-data; name="file"; filename="ok"', b'x')]
+    )  # fmt: skip
+    refused.append(await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers))
+    assert [(r.status_code, r.json()['code']) for r in refused] == [
+        (422, 'invalid_attachment_name')
+    ] * 5
+    await _nothing_stored(client, chat_id, data_dir)
+    named = await client.put(f'/v1/chats/{chat_id}/files/by-name/%EF%BF%BD', content=b'x')
+    assert (named.status_code, named.json()['name']) == (201, '\ufffd')
+
+
+async def test_a_second_name_field_is_refused(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    body, headers = _multipart(
+        [(b'Content-Disposition: form-data; name="name"', b'ab'),
+         (b'Content-Disposition: form-data; name="name"', b'cd'),
+         (b'Content-Disposition: form-data; name="file"; filename="f"', b'x')]
+    )  # fmt: skip
+    response = await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
+    assert (response.status_code, response.json()['code']) == (422, 'validation_error')
+    assert response.json()['errors'][0]['loc'] == ['body', 'name']
+    await _nothing_stored(client, chat_id, data_dir)

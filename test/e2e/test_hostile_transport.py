@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from e2e_support import (
     HOST,
+    HTTP_SERVER,
     Caller,
     Json,
     ServerProcess,
@@ -264,3 +265,53 @@ def test_an_append_cut_off_midway_leaves_the_history(
     appended = caller.http.post(path, content=b'next\n')
     assert appended.status_code == 200, appended.text
     assert caller.history(chat['chat_id']) == b'# history\nnext\n'
+
+
+BROKEN_BODIES: dict[str, tuple[str, str, bytes]] = {
+    # route, extra head, body; the client then half-closes and waits for the answer
+    'raw PUT, a bad chunk size': ('PUT', 'files/by-name/x', b'zz\r\nabc\r\n0\r\n\r\n'),
+    'history PUT, a bad chunk size': ('PUT', 'history', b'zz\r\nabc\r\n0\r\n\r\n'),
+    'append, a bad chunk size': ('POST', 'history', b'zz\r\nabc\r\n0\r\n\r\n'),
+    'multipart, a bad chunk size': ('POST', 'files', b'zz\r\n--B\r\n0\r\n\r\n'),
+    'raw PUT, half the Content-Length': ('PUT', 'files/by-name/x', b'a' * 50),
+    'append, half the Content-Length': ('POST', 'history', b'a' * 50),
+}
+
+
+@pytest.mark.parametrize(
+    ('method', 'route', 'body'), BROKEN_BODIES.values(), ids=BROKEN_BODIES.keys()
+)
+def test_a_body_the_server_cannot_read_whole_is_a_client_error_never_a_500(
+    server: ServerProcess,
+    caller: Caller,
+    chat_with_old_file: tuple[Json, Json],
+    method: str,
+    route: str,
+    body: bytes,
+) -> None:
+    chat, old = chat_with_old_file
+    before = _state(caller, chat)
+    framing = b'Content-Length: 100' if body == b'a' * 50 else b'Transfer-Encoding: chunked'
+    content_type = b'multipart/form-data; boundary=B' if route == 'files' else b'text/plain'
+    head = (
+        f'{method} /v1/chats/{chat["chat_id"]}/{route} HTTP/1.1\r\nHost: test\r\n'.encode()
+        + b'X-User-Id: ' + str(caller.user_id).encode() + b'\r\n'
+        + b'Content-Type: ' + content_type + b'\r\n' + framing + b'\r\n\r\n'
+    )  # fmt: skip
+
+    with _connect(server) as connection:
+        connection.sendall(head + body)
+        connection.shutdown(socket.SHUT_WR)
+        reply = _read_reply(connection)
+
+    if HTTP_SERVER == 'granian':
+        # Granian hands the app what it could read, then the end: the app's answer
+        assert _status(reply) == 422, reply[:300]
+        assert b'"code":"validation_error"' in reply
+    else:
+        # uvicorn's parser refuses a bad framing itself (400) and drops a short body
+        assert _status(reply) in {400, None}, reply[:300]
+    assert _wait_for_no_staging(server) == set()
+    assert _state(caller, chat) == before
+    assert caller.content(chat['chat_id'], old['file_id']) == OLD
+    _assert_still_serving(caller)
