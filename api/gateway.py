@@ -7,6 +7,7 @@ malformed (FastAPI parses a JSON body before it resolves dependencies).
 """
 
 import hmac
+import re
 from http import HTTPStatus
 from uuid import UUID
 
@@ -22,6 +23,11 @@ API_PREFIX = '/v1'
 CHECKED_USER_ID = 'chat_storage.user_id'
 
 
+# the form `str(UUID)` writes, in either case: `{…}`, `urn:uuid:…` or 32 bare hex digits
+# would be the same user under other spellings
+_USER_ID = re.compile('[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
+
+
 def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: str | None) -> UUID:
     """The caller's user id; the gateway's shared secret first, when one is configured."""
     if token is not None:
@@ -34,10 +40,9 @@ def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: 
             raise unauthenticated('A valid gateway token is required.')
     if not x_user_id:
         raise unauthenticated('The X-User-Id header is required.')
-    try:
-        return UUID(x_user_id)
-    except ValueError:
-        raise unauthenticated('X-User-Id must be a UUID.') from None
+    if not _USER_ID.fullmatch(x_user_id):
+        raise unauthenticated('X-User-Id must be one UUID (8-4-4-4-12 hex digits).')
+    return UUID(x_user_id)
 
 
 class IdentityFirst:
@@ -51,9 +56,13 @@ class IdentityFirst:
         path = scope.get('path', '')
         if scope['type'] == 'http' and (path == API_PREFIX or path.startswith(API_PREFIX + '/')):
             headers = Headers(scope=scope)
+            # two `X-User-Id` headers (a gateway that appends its own to the client's)
+            # name no one: joined, they are not one UUID and are refused
             try:
                 scope[CHECKED_USER_ID] = authenticate(
-                    self._token, headers.get('authorization'), headers.get('x-user-id')
+                    self._token,
+                    headers.get('authorization'),
+                    ','.join(headers.getlist('x-user-id')) or None,
                 )
             except ApiProblem as problem:
                 response = problem_response(

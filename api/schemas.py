@@ -270,6 +270,8 @@ class SandboxStart(BaseModel):
         default=DEFAULT_SANDBOX_TTL_SECONDS,
         ge=MIN_SANDBOX_TTL_SECONDS,
         le=MAX_SANDBOX_TTL_SECONDS,
+        # a JSON number only, as the link's `expires_in`: `true` is not one second
+        strict=True,
     )
     sandbox_session_id: UUID | None = Field(
         default=None, description='The active session to renew; omit to start a new one'

@@ -49,6 +49,21 @@ async def test_the_scheme_is_case_insensitive(guarded: httpx.AsyncClient) -> Non
         assert (await guarded.put('/v1/workspace', headers=headers)).status_code == 201
 
 
+async def test_x_user_id_is_one_uuid_in_its_usual_form(client: httpx.AsyncClient) -> None:
+    """Other spellings of one UUID would be the same user under another name; two headers
+    (a gateway that appends its own to the client's) would let the first one win."""
+    user = uuid4()
+    for value in (f'{{{user}}}', f'urn:uuid:{user}', user.hex, f' {user}x'):
+        response = await client.put('/v1/workspace', headers={'X-User-Id': value})
+        assert (response.status_code, response.json()['code']) == (401, 'unauthenticated')
+    two = httpx.Headers([('X-User-Id', str(user)), ('X-User-Id', str(uuid4()))])
+    response = await client.put('/v1/workspace', headers=two)
+    assert (response.status_code, response.json()['code']) == (401, 'unauthenticated')
+    upper = await client.put('/v1/workspace', headers={'X-User-Id': str(user).upper()})
+    assert upper.status_code == 201
+    assert (await client.put('/v1/workspace', headers={'X-User-Id': str(user)})).status_code == 200
+
+
 async def test_health_needs_no_token(guarded: httpx.AsyncClient) -> None:
     assert (await guarded.get('/healthz')).status_code == 200
     assert (await guarded.get('/readyz')).status_code == 200

@@ -51,7 +51,9 @@ async def test_expired_session_no_longer_blocks(
 async def test_ttl_out_of_range_is_a_validation_error(
     client: httpx.AsyncClient, chat_id: str
 ) -> None:
-    for ttl in (0, 86_401):
+    # out of range, or not a JSON integer (`true` was one second, `"60"` sixty)
+    for ttl in (0, 86_401, True, '60', 60.5):
         response = await client.put(f'/v1/chats/{chat_id}/sandbox', json={'ttl_seconds': ttl})
         assert response.status_code == 422
         assert response.json()['errors'][0]['loc'][-1] == 'ttl_seconds'
+    assert (await client.get(f'/v1/chats/{chat_id}/sandbox')).status_code == 404
