@@ -310,7 +310,11 @@ def test_every_v1_route_needs_the_gateway_token_even_with_a_bad_path(gated: Serv
         'no token': {'X-User-Id': user},
         'wrong token': {'X-User-Id': user, 'Authorization': 'Bearer wrong'},
         'token without Bearer': {'X-User-Id': user, 'Authorization': GATEWAY_TOKEN},
-        'token of another case': {'X-User-Id': user, 'Authorization': f'bearer {GATEWAY_TOKEN}'},
+        # the scheme is case-insensitive (RFC 9110), the token is not
+        'token of another case': {
+            'X-User-Id': user,
+            'Authorization': f'Bearer {GATEWAY_TOKEN.swapcase()}',
+        },
         'right token, no user': {'Authorization': f'Bearer {GATEWAY_TOKEN}'},
     }
     http = httpx.Client(base_url=gated.base_url, timeout=HTTP_TIMEOUT)
