@@ -26,7 +26,7 @@ from usecase.sandbox_session import (
 )
 from usecase.signed_link import CreateDownloadLink, OpenLinkedAttachment
 from usecase.upload_attachment import UploadAttachment
-from usecase.write_history import WriteHistory
+from usecase.write_history import HistoriesInDoubt, WriteHistory
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,7 @@ def build_services(
 ) -> Services:
     uow = backend.unit_of_work
     max_file = settings.max_file_bytes
+    histories_in_doubt = HistoriesInDoubt()
     # an empty secret is no secret: links stay off
     secret_text = settings.link_secret.get_secret_value() if settings.link_secret else ''
     link_secret = secret_text.encode() or None
@@ -90,8 +91,8 @@ def build_services(
         rename_chat=RenameChat(uow, clock),
         delete_chat=DeleteChat(uow, storage, clock),
         read_history=ReadHistory(uow, storage),
-        write_history=WriteHistory(uow, storage, clock, max_file),
-        append_history=AppendHistory(uow, storage, clock, max_file),
+        write_history=WriteHistory(uow, storage, clock, max_file, in_doubt=histories_in_doubt),
+        append_history=AppendHistory(uow, storage, clock, max_file, in_doubt=histories_in_doubt),
         upload_attachment=UploadAttachment(uow, storage, clock, ids, max_file),
         list_attachments=ListAttachments(uow),
         get_attachment=GetAttachment(uow),

@@ -14,6 +14,7 @@ class AppendHistory(WriteHistory):
     """
 
     _stage_durably = False
+    _replaces_whole_file = False
     # most appends are a message or two: read whole (in memory) before any lookup
     _read_first_bytes = 16 * 1024
 

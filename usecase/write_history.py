@@ -6,7 +6,11 @@ from uuid import UUID
 
 from domain.chat import Chat
 from domain.content import StagedContent
-from domain.error import HistoryPreconditionFailedError, InvalidHistoryEncodingError
+from domain.error import (
+    CommitOutcomeUnknownError,
+    HistoryPreconditionFailedError,
+    InvalidHistoryEncodingError,
+)
 from domain.idempotency import RecordedResponse
 from domain.workspace import Workspace
 from usecase.common import (
@@ -39,6 +43,41 @@ async def utf8_checked(content: ByteStream, chat_id: UUID) -> AsyncIterator[byte
         raise InvalidHistoryEncodingError(chat_id) from None
 
 
+class HistoriesInDoubt:
+    """History puts whose commit had an unknown outcome (ADR 025), by chat.
+
+    Their files are left as the put made them, for start-up recovery to settle by the
+    rows. Until then, an append would cut the file to the length the rows hold and write
+    on: on top of the put's bytes if the put did not commit, losing the committed
+    history. So the next history write of the chat in this process settles them first,
+    under the workspace lock, by the row it reads there (ADR 016's rule: the put
+    committed if the row's revision is past the put's base).
+    """
+
+    def __init__(self) -> None:
+        self._puts: dict[UUID, list[tuple[int, StorageChange]]] = {}
+
+    def add(self, chat: Chat, change: StorageChange) -> None:
+        """`chat` is the row the put was made against (its base revision)."""
+        self._puts.setdefault(chat.chat_id, []).append((chat.history_revision, change))
+
+    async def settle(self, chat: Chat) -> None:
+        """Settle the chat's puts in doubt, newest first; `chat` is read under the lock."""
+        puts = self._puts.pop(chat.chat_id, [])
+        while puts:
+            base_revision, change = puts[-1]
+            try:
+                if chat.history_revision > base_revision:
+                    await change.commit()
+                else:
+                    await change.rollback()
+            except BaseException:
+                # left for the next write, or for start-up recovery
+                self._puts.setdefault(chat.chat_id, [])[:0] = puts
+                raise
+            puts.pop()
+
+
 def check_version(chat: Chat, if_match: Collection[str] | None) -> None:
     """`If-Match`: the write applies only to one of the named versions of the history."""
     if if_match is not None and chat.history_version not in if_match:
@@ -61,17 +100,27 @@ class WriteHistory:
     # it would save less than the lookup costs (ADR 019, ninth pass)
     _read_first_bytes = 0
 
+    # the write replaces the whole file (a swap): one in doubt is settled by the next
+    # write (`HistoriesInDoubt`); an append in doubt needs nothing, the rows' length
+    # decides what the history is
+    _replaces_whole_file = True
+
     def __init__(
         self,
         uow: UnitOfWorkFactory,
         storage: ChatStorage,
         clock: Clock,
         max_file_bytes: int,
+        *,
+        in_doubt: HistoriesInDoubt | None = None,
     ) -> None:
+        """`in_doubt` is shared by the history writes of one process (`WriteHistory` and
+        `AppendHistory`)."""
         self._uow = uow
         self._storage = storage
         self._clock = clock
         self._max_file_bytes = max_file_bytes
+        self._in_doubt = HistoriesInDoubt() if in_doubt is None else in_doubt
 
     @overload
     async def __call__(
@@ -151,6 +200,7 @@ class WriteHistory:
         # ends with its commit: it may be committed with other writers' (group commit)
         async with self._uow(group=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
+            await self._in_doubt.settle(chat)
             if idempotency is not None:
                 fingerprint, recorded = await replay_under_lock(
                     uow, user_id, idempotency, staged.sha256, self._clock.now()
@@ -181,7 +231,12 @@ class WriteHistory:
                     now=now,
                 )
             change = await self._change(chat, staged)
-            await commit_with(uow, change)
+            try:
+                await commit_with(uow, change)
+            except CommitOutcomeUnknownError:
+                if self._replaces_whole_file:
+                    self._in_doubt.add(chat, change)
+                raise
         await change.commit()
         return updated if answer is None else answer
 

@@ -9,6 +9,8 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 from uuid import UUID, uuid4
 
 import pytest
@@ -18,14 +20,16 @@ from adapter.file_maintenance import FileSystemMaintenance, OwnerLock
 from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
 from domain.chat import Chat, ChatAttachmentName
+from domain.error import CommitOutcomeUnknownError
 from repository.sql.backend import SqliteMetadataBackend
 from usecase import recover_storage
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
 from usecase.ensure_workspace import EnsureWorkspace
+from usecase.interface import PendingSync, UnitOfWork
 from usecase.recover_storage import RecoverStorage, RecoveryReport
 from usecase.upload_attachment import UploadAttachment
-from usecase.write_history import WriteHistory
+from usecase.write_history import HistoriesInDoubt, WriteHistory
 
 USER_ID = UUID('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb')
 NAME = ChatAttachmentName('report.txt')
@@ -173,6 +177,71 @@ async def test_an_uncommitted_history_put_with_an_append_on_top_is_rolled_back(
     assert history.read_bytes() == OLD
     assert world.leftovers() == []
     assert (report.rolled_back, report.tails_cut, report.usage_fixed) == (1, 0, 0)
+
+
+class _CommitAnswerLost:
+    """A unit of work whose commit answers `CommitOutcomeUnknownError`, as a connection
+    lost around `COMMIT` would (ADR 025): after committing, or without committing."""
+
+    def __init__(self, unit: UnitOfWork, *, committed: bool) -> None:
+        self._unit = unit
+        self._committed = committed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._unit, name)
+
+    async def __aenter__(self) -> Self:
+        await self._unit.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._unit.__aexit__(exc_type, exc, tb)
+
+    async def commit(self, pending: PendingSync | None = None) -> None:
+        if self._committed:
+            await self._unit.commit(pending)
+        elif pending is not None:
+            pending.sync()
+        raise CommitOutcomeUnknownError
+
+
+@pytest.mark.parametrize('committed', [False, True], ids=['did not commit', 'committed'])
+async def test_a_history_put_in_doubt_is_settled_before_the_next_append(
+    world: World, committed: bool
+) -> None:
+    """An append cuts history.md to the rows' length and writes on: over the put's bytes
+    when the put did not commit. The next history write settles the put first, by the
+    row it reads under the lock (ADR 025)."""
+    uow, clock, in_doubt = world.backend.unit_of_work, SystemClock(), HistoriesInDoubt()
+    write = WriteHistory(uow, world.storage, clock, 10_000, in_doubt=in_doubt)
+    append = AppendHistory(uow, world.storage, clock, 10_000, in_doubt=in_doubt)
+    await write(USER_ID, world.chat.chat_id, chunks(OLD))
+
+    def losing(**kwargs: Any) -> UnitOfWork:
+        unit = uow(**kwargs)
+        return _CommitAnswerLost(unit, committed=committed) if kwargs.get('group') else unit
+
+    with pytest.raises(CommitOutcomeUnknownError):
+        await WriteHistory(losing, world.storage, clock, 10_000, in_doubt=in_doubt)(
+            USER_ID, world.chat.chat_id, chunks(NEW)
+        )
+    history = world.storage.history_path(world.chat)
+    assert history.read_bytes() == NEW  # left as the put made it
+
+    appended = await append(USER_ID, world.chat.chat_id, chunks(b' and a tail'))
+
+    expected = (NEW if committed else OLD) + b' and a tail'
+    assert history.read_bytes() == expected
+    assert appended.history_bytes == len(expected)
+    assert world.leftovers() == []
+    report = await world.recover()
+    assert history.read_bytes() == expected
+    assert (report.rolled_back, report.tails_cut, report.usage_fixed) == (0, 0, 0)
 
 
 async def test_the_changes_of_a_live_process_are_left_alone(world: World) -> None:
