@@ -94,13 +94,18 @@ def _prepare_in_child() -> tuple[int, dict[str, Any] | None]:
 
 def _prepare(answer_fd: int) -> int:
     """In the child: validate the settings, migrate ahead of the workers, answer."""
-    from api.prepare import migrate_ahead  # noqa: PLC0415 - the child's imports
-    from api.settings import SettingsError, load_settings  # noqa: PLC0415
+    from api.prepare import data_dir_problem, migrate_ahead  # noqa: PLC0415 - the child's
+    from api.settings import ENV_PREFIX, SettingsError, load_settings  # noqa: PLC0415
 
     try:
         settings = load_settings()
     except SettingsError as error:
         print(f'chat-storage: {error}', file=sys.stderr)  # noqa: T201 - the one clear line
+        return 2
+    problem = data_dir_problem(settings.data_dir)
+    if problem is not None:
+        line = f'chat-storage: invalid configuration: {ENV_PREFIX}DATA_DIR: {problem}'
+        print(line, file=sys.stderr)  # noqa: T201 - the one clear line
         return 2
     migrate_ahead(settings)
     serving = {

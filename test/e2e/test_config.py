@@ -122,6 +122,8 @@ BAD_VALUES = {
     # no caller could send an empty token; taking it for unset would open the service
     'empty gateway token': ('STORAGE_GATEWAY_TOKEN', ''),
     'gateway token with a space at its end': ('STORAGE_GATEWAY_TOKEN', 'secret '),
+    'data dir that cannot be made': ('STORAGE_DATA_DIR', '/proc/chat-storage-data'),
+    'data dir that is a file': ('STORAGE_DATA_DIR', '/dev/null'),
 }
 
 
