@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import dataclass, replace
+from uuid import UUID
 
 from domain.chat import ChatAttachmentName
 from domain.page import PageKey
@@ -58,6 +59,13 @@ async def is_committed(uow: UnitOfWork, change: PendingChange) -> bool:
     return chat_file is not None and chat_file.sha256 == change.sha256
 
 
+async def _lock_workspace(uow: UnitOfWork, workspace_id: UUID) -> None:
+    """Take the workspace row's lock (every write to the workspace takes it first)."""
+    workspace = await uow.workspaces.get(workspace_id)
+    if workspace is not None:
+        await uow.workspaces.get_by_user_id(workspace.user_id, for_update=True)
+
+
 async def all_workspaces(uow: UnitOfWork) -> list[Workspace]:
     """Every workspace, read page by page."""
     found: list[Workspace] = []
@@ -108,9 +116,13 @@ class RecoverStorage:
             swept = await self._maintenance.sweep(alone=alone)
             committed = rolled_back = 0
             for change in await self._maintenance.pending_changes(alone=alone):
-                async with self._uow(write=False) as uow:
+                # checked and settled under the workspace's lock: other processes may be
+                # serving (not `alone`), and a write of theirs committed in between would
+                # make the check stale; an undone history put would then overwrite it
+                async with self._uow() as uow:
+                    await _lock_workspace(uow, change.workspace_id)
                     done = await is_committed(uow, change)
-                await self._maintenance.settle(change, committed=done)
+                    await self._maintenance.settle(change, committed=done)
                 committed += done
                 rolled_back += not done
             tails_cut = removed = 0

@@ -6,7 +6,7 @@ A crash is simulated by applying a storage change and never settling it (the pro
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +21,7 @@ from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
 from domain.chat import Chat, ChatAttachmentName
 from domain.error import CommitOutcomeUnknownError
+from domain.recovery import PendingChange
 from repository.sql.backend import SqliteMetadataBackend
 from usecase import recover_storage
 from usecase.append_history import AppendHistory
@@ -242,6 +243,54 @@ async def test_a_history_put_in_doubt_is_settled_before_the_next_append(
     report = await world.recover()
     assert history.read_bytes() == expected
     assert (report.rolled_back, report.tails_cut, report.usage_fixed) == (0, 0, 0)
+
+
+class _LiveWriteWhileSettling(FileSystemMaintenance):
+    """Starts a live process's write just before a change is settled, and gives it every
+    chance to commit first."""
+
+    def __init__(self, data_dir: Path, write: Callable[[], Awaitable[Chat]]) -> None:
+        super().__init__(data_dir)
+        self._write = write
+        self.written: asyncio.Task[Chat] | None = None
+
+    async def settle(self, change: PendingChange, *, committed: bool) -> None:
+        self.written = asyncio.ensure_future(self._write())
+        await asyncio.sleep(0.3)
+        await super().settle(change, committed=committed)
+
+
+async def test_a_write_of_a_live_process_waits_until_the_change_is_settled(
+    world: World,
+) -> None:
+    """Another process serving while this one recovers (not `alone`): its history write
+    must not commit between the check and the settling, or the undone put (the old file
+    put back) would overwrite it."""
+    uow, clock = world.backend.unit_of_work, SystemClock()
+    base = await WriteHistory(uow, world.storage, clock, 10_000)(
+        USER_ID, world.chat.chat_id, chunks(OLD)
+    )
+    staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
+    await world.storage.put_history(base, staged)  # swapped in, its process died
+    live = OwnerLock(world.data_dir)
+    storage = FileSystemChatStorage(world.data_dir, owner=live.owner)
+    write = WriteHistory(uow, storage, clock, 10_000)
+    maintenance = _LiveWriteWhileSettling(
+        world.data_dir, lambda: write(USER_ID, world.chat.chat_id, chunks(b'live and committed'))
+    )
+    try:
+        report = await RecoverStorage(uow, maintenance)()
+        assert maintenance.written is not None
+        written = await maintenance.written
+    finally:
+        live.release()
+        await storage.close()
+
+    assert report.rolled_back == 1
+    history = world.storage.history_path(world.chat)
+    assert history.read_bytes() == b'live and committed'
+    assert written.history_bytes == len(b'live and committed')
+    assert world.leftovers() == []
 
 
 async def test_the_changes_of_a_live_process_are_left_alone(world: World) -> None:
