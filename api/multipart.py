@@ -65,10 +65,11 @@ def _describe(part: _Part) -> None:
             part.field_name = params.get('name')
             filename = message.get_param('filename', header='content-disposition')
             if isinstance(filename, tuple):  # RFC 2231 (`filename*=`): decoded by its charset
-                part.filename = collapse_rfc2231_value(filename).strip()
+                part.filename = collapse_rfc2231_value(filename, errors='surrogateescape').strip()
             elif filename is not None:
-                text = collapse_rfc2231_value(filename).strip()
-                part.filename = text.encode('latin-1').decode('utf-8', 'surrogateescape')
+                raw = collapse_rfc2231_value(filename).encode('latin-1')
+                # stripped once decoded: as latin-1, the last byte of `à` (0xA0) is a space
+                part.filename = raw.decode('utf-8', 'surrogateescape').strip()
         elif name.lower() == b'content-type':
             part.content_type = value.decode('latin-1').strip() or None
 

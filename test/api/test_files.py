@@ -1,9 +1,11 @@
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 from uuid import uuid4
 
 import httpx
+import pytest
 
 
 def chat_dir(data_dir: Path) -> Path:
@@ -319,6 +321,7 @@ async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
     for head in (
         b'Content-Disposition: form-data; name="file"; filename="\xff"',
         b'Content-Disposition: form-data; name="file"; filename="b\xfe.txt"',
+        b'Content-Disposition: form-data; name="file"; filename*=UTF-8\'\'%FFa.txt',
     ):
         body, headers = _multipart([(head, b'x')])
         refused.append(
@@ -331,10 +334,37 @@ async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
     refused.append(await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers))
     assert [(r.status_code, r.json()['code']) for r in refused] == [
         (422, 'invalid_attachment_name')
-    ] * 5
+    ] * 6
     await _nothing_stored(client, chat_id, data_dir)
     named = await client.put(f'/v1/chats/{chat_id}/files/by-name/%EF%BF%BD', content=b'x')
     assert (named.status_code, named.json()['name']) == (201, '\ufffd')
+
+
+@pytest.mark.parametrize(
+    'filename',
+    [
+        'voilà',
+        'Å',
+        'Отчёт Р',  # noqa: RUF001 - a Cyrillic ER, whose UTF-8 ends in 0xA0
+        'データ',
+        'résumé 👋.pdf',
+        ' padded.txt ',
+    ],
+)
+async def test_a_utf8_filename_is_stored_as_sent(
+    client: httpx.AsyncClient, chat_id: str, filename: str
+) -> None:
+    """As a browser sends it: the UTF-8 bytes in the part's quoted `filename`, whatever
+    their last byte (0xA0 and 0x85 are spaces in latin-1), and as RFC 2231 `filename*`."""
+    quoted = b'Content-Disposition: form-data; name="file"; filename="%s"' % filename.encode()
+    encoded = (
+        b'Content-Disposition: form-data; name="file"; filename*=UTF-8\'\''
+        + quote(filename).encode()
+    )
+    for head in (quoted, encoded):
+        body, headers = _multipart([(head, b'x')])
+        response = await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
+        assert (response.status_code, response.json()['name']) == (201, filename.strip())
 
 
 async def test_a_second_name_field_is_refused(
