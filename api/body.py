@@ -11,7 +11,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.drain import mark_content_body
-from api.problems import validation_problem
+from api.problems import UNSUPPORTED_MEDIA_TYPE_DETAIL, validation_problem
+from api.routing import app_path
 
 # JSON bodies are small documents ({"title": …}, {"ttl_seconds": …}); FastAPI reads them
 # whole into memory before validating, so a larger one is refused with 413 as it arrives
@@ -85,7 +86,7 @@ class ParsedBodyLimit:
                 if isinstance(context.original_route, APIRoute)
                 and context.original_route.body_field is not None
             ]
-        path, method = scope['path'], scope['method']
+        path, method = app_path(scope), scope['method']
         return any(method in methods and regex.match(path) for regex, methods in self._bounded)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,9 +126,7 @@ def _is_json(content_type: str | None) -> bool:
 def _not_json() -> StarletteHTTPException:
     # an HTTP exception: FastAPI lets it through its body parsing (anything else raised
     # while it reads the body becomes a 400), and the problem handlers name its code
-    return StarletteHTTPException(
-        415, 'This route takes a JSON body: send it with Content-Type: application/json.'
-    )
+    return StarletteHTTPException(415, UNSUPPORTED_MEDIA_TYPE_DETAIL)
 
 
 def _too_large(max_bytes: int) -> StarletteHTTPException:

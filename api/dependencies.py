@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import Depends, Header, Request
 
 from api.container import Services
-from api.gateway import CHECKED_USER_ID, authenticate
+from api.gateway import CHECKED_USER_ID, authenticate_headers
 
 
 def services_of(request: Request) -> Services:
@@ -55,9 +55,4 @@ def caller_id(request: Request) -> UUID:
     checked = request.scope.get(CHECKED_USER_ID)
     if isinstance(checked, UUID):
         return checked
-    headers = request.headers
-    return authenticate(
-        services_of(request).settings.gateway_token,
-        headers.get('authorization'),
-        headers.get('x-user-id'),
-    )
+    return authenticate_headers(services_of(request).settings.gateway_token, request.headers)

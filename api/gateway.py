@@ -17,6 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import ApiProblem, problem_response, unauthenticated
+from api.routing import app_path
 
 API_PREFIX = '/v1'
 # the scope key under which `IdentityFirst` leaves the caller it checked, for the routes
@@ -45,6 +46,14 @@ def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: 
     return UUID(x_user_id)
 
 
+def authenticate_headers(token: SecretStr | None, headers: Headers) -> UUID:
+    """`authenticate` on a request's headers. Two `X-User-Id` headers (a gateway that
+    appends its own to the client's) name no one: joined, they are not one UUID."""
+    return authenticate(
+        token, headers.get('authorization'), ','.join(headers.getlist('x-user-id')) or None
+    )
+
+
 class IdentityFirst:
     """ASGI middleware: a `/v1` request without a valid identity ends here with `401`."""
 
@@ -53,17 +62,10 @@ class IdentityFirst:
         self._token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get('path', '')
+        path = app_path(scope)
         if scope['type'] == 'http' and (path == API_PREFIX or path.startswith(API_PREFIX + '/')):
-            headers = Headers(scope=scope)
-            # two `X-User-Id` headers (a gateway that appends its own to the client's)
-            # name no one: joined, they are not one UUID and are refused
             try:
-                scope[CHECKED_USER_ID] = authenticate(
-                    self._token,
-                    headers.get('authorization'),
-                    ','.join(headers.getlist('x-user-id')) or None,
-                )
+                scope[CHECKED_USER_ID] = authenticate_headers(self._token, Headers(scope=scope))
             except ApiProblem as problem:
                 response = problem_response(
                     Request(scope),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.body import checked_content_type
-from api.problems import ApiProblem, validation_problem
+from api.problems import UNSUPPORTED_MEDIA_TYPE_DETAIL, ApiProblem, validation_problem
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -21,11 +21,7 @@ def multipart_boundary(content_type: str | None) -> bytes:
     """The boundary of a multipart/form-data body, or a 415/422 problem."""
     media_type, options = parse_options_header(content_type or '')
     if media_type != b'multipart/form-data':
-        raise ApiProblem(
-            'unsupported_media_type',
-            415,
-            'This route takes multipart/form-data with one part named "file".',
-        )
+        raise ApiProblem('unsupported_media_type', 415, UNSUPPORTED_MEDIA_TYPE_DETAIL)
     boundary = options.get(b'boundary')
     if not boundary:
         raise validation_problem(['header', 'content-type'], 'multipart boundary is missing')

@@ -334,6 +334,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
+# one sentence for every 415, so that the example in the document is what each route says
+UNSUPPORTED_MEDIA_TYPE_DETAIL = (
+    'This route does not take a body of this Content-Type: a JSON body goes as '
+    'application/json, an upload to the multipart route as multipart/form-data with one '
+    'part named "file".'
+)
+
 # problems raised by the HTTP layer itself (ApiProblem, validation, Starlette); with the
 # domain table above, the codes the OpenAPI document shows examples of
 HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
@@ -347,7 +354,7 @@ HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
     'unsupported_media_type': ProblemType(
         415,
         HTTPStatus(415).phrase,
-        lambda _: 'This route takes a JSON body: send it with Content-Type: application/json.',
+        lambda _: UNSUPPORTED_MEDIA_TYPE_DETAIL,
     ),
     'range_not_satisfiable': ProblemType(
         416,

@@ -1,6 +1,7 @@
 """URL convertors of our own."""
 
 from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
+from starlette.types import Scope
 
 
 class AnythingConvertor(Convertor[str]):
@@ -25,3 +26,11 @@ ANYTHING = 'anything'
 # `{…:anything}` import this module first
 if ANYTHING not in CONVERTOR_TYPES:
     register_url_convertor(ANYTHING, AnythingConvertor())
+
+
+def app_path(scope: Scope) -> str:
+    """The path below the app's root path (the app may be mounted, or served under one),
+    as its routes match it: what the middleware that pick routes by path must look at."""
+    path: str = scope.get('path', '')
+    root: str = scope.get('root_path', '')
+    return path[len(root) :] if root and path.startswith(root) else path

@@ -83,3 +83,33 @@ def test_postgres_without_dsn_names_the_variable(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SystemExit) as stopped:
         create_app()
     assert 'STORAGE_POSTGRES_DSN' in str(stopped.value)
+
+
+async def test_identity_comes_first_under_a_root_path(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Served under a root path (or mounted), `/storage/v1/...` is checked like `/v1/...`:
+    two `X-User-Id` headers are refused, and before the body is parsed."""
+    app = create_app(make_settings())
+    user = str(uuid4())
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, root_path='/storage')
+        async with httpx.AsyncClient(transport=transport, base_url='http://testserver') as http:
+            two = httpx.Headers([('X-User-Id', user), ('X-User-Id', str(uuid4()))])
+            refused = [
+                await http.put('/storage/v1/workspace', headers=two),
+                await http.post('/storage/v1/chats', headers=two, content=b'{"title": '),
+                await http.put('/storage/v1/workspace'),
+            ]
+            assert [(r.status_code, r.json()['code']) for r in refused] == [
+                (401, 'unauthenticated')
+            ] * 3
+            created = await http.put('/storage/v1/workspace', headers={'X-User-Id': user})
+            assert created.status_code == 201
+            # the JSON routes' limits hold there too (api/body.py picks them by path)
+            form = await http.post(
+                '/storage/v1/chats',
+                headers={'X-User-Id': user, 'Content-Type': 'text/plain'},
+                content=b'{}',
+            )
+            assert (form.status_code, form.json()['code']) == (415, 'unsupported_media_type')
