@@ -1,5 +1,6 @@
 """Streaming `multipart/form-data` reader: parts arrive as chunks, never buffered whole."""
 
+import codecs
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -60,14 +61,27 @@ def _describe(part: _Part) -> None:
             params = dict(message.get_params(header='content-disposition') or [])
             part.field_name = params.get('name')
             filename = message.get_param('filename', header='content-disposition')
-            if isinstance(filename, tuple):  # RFC 2231 (`filename*=`): decoded by its charset
-                part.filename = collapse_rfc2231_value(filename, errors='surrogateescape').strip()
+            if isinstance(filename, tuple):  # RFC 2231 (`filename*=`)
+                part.filename = _rfc2231_filename(filename)
             elif filename is not None:
                 raw = collapse_rfc2231_value(filename).encode('latin-1')
                 # stripped once decoded: as latin-1, the last byte of `à` (0xA0) is a space
                 part.filename = raw.decode('utf-8', 'surrogateescape').strip()
         elif name.lower() == b'content-type':
             part.content_type = value.decode('latin-1').strip() or None
+
+
+def _rfc2231_filename(value: tuple[str | None, str | None, str]) -> str:
+    """`filename*=charset'language'%XX…`: the bytes decoded by their charset, UTF-8 when
+    it is empty or unknown; bytes it cannot decode become lone surrogates, which the name
+    refuses, never U+FFFD or latin-1 look-alikes."""
+    charset, _language, text = value
+    raw = text.encode('latin-1', 'surrogateescape')
+    try:
+        codec = codecs.lookup(charset or 'utf-8').name
+    except LookupError:
+        codec = 'utf-8'
+    return raw.decode(codec, 'surrogateescape').strip()
 
 
 class MultipartUpload:

@@ -30,7 +30,16 @@ if ANYTHING not in CONVERTOR_TYPES:
 
 def app_path(scope: Scope) -> str:
     """The path below the app's root path (the app may be mounted, or served under one),
-    as its routes match it: what the middleware that pick routes by path must look at."""
+    as its routes match it: what the middleware that pick routes by path must look at.
+
+    Starlette's rule (`starlette._utils.get_route_path`): the root is cut off only where
+    a path segment ends, so `/storagex/v1` stays whole under `/storage`, and a server that
+    sets a root path without putting it in the path (`/v1/…` under `/`) is left as is.
+    """
     path: str = scope.get('path', '')
     root: str = scope.get('root_path', '')
-    return path[len(root) :] if root and path.startswith(root) else path
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ''
+    return path[len(root) :] if path[len(root)] == '/' else path

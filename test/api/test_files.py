@@ -322,6 +322,9 @@ async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
         b'Content-Disposition: form-data; name="file"; filename="\xff"',
         b'Content-Disposition: form-data; name="file"; filename="b\xfe.txt"',
         b'Content-Disposition: form-data; name="file"; filename*=UTF-8\'\'%FFa.txt',
+        # an empty or unknown charset is UTF-8 (email's fallback would be latin-1)
+        b'Content-Disposition: form-data; name="file"; filename*=\'\'%FF.txt',
+        b'Content-Disposition: form-data; name="file"; filename*=x-unknown\'\'%E9.txt',
     ):
         body, headers = _multipart([(head, b'x')])
         refused.append(
@@ -334,7 +337,7 @@ async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
     refused.append(await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers))
     assert [(r.status_code, r.json()['code']) for r in refused] == [
         (422, 'invalid_attachment_name')
-    ] * 6
+    ] * 8
     await _nothing_stored(client, chat_id, data_dir)
     named = await client.put(f'/v1/chats/{chat_id}/files/by-name/%EF%BF%BD', content=b'x')
     assert (named.status_code, named.json()['name']) == (201, '\ufffd')
@@ -357,11 +360,11 @@ async def test_a_utf8_filename_is_stored_as_sent(
     """As a browser sends it: the UTF-8 bytes in the part's quoted `filename`, whatever
     their last byte (0xA0 and 0x85 are spaces in latin-1), and as RFC 2231 `filename*`."""
     quoted = b'Content-Disposition: form-data; name="file"; filename="%s"' % filename.encode()
-    encoded = (
-        b'Content-Disposition: form-data; name="file"; filename*=UTF-8\'\''
-        + quote(filename).encode()
-    )
-    for head in (quoted, encoded):
+    disposition = b'Content-Disposition: form-data; name="file"; filename*='
+    encoded = [
+        disposition + charset + b"''" + quote(filename).encode() for charset in (b'UTF-8', b'')
+    ]
+    for head in (quoted, *encoded):
         body, headers = _multipart([(head, b'x')])
         response = await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
         assert (response.status_code, response.json()['name']) == (201, filename.strip())

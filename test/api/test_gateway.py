@@ -113,3 +113,8 @@ async def test_identity_comes_first_under_a_root_path(
                 content=b'{}',
             )
             assert (form.status_code, form.json()['code']) == (415, 'unsupported_media_type')
+        # a root path that the server does not put in the path (Granian's prefix)
+        transport = httpx.ASGITransport(app=manager.app, root_path='/')
+        async with httpx.AsyncClient(transport=transport, base_url='http://testserver') as http:
+            anonymous = await http.post('/v1/chats', content=b'{"title": ')
+            assert (anonymous.status_code, anonymous.json()['code']) == (401, 'unauthenticated')

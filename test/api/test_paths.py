@@ -10,6 +10,7 @@ from starlette.requests import Request
 from api.app import create_app
 from api.http import path_in_app
 from api.routers import chats, files, links
+from api.routing import app_path
 from api.settings import Settings
 
 CHAT = UUID('8a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d')
@@ -59,3 +60,22 @@ def test_the_paths_are_those_of_url_for(tmp_path: Path, scope_paths: dict[str, s
     for fast, slow in paths:
         assert fast == slow
     assert paths[0][0].endswith(f'/v1/chats/{CHAT}')
+
+
+@pytest.mark.parametrize(
+    ('root_path', 'path', 'below'),
+    [
+        ('', '/v1/chats', '/v1/chats'),
+        ('/storage', '/storage/v1/chats', '/v1/chats'),
+        ('/storage', '/storage', ''),
+        # the root is cut off only where a segment ends, as Starlette's router does
+        ('/storage', '/storagex/v1/chats', '/storagex/v1/chats'),
+        # a server that sets a root path without putting it in the path (Granian's prefix)
+        ('/', '/v1/chats', '/v1/chats'),
+        ('/v1/', '/v1/chats', '/v1/chats'),
+    ],
+)
+def test_the_middleware_see_the_path_the_routes_match(
+    root_path: str, path: str, below: str
+) -> None:
+    assert app_path({'type': 'http', 'path': path, 'root_path': root_path}) == below
