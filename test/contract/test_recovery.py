@@ -22,7 +22,7 @@ from adapter.id_generator import UuidGenerator
 from domain.chat import Chat, ChatAttachmentName
 from domain.error import CommitOutcomeUnknownError
 from domain.recovery import PendingChange
-from repository.sql.backend import SqliteMetadataBackend
+from repository.sql.backend import PostgresMetadataBackend, SqliteMetadataBackend
 from usecase import recover_storage
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
@@ -291,6 +291,48 @@ async def test_a_write_of_a_live_process_waits_until_the_change_is_settled(
     assert history.read_bytes() == b'live and committed'
     assert written.history_bytes == len(b'live and committed')
     assert world.leftovers() == []
+
+
+@pytest.mark.postgres
+async def test_a_live_replica_waits_for_the_workspace_lock_while_a_change_is_settled(
+    tmp_path: Path, fresh_postgres_dsn: str
+) -> None:
+    """The same on PostgreSQL, where only the workspace row's lock keeps another
+    replica's write out between the check and the settling (SQLite locks the whole store
+    for any write unit)."""
+    data_dir = tmp_path / 'data'
+    data_dir.mkdir()
+    recovering = PostgresMetadataBackend(fresh_postgres_dsn, pool_size=2)
+    replica = PostgresMetadataBackend(fresh_postgres_dsn, pool_size=2)
+    storage = FileSystemChatStorage(data_dir)
+    live = OwnerLock(data_dir)
+    live_storage = FileSystemChatStorage(data_dir, owner=live.owner)
+    try:
+        await recovering.migrate()
+        uow, clock, ids = recovering.unit_of_work, SystemClock(), UuidGenerator()
+        await EnsureWorkspace(uow, clock, ids, 1_000_000)(USER_ID)
+        chat = await CreateChat(uow, storage, clock, ids)(USER_ID, 'recovery')
+        base = await WriteHistory(uow, storage, clock, 10_000)(USER_ID, chat.chat_id, chunks(OLD))
+        staged = await storage.stage(chunks(NEW), limit_bytes=10_000)
+        await storage.put_history(base, staged)  # swapped in, its process died
+        write = WriteHistory(replica.unit_of_work, live_storage, clock, 10_000)
+        maintenance = _LiveWriteWhileSettling(
+            data_dir, lambda: write(USER_ID, chat.chat_id, chunks(b'live and committed'))
+        )
+
+        report = await RecoverStorage(uow, maintenance)()
+
+        assert maintenance.written is not None
+        written = await maintenance.written
+        assert report.rolled_back == 1
+        assert storage.history_path(chat).read_bytes() == b'live and committed'
+        assert written.history_bytes == len(b'live and committed')
+    finally:
+        live.release()
+        await live_storage.close()
+        await storage.close()
+        await replica.close()
+        await recovering.close()
 
 
 async def test_the_changes_of_a_live_process_are_left_alone(world: World) -> None:
