@@ -2,6 +2,7 @@
 holding the URL (a browser cannot add `X-User-Id` or the gateway token; the signature is
 the credential)."""
 
+import re
 from typing import Annotated
 from urllib.parse import urlencode
 from uuid import UUID
@@ -96,14 +97,24 @@ async def create_link(
     return LinkOut(url=f'{path}?{query}', expires_at=link.expires_at)
 
 
-def _link_fields(file_id: str, expires: str | None, signature: str | None) -> tuple[UUID, int]:
-    """A link's file id and expiry; anything malformed is an invalid link, not a 422."""
-    if expires is None or signature is None or not expires.isascii():
+_UNIX_SECONDS = re.compile('[1-9][0-9]{0,18}')
+
+
+def _link_fields(request: Request, file_id: str) -> tuple[UUID, int, str]:
+    """A link's file id, expiry and signature, spelled exactly as `create_link` writes
+    them (the id in its usual lower-case form, the expiry in plain digits, each query
+    member once); anything else is an invalid link, not a 422."""
+    query = request.query_params
+    expires, signature = query.getlist('expires'), query.getlist('signature')
+    if len(expires) != 1 or len(signature) != 1 or not _UNIX_SECONDS.fullmatch(expires[0]):
         raise InvalidLinkError
     try:
-        return UUID(file_id), int(expires)
+        link_file_id = UUID(file_id)
     except ValueError:
         raise InvalidLinkError from None
+    if str(link_file_id) != file_id:
+        raise InvalidLinkError
+    return link_file_id, int(expires[0]), signature[0]
 
 
 @router.get(
@@ -116,6 +127,7 @@ def _link_fields(file_id: str, expires: str | None, signature: str | None) -> tu
     responses={**DOWNLOAD_RESPONSES, **problem_responses('invalid_link', 500, 503)},
 )
 async def download_by_link(
+    request: Request,
     services: ServicesDep,
     file_id: str,
     expires: Annotated[str | None, Query(description='Unix seconds')] = None,
@@ -123,6 +135,7 @@ async def download_by_link(
     range_header: Annotated[str | None, Header(alias='range')] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    link_file_id, link_expires = _link_fields(file_id, expires, signature)
-    content = await services.open_linked_attachment(link_file_id, link_expires, signature or '')
+    del expires, signature  # declared for the document; read whole by `_link_fields`
+    link_file_id, link_expires, link_signature = _link_fields(request, file_id)
+    content = await services.open_linked_attachment(link_file_id, link_expires, link_signature)
     return await attachment_response(content, range_header, if_none_match)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -301,6 +301,28 @@ async def test_tampered_file_id_is_refused(clients: Clients, chat_id: str, file_
         await clients.anonymous.get(f'/links/00000000-0000-4000-8000-000000000000?{query}')
     )
     assert_invalid_link(await clients.anonymous.get(f'/links/not-a-uuid?{query}'))
+
+
+async def test_a_link_is_valid_only_as_it_was_written(
+    clients: Clients, chat_id: str, file_id: str
+) -> None:
+    """Other spellings of its values (`UUID()` and `int()` would take them) or a member
+    given twice (which one counts?) are malformed links: `403`, never served."""
+    url = await make_link(clients, chat_id, file_id)
+    parts = urlsplit(url)
+    expires = parse_qs(parts.query)['expires'][0]
+    signature = parse_qs(parts.query)['signature'][0]
+    query = f'expires={expires}&signature={signature}'
+    uid = UUID(file_id)
+    for spelling in (str(uid).upper(), f'{{{uid}}}', uid.hex, f'urn:uuid:{uid}'):
+        assert_invalid_link(await clients.anonymous.get(f'/links/{spelling}?{query}'))
+    for other in (f'+{expires}', f'0{expires}', f'%20{expires}', f'{expires}.0', f'{expires}_'):
+        assert_invalid_link(
+            await clients.anonymous.get(f'/links/{file_id}?expires={other}&signature={signature}')
+        )
+    assert_invalid_link(await clients.anonymous.get(f'/links/{file_id}?{query}&signature=x'))
+    assert_invalid_link(await clients.anonymous.get(f'/links/{file_id}?{query}&expires=1'))
+    assert (await clients.anonymous.get(f'/links/{file_id}?{query}')).status_code == 200
 
 
 async def test_link_without_its_query_is_refused(
