@@ -9,7 +9,7 @@ from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.recovery import ChatDirectory, StoredEntry
 from domain.workspace import Workspace
 from usecase.interface import StorageMaintenance, UnitOfWorkFactory
-from usecase.recover_storage import RecoverStorage, all_workspaces
+from usecase.recover_storage import RecoverStorage, all_workspaces, lock_workspace
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`, called as chats and files are checked."""
@@ -260,11 +260,10 @@ class CheckStorage:
 
     async def _repair_chat(self, directory: ChatDirectory) -> None:
         async with self._uow() as uow:
-            workspace = await uow.workspaces.get(directory.workspace_id)
+            # the workspace lock serialises this with any writer of the workspace
+            workspace = await lock_workspace(uow, directory.workspace_id)
             if workspace is None:
                 return
-            # the workspace lock serialises this with any writer of the workspace
-            await uow.workspaces.get_by_user_id(workspace.user_id, for_update=True)
             chat = await uow.chats.get(directory.chat_id)
             if chat is None:
                 return

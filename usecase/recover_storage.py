@@ -59,11 +59,13 @@ async def is_committed(uow: UnitOfWork, change: PendingChange) -> bool:
     return chat_file is not None and chat_file.sha256 == change.sha256
 
 
-async def _lock_workspace(uow: UnitOfWork, workspace_id: UUID) -> None:
-    """Take the workspace row's lock (every write to the workspace takes it first)."""
+async def lock_workspace(uow: UnitOfWork, workspace_id: UUID) -> Workspace | None:
+    """Take the workspace row's lock (every write to the workspace takes it first), and
+    return the row; None when there is no such workspace."""
     workspace = await uow.workspaces.get(workspace_id)
-    if workspace is not None:
-        await uow.workspaces.get_by_user_id(workspace.user_id, for_update=True)
+    if workspace is None:
+        return None
+    return await uow.workspaces.get_by_user_id(workspace.user_id, for_update=True)
 
 
 async def all_workspaces(uow: UnitOfWork) -> list[Workspace]:
@@ -120,7 +122,7 @@ class RecoverStorage:
                 # serving (not `alone`), and a write of theirs committed in between would
                 # make the check stale; an undone history put would then overwrite it
                 async with self._uow() as uow:
-                    await _lock_workspace(uow, change.workspace_id)
+                    await lock_workspace(uow, change.workspace_id)
                     done = await is_committed(uow, change)
                     await self._maintenance.settle(change, committed=done)
                 committed += done
