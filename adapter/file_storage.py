@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID, uuid4
 
-from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName, ChatFile
 from domain.content import ByteRange, StagedContent
 from domain.error import (
     ContentLimitExceededError,
     DomainError,
     InsufficientStorageError,
     ServiceUnavailableError,
+    StoredVersionChangingError,
 )
 from usecase.interface import ByteStream, PendingSync, StorageChange
 
@@ -154,6 +155,80 @@ def _open_regular(path: Path, flags: int) -> int:
     return fd
 
 
+# the version a service write gave a file (ADR 011): `s:<sha256>` for an attachment,
+# `h:<revision>` for a history put. A rename keeps it with the inode, so a reader tells the
+# version it opened from one another write has put at the name since its record was read
+VERSION_XATTR = 'user.chat_storage.version'
+_NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM})
+VersionCheck = Callable[[bytes | None], bool]
+
+
+def attachment_version(sha256: str) -> bytes:
+    return f's:{sha256}'.encode()
+
+
+def history_version(revision: int) -> bytes:
+    return f'h:{revision}'.encode()
+
+
+def _tag_version(path: Path, version: bytes) -> None:
+    """Mark a staged file with its version; a file system without user xattrs goes
+    unmarked (its readers then cannot tell a swap in flight, as before ADR 011's rule)."""
+    try:
+        os.setxattr(path, VERSION_XATTR, version, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_XATTRS:
+            raise
+
+
+def _version_of(fd: int) -> bytes | None:
+    try:
+        return os.getxattr(fd, VERSION_XATTR)
+    except OSError as exc:
+        if exc.errno in _NO_XATTRS:
+            return None
+        raise
+
+
+def is_attachment_version(sha256: str) -> VersionCheck:
+    """An attachment's file is its record's when its mark names the record's sha256.
+
+    Unmarked (a sandbox's file, a file system without xattrs) or marked otherwise than a
+    service write would: the read goes on, as it did before there were marks."""
+    expected = attachment_version(sha256)
+
+    def check(version: bytes | None) -> bool:
+        return version is None or not version.startswith(b's:') or version == expected
+
+    return check
+
+
+def is_history_version(revision: int) -> VersionCheck:
+    """`history.md` is the record's when no put newer than the record made it (appends
+    keep the file, and its mark, of the last put)."""
+
+    def check(version: bytes | None) -> bool:
+        if version is None or not version.startswith(b'h:') or not version[2:].isdigit():
+            return True
+        return int(version[2:]) <= revision
+
+    return check
+
+
+def _open_checked(path: Path, check: VersionCheck | None) -> int:
+    """Open a stored file for reading; with `check`, only the version it accepts."""
+    fd = _open_regular(path, _READ_FLAGS)
+    try:
+        accepted = check is None or check(_version_of(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    if not accepted:
+        os.close(fd)
+        raise StoredVersionChangingError
+    return fd
+
+
 def _refuse_symlinked_dirs(root: Path, path: Path) -> None:
     """Every directory between `root` and `path` is a real one, not a symlink.
 
@@ -204,12 +279,13 @@ def _remove(path: Path) -> None:
 class _OpenFile:
     """One file descriptor, opened and used by worker threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, check: VersionCheck | None = None) -> None:
         self.path = path
+        self.check = check
         self.fd: int | None = None
 
     def open_regular(self) -> None:
-        self.fd = _open_regular(self.path, _READ_FLAGS)
+        self.fd = _open_checked(self.path, self.check)
 
     def pread(self, size: int, offset: int) -> bytes:
         if self.fd is None:
@@ -238,19 +314,24 @@ class _SentDescriptor:
     """`SendableFile`: an opened, checked file named by `/proc/self/fd/<fd>` (ADR 019).
 
     The server opens the path itself, some time after it was handed over; the descriptor
-    stays open until the server holds one of its own on the same file, or a grace period
-    has passed. Only a descriptor opened after this one counts as the server's: one that
-    already named the file (an earlier download of it, still finishing) does not. Nothing
-    is written to disk, so a crash leaves nothing behind.
+    stays open until the server holds one of its own on the same file (the same inode), or
+    a grace period has passed. What counts as the server's is a descriptor opened after
+    this one, and not by this storage: one that already named the file (an earlier
+    download of it, still finishing) does not, nor does another read's or download's of
+    the same file (every read of ours opens with `O_NOFOLLOW`, which a server opening a
+    path it was given has no reason to pass). Closed too early, the number could be reused
+    by another file before the server opens it, which would then be sent under this one's
+    headers. Nothing is written to disk, so a crash leaves nothing behind.
     """
 
     def __init__(self, fd: int, size_bytes: int) -> None:
         self.fd = fd
         self.size_bytes = size_bytes
         self.path = f'{_PROC_FDS}/{fd}'
+        stat_result = os.fstat(fd)
+        self._inode = (stat_result.st_dev, stat_result.st_ino)
         # before the path is handed over, so the server's own descriptor cannot be among them
-        self._target = Path(self.path).readlink()
-        self._held_before = _descriptors_naming(self._target)
+        self._held_before = _descriptors_of(self._inode)
 
     async def release(self, *, sent: bool = True) -> None:
         try:
@@ -263,19 +344,36 @@ class _SentDescriptor:
             os.close(self.fd)
 
     def _opened_since(self) -> bool:
-        """Whether a descriptor opened after this one names the same file."""
+        """Whether a descriptor that is not this storage's, opened after this one, holds
+        the same file."""
         # /proc is memory, not disk: these lookups never wait
-        return bool(_descriptors_naming(self._target) - self._held_before)
+        opened = _descriptors_of(self._inode) - self._held_before
+        return any(not _opened_by_storage(name) for name in opened)
 
 
-def _descriptors_naming(target: Path) -> frozenset[str]:
-    """The descriptors of this process that name `target` (this one's own among them)."""
-    named: set[str] = set()
+def _descriptors_of(inode: tuple[int, int]) -> frozenset[str]:
+    """The descriptors of this process that hold the file `inode` (device, inode)."""
+    held: set[str] = set()
     for entry in os.scandir(_PROC_FDS):
         with contextlib.suppress(OSError):  # closed meanwhile, or the listing's own
-            if Path(entry.path).readlink() == target:
-                named.add(entry.name)
-    return frozenset(named)
+            stat_result = entry.stat()  # follows the link: the file the descriptor holds
+            if (stat_result.st_dev, stat_result.st_ino) == inode:
+                held.add(entry.name)
+    return frozenset(held)
+
+
+def _opened_by_storage(descriptor: str) -> bool:
+    """Whether the descriptor was opened with `O_NOFOLLOW`, as every read of ours is;
+    one closed meanwhile counts as ours (it cannot be the server's, which is still
+    sending)."""
+    try:
+        with open(f'/proc/self/fdinfo/{descriptor}', encoding='ascii') as info:  # noqa: PTH123
+            for line in info:
+                if line.startswith('flags:'):
+                    return bool(int(line.split()[1], 8) & os.O_NOFOLLOW)
+    except OSError:
+        return True
+    return False
 
 
 class _StagingFile(_OpenFile):
@@ -499,15 +597,24 @@ class _TrashStep(_Step):
 class _SwapStep(_TrashStep):
     """Put a staged file at `target`, hard-linking the file it replaces into the trash."""
 
-    def __init__(self, trash_dir: Path, record: dict[str, Any], source: Path, target: Path) -> None:
+    def __init__(
+        self,
+        trash_dir: Path,
+        record: dict[str, Any],
+        source: Path,
+        target: Path,
+        version: bytes,
+    ) -> None:
         super().__init__(trash_dir, record)
         self.source = source
         self.target = target
+        self.version = version
         self.replaced = False
 
     def prepare(self) -> bool:
         if not self.source.is_file() or self.source.is_symlink():
             raise FileNotFoundError(errno.ENOENT, 'staged content is missing')
+        _tag_version(self.source, self.version)
         self.replaced = os.path.lexists(self.target)
         self.record['replaced'] = self.replaced
         self.write_sidecar()
@@ -970,7 +1077,8 @@ class FileSystemChatStorage:
         target = self.attachment_path(chat, name)
         record = self._record('put_attachment', target, chat, name=name.value)
         record |= {'sha256': staged.sha256, 'size_bytes': staged.size_bytes}
-        step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
+        version = attachment_version(staged.sha256)
+        step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target, version)
         return await self._apply([step], chat.chat_id, below=target)
 
     async def delete_attachments(
@@ -993,7 +1101,8 @@ class FileSystemChatStorage:
             'sha256': staged.sha256,
             'size_bytes': staged.size_bytes,
         }
-        step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target)
+        version = history_version(chat.history_revision + 1)
+        step = _SwapStep(self.trash_dir, record, self._staging_path(staged), target, version)
         return await self._apply([step], chat.chat_id, below=target)
 
     async def append_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
@@ -1090,21 +1199,27 @@ class FileSystemChatStorage:
 
     def read_history(self, chat: Chat) -> AsyncGenerator[bytes, None]:
         # bytes past `history_bytes` are an uncommitted tail
-        return self._read(self.history_path(chat), chat.chat_id, 0, chat.history_bytes)
+        check = is_history_version(chat.history_revision)
+        return self._read(self.history_path(chat), chat.chat_id, 0, chat.history_bytes, check)
 
     def read_attachment(
         self,
         chat: Chat,
         name: ChatAttachmentName,
         byte_range: ByteRange | None = None,
+        *,
+        record: ChatFile | None = None,
     ) -> AsyncGenerator[bytes, None]:
         path = self.attachment_path(chat, name)
-        if byte_range is None:
-            return self._read(path, chat.chat_id, 0, None)
-        return self._read(path, chat.chat_id, byte_range.first, byte_range.last + 1)
+        check = None if record is None else is_attachment_version(record.sha256)
+        if byte_range is not None:
+            return self._read(path, chat.chat_id, byte_range.first, byte_range.last + 1, check)
+        # the record's size: bytes a sandbox added past it are not the record's file
+        stop = None if record is None else record.size_bytes
+        return self._read(path, chat.chat_id, 0, stop, check)
 
     async def sendable_attachment(
-        self, chat: Chat, name: ChatAttachmentName
+        self, chat: Chat, name: ChatAttachmentName, *, record: ChatFile | None = None
     ) -> _SentDescriptor | None:
         """The attachment opened now, named by `/proc/self/fd/<fd>` (ADR 019).
 
@@ -1115,16 +1230,17 @@ class FileSystemChatStorage:
         if not self._send_by_descriptor:
             return None
         path = self.attachment_path(chat, name)
+        check = None if record is None else is_attachment_version(record.sha256)
         await self._refuse_symlinked_dirs(path, chat.chat_id)
         try:
-            fd, size = await self._workers.run_to_end(self._open_for_sending, path)
+            fd, size = await self._workers.run_to_end(self._open_for_sending, path, check)
         except OSError as exc:
             raise _storage_error(exc, chat.chat_id) from exc
         return _SentDescriptor(fd, size)
 
     @staticmethod
-    def _open_for_sending(path: Path) -> tuple[int, int]:
-        fd = _open_regular(path, _READ_FLAGS)
+    def _open_for_sending(path: Path, check: VersionCheck | None) -> tuple[int, int]:
+        fd = _open_checked(path, check)
         try:
             return fd, os.fstat(fd).st_size
         except BaseException:
@@ -1137,9 +1253,11 @@ class FileSystemChatStorage:
         chat_id: UUID,
         start: int,
         stop: int | None,
+        check: VersionCheck | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """Bytes `start` to `stop` (exclusive; None: to the end) of one opened version."""
-        file = _OpenFile(path)
+        """Bytes `start` to `stop` (exclusive; None: to the end) of one opened version
+        (with `check`: one it accepts, else `StoredVersionChangingError` on the first chunk)."""
+        file = _OpenFile(path, check)
         lane = _Lane(self._workers)
         try:
             position = start

@@ -4,7 +4,8 @@ from fastapi import Response, status
 from fastapi.responses import StreamingResponse
 
 from api.file_response import SMALL_BODY_BYTES, WholeFileResponse, read_small
-from api.http import content_disposition, not_modified, parse_range, primed, quote_etag
+from api.http import content_disposition, not_modified, parse_range, quote_etag
+from usecase.common import primed
 from usecase.get_attachment import AttachmentContent
 
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'

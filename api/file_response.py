@@ -12,7 +12,7 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.http import primed
+from usecase.common import primed
 from usecase.interface import SendableFile
 
 # read whole and sent as one body up to this size; streamed (or sent by path) above it

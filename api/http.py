@@ -4,7 +4,6 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import UUID
@@ -148,23 +147,6 @@ def content_disposition(name: str) -> str:
         ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else '_' for ch in name
     )
     return f'attachment; filename="{ascii_fallback}"; filename*=UTF-8\'\'{quote(name, safe="")}'
-
-
-async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Start the stream now, so that a file that cannot be read is an error response.
-
-    Storage opens a file on the first chunk; once a response's headers are sent, an error
-    could only cut the body short.
-    """
-    first = await anext(chunks, None)
-
-    async def chained() -> AsyncIterator[bytes]:
-        if first is not None:
-            yield first
-        async for chunk in chunks:
-            yield chunk
-
-    return chained()
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -175,3 +175,12 @@ class CommitOutcomeUnknownError(ServiceUnavailableError):
     The files are left as the commit would have them, as a crash at that moment would
     leave them, for start-up recovery to settle against the rows (ADR 016).
     """
+
+
+class StoredVersionChangingError(ServiceUnavailableError):
+    """The file at a record's name is a version the record does not describe.
+
+    Another write has put its file there and not committed yet (ADR 011: the swap comes
+    before the metadata commit), or committed after the record was read. A read starts over
+    with a fresh record; one that does not settle in time is a `503`: retrying is safe.
+    """

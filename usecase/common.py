@@ -1,5 +1,8 @@
 """Steps shared by several use cases: ownership checks and settling file system changes."""
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 from uuid import UUID
 
 from domain.chat import Chat
@@ -10,11 +13,56 @@ from domain.error import (
     ContentLimitExceededError,
     DomainError,
     FileTooLargeError,
+    StoredVersionChangingError,
     WorkspaceNotFoundError,
     WorkspaceQuotaExceededError,
 )
 from domain.workspace import Workspace
 from usecase.interface import ByteStream, ChatStorage, StorageChange, UnitOfWork
+
+T = TypeVar('T')
+
+# the pauses of a read whose file is a version another write has put at the name: that
+# write holds the workspace lock until it commits or rolls back (milliseconds); about 1.6 s
+# in all before the read answers `service_unavailable`
+VERSION_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+async def once_settled(
+    attempt: Callable[[], Awaitable[T]],
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> T:
+    """`attempt()` (which opens a stored file) until the file is the record's version.
+
+    A write swaps its file in before its metadata commits (ADR 011), so a reader may open a
+    version its record does not describe; it pauses, runs `between` (a fresh look at the
+    record, which raises once the record is gone), and tries again.
+    """
+    for wait in VERSION_WAITS:
+        try:
+            return await attempt()
+        except StoredVersionChangingError:
+            await asyncio.sleep(wait)
+            if between is not None:
+                await between()
+    return await attempt()
+
+
+async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Start the stream now, so that a file that cannot be read is an error response.
+
+    Storage opens a file on the first chunk; once a response's headers are sent, an error
+    could only cut the body short.
+    """
+    first = await anext(chunks, None)
+
+    async def chained() -> AsyncIterator[bytes]:
+        if first is not None:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return chained()
 
 
 async def owned_workspace(

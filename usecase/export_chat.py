@@ -8,7 +8,7 @@ from datetime import datetime
 from uuid import UUID
 
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
-from domain.error import DomainError
+from domain.error import DomainError, StoredVersionChangingError
 from usecase.common import owned_chat
 from usecase.interface import ChatStorage, UnitOfWorkFactory
 
@@ -66,7 +66,7 @@ class ChatExport:
                 size_bytes=chat_file.size_bytes,
                 modified_at=chat_file.created_at,
                 chunks=_checked(
-                    self.storage.read_attachment(chat, chat_file.name),
+                    self.storage.read_attachment(chat, chat_file.name, record=chat_file),
                     chat,
                     name,
                     chat_file,
@@ -98,6 +98,9 @@ async def _checked(
                 else:
                     digest.update(chunk)
             yield chunk
+    except StoredVersionChangingError:
+        # another write has put its file at the name since the listing
+        raise ExportedContentChangedError(chat.chat_id, name) from None
     finally:
         if isinstance(chunks, AsyncGenerator):
             await chunks.aclose()

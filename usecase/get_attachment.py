@@ -1,11 +1,11 @@
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
 from domain.chat import Chat, ChatFile
 from domain.content import ByteRange
 from domain.error import ChatFileNotFoundError
-from usecase.common import owned_chat
+from usecase.common import once_settled, owned_chat
 from usecase.interface import (
     ChatStorage,
     SendableAttachments,
@@ -48,19 +48,44 @@ class AttachmentContent:
     chat: Chat
     chat_file: ChatFile
     storage: ChatStorage
+    # raises (not found, invalid link) once the record is gone: a replacement committed
+    still_recorded: Callable[[], Awaitable[None]]
 
-    def open(self, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
-        """The file's bytes, or the given range of them, in chunks."""
-        return self.storage.read_attachment(self.chat, self.chat_file.name, byte_range)
+    async def open(self, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
+        """The file's bytes, or the given range of them, in chunks: the record's version only.
+
+        A replacement in flight has swapped its file in before its commit (ADR 011): the
+        read waits for that write to end, then reads the old file again or answers what the
+        record's absence means.
+        """
+
+        async def attempt() -> tuple[bytes | None, AsyncIterator[bytes]]:
+            chunks = self.storage.read_attachment(
+                self.chat, self.chat_file.name, byte_range, record=self.chat_file
+            )
+            return await anext(chunks, None), chunks
+
+        first, chunks = await once_settled(attempt, self.still_recorded)
+        if first is not None:
+            yield first
+            async for chunk in chunks:
+                yield chunk
 
     async def sendable(self) -> SendableFile | None:
         """The whole file under a private path to send by path, when the storage can make
         one and it holds the size the record says; else None (stream it with `open`)."""
-        if not isinstance(self.storage, SendableAttachments):
+        storage = self.storage
+        if not isinstance(storage, SendableAttachments):
             return None
-        sendable = await self.storage.sendable_attachment(self.chat, self.chat_file.name)
+
+        async def attempt() -> SendableFile | None:
+            return await storage.sendable_attachment(
+                self.chat, self.chat_file.name, record=self.chat_file
+            )
+
+        sendable = await once_settled(attempt, self.still_recorded)
         if sendable is not None and sendable.size_bytes != self.chat_file.size_bytes:
-            # not the committed version (a swap in flight, or changed in place): stream it
+            # changed in place (a sandbox): stream the record's size of it
             await sendable.release(sent=False)
             return None
         return sendable
@@ -76,4 +101,11 @@ class ReadAttachment:
     async def __call__(self, user_id: UUID, chat_id: UUID, file_id: UUID) -> AttachmentContent:
         async with self._uow(write=False) as uow:
             chat, chat_file = await owned_file(uow, user_id, chat_id, file_id)
-        return AttachmentContent(chat=chat, chat_file=chat_file, storage=self._storage)
+
+        async def still_recorded() -> None:
+            async with self._uow(write=False) as uow:
+                await owned_file(uow, user_id, chat_id, file_id)
+
+        return AttachmentContent(
+            chat=chat, chat_file=chat_file, storage=self._storage, still_recorded=still_recorded
+        )

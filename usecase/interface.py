@@ -390,7 +390,8 @@ class ChatStorage(Protocol):
         ...
 
     def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
-        """The first `chat.history_bytes` bytes of `history.md`, in chunks."""
+        """The first `chat.history_bytes` bytes of `history.md`, in chunks; a file that a
+        history put newer than `chat` has put there raises `StoredVersionChangingError`."""
         ...
 
     def read_attachment(
@@ -398,8 +399,14 @@ class ChatStorage(Protocol):
         chat: Chat,
         name: ChatAttachmentName,
         byte_range: ByteRange | None = None,
+        *,
+        record: ChatFile | None = None,
     ) -> AsyncIterator[bytes]:
-        """The file's bytes (or the range of them), in chunks."""
+        """The file's bytes (or the range of them), in chunks.
+
+        With `record`, a whole read stops at the record's size, and a file that another
+        write has put at the name raises `StoredVersionChangingError` on the first chunk.
+        """
         ...
 
     async def is_writable(self) -> bool:
@@ -427,7 +434,7 @@ class SendableAttachments(Protocol):
     """A `ChatStorage` that can name an attachment's bytes by a path no sandbox can change."""
 
     async def sendable_attachment(
-        self, chat: Chat, name: ChatAttachmentName
+        self, chat: Chat, name: ChatAttachmentName, *, record: ChatFile | None = None
     ) -> SendableFile | None:
         """The file as it is now, under a path that names only it; None when there is none.
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from domain.chat import Chat
-from usecase.common import owned_chat
+from usecase.common import once_settled, owned_chat, primed
 from usecase.interface import ChatStorage, UnitOfWorkFactory
 
 
@@ -14,14 +14,18 @@ class HistoryContent:
 
 
 class ReadHistory:
-    """The committed bytes of a chat's `history.md`, streamed."""
+    """The committed bytes of a chat's `history.md`, streamed; the file already opened."""
 
     def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage) -> None:
         self._uow = uow
         self._storage = storage
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> HistoryContent:
-        # owned_chat is one statement (the workspace and the chat, joined)
-        async with self._uow(write=False, one_statement=True) as uow:
-            _, chat = await owned_chat(uow, user_id, chat_id)
-        return HistoryContent(chat=chat, chunks=self._storage.read_history(chat))
+        async def attempt() -> HistoryContent:
+            # owned_chat is one statement (the workspace and the chat, joined)
+            async with self._uow(write=False, one_statement=True) as uow:
+                _, chat = await owned_chat(uow, user_id, chat_id)
+            # opened now: a history put in flight is waited for (a fresh record each time)
+            return HistoryContent(chat=chat, chunks=await primed(self._storage.read_history(chat)))
+
+        return await once_settled(attempt)

@@ -107,4 +107,12 @@ class OpenLinkedAttachment:
             chat = await uow.chats.get(chat_file.chat_id)
         if chat is None:
             raise InvalidLinkError
-        return AttachmentContent(chat=chat, chat_file=chat_file, storage=self._storage)
+
+        async def still_recorded() -> None:
+            async with self._uow(write=False) as uow:
+                if await uow.chat_files.get(file_id) is None:
+                    raise InvalidLinkError
+
+        return AttachmentContent(
+            chat=chat, chat_file=chat_file, storage=self._storage, still_recorded=still_recorded
+        )

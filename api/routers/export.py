@@ -7,10 +7,11 @@ from fastapi.responses import StreamingResponse
 from adapter.zip_stream import zip_stream
 from api.dependencies import ServicesDep, UserIdDep
 from api.download import safety_headers
-from api.http import content_disposition, primed
+from api.http import content_disposition
 from api.openapi_docs import ZIP_RESPONSE
 from api.problems import problem_responses
 from domain.chat import Chat
+from usecase.common import primed
 
 router = APIRouter(
     prefix='/v1/chats/{chat_id}',

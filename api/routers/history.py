@@ -8,7 +8,7 @@ from api.body import body_stream, declared_length
 from api.dependencies import caller_id, services_of
 from api.download import safety_headers
 from api.file_response import SMALL_BODY_BYTES, read_small
-from api.http import json_response, not_modified, parse_etags, primed, quote_etag
+from api.http import json_response, not_modified, parse_etags, quote_etag
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.openapi_docs import (
     GATEWAY_HEADERS,
@@ -107,7 +107,7 @@ async def read_history(request: Request, chat_id: UUID) -> Response:
         body = await read_small(content.chunks)
         return Response(body, media_type=HISTORY_MEDIA_TYPE, headers=headers)
     return StreamingResponse(
-        await primed(content.chunks),
+        content.chunks,  # already opened (primed) by the use case
         media_type=HISTORY_MEDIA_TYPE,
         headers={**headers, 'Content-Length': str(content.chat.history_bytes)},
     )

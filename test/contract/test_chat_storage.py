@@ -23,12 +23,13 @@ from adapter.file_storage import (
     FileSystemChatStorage,
     StoredContentMissingError,
 )
-from domain.chat import Chat, ChatAttachmentName
+from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.content import ByteRange, StagedContent
 from domain.error import (
     ContentLimitExceededError,
     InsufficientStorageError,
     ServiceUnavailableError,
+    StoredVersionChangingError,
 )
 from usecase.interface import ChatStorage
 
@@ -1100,3 +1101,90 @@ async def test_is_not_writable_when_the_staging_area_is_unusable(
     file_storage.staging_dir.write_bytes(b'not a directory')
 
     assert await file_storage.is_writable() is False
+
+
+def _record(data: bytes) -> ChatFile:
+    return ChatFile(
+        file_id=UUID(int=len(data)),
+        chat_id=CHAT_ID,
+        name=NAME,
+        content_type=None,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        created_at=CREATED_AT,
+    )
+
+
+async def test_a_swap_not_yet_committed_is_not_read_as_the_old_record(
+    file_storage: FileSystemChatStorage,
+) -> None:
+    """ADR 011 swaps before the metadata commits: a reader holding the old record must
+    not get the new bytes under it, whatever their size."""
+    await file_storage.ensure_chat(CHAT)
+    await put(file_storage, b'old bytes')
+    change = await file_storage.put_attachment(CHAT, NAME, await stage(file_storage, b'NEW BYTES'))
+    old = _record(b'old bytes')
+
+    with pytest.raises(StoredVersionChangingError):
+        await read_all(file_storage.read_attachment(CHAT, NAME, record=old))
+    with pytest.raises(StoredVersionChangingError):
+        await read_all(file_storage.read_attachment(CHAT, NAME, ByteRange(0, 3), record=old))
+    with pytest.raises(StoredVersionChangingError):
+        await file_storage.sendable_attachment(CHAT, NAME, record=old)
+    new = _record(b'NEW BYTES')
+    assert await read_all(file_storage.read_attachment(CHAT, NAME, record=new)) == b'NEW BYTES'
+
+    await change.rollback()
+
+    assert await read_all(file_storage.read_attachment(CHAT, NAME, record=old)) == b'old bytes'
+
+
+async def test_a_history_put_not_yet_committed_is_not_read_as_the_old_revision(
+    file_storage: FileSystemChatStorage,
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    change = await file_storage.put_history(CHAT, await stage(file_storage, b'# first'))
+    await change.commit()
+    first = replace(CHAT, history_bytes=7, history_revision=1)
+    appended = await file_storage.append_history(first, await stage(file_storage, b'!'))
+    await appended.commit()
+    second = replace(first, history_bytes=8, history_revision=2)
+    assert await read_all(file_storage.read_history(second)) == b'# first!'  # appends keep it
+
+    change = await file_storage.put_history(second, await stage(file_storage, b'# third'))
+
+    with pytest.raises(StoredVersionChangingError):
+        await read_all(file_storage.read_history(second))
+    third = replace(second, history_bytes=7, history_revision=3)
+    assert await read_all(file_storage.read_history(third)) == b'# third'
+    await change.rollback()
+    assert await read_all(file_storage.read_history(second)) == b'# first!'
+
+
+async def test_a_file_the_service_did_not_write_is_read_as_before(
+    file_storage: FileSystemChatStorage, chat_dir: Path
+) -> None:
+    """A sandbox's file carries no version mark: it is read (up to the record's size)."""
+    await file_storage.ensure_chat(CHAT)
+    await put(file_storage, b'ours')
+    planted = chat_dir / 'planted'
+    planted.write_bytes(b'theirs, and longer')
+    planted.replace(chat_dir / NAME.value)
+
+    read = await read_all(file_storage.read_attachment(CHAT, NAME, record=_record(b'ours')))
+
+    assert read == b'thei'
+
+
+async def test_a_whole_read_stops_at_the_record_s_size(
+    file_storage: FileSystemChatStorage, chat_dir: Path
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    await put(file_storage, b'0123456789abcdef0123')
+    with (chat_dir / NAME.value).open('ab') as grown:  # a sandbox appends in place
+        grown.write(b'+tail')
+
+    record = _record(b'0123456789abcdef0123')
+    read = await read_all(file_storage.read_attachment(CHAT, NAME, record=record))
+
+    assert read == b'0123456789abcdef0123'

@@ -170,3 +170,41 @@ async def test_staging_in_pipelined_batches_hashes_every_byte_in_order(
     assert staged.size_bytes == len(data)
     assert staged.sha256 == hashlib.sha256(data).hexdigest()
     assert (storage.staging_dir / staged.token).read_bytes() == data
+
+
+async def test_another_download_of_the_same_file_is_not_taken_for_the_server(
+    storage: FileSystemChatStorage,
+) -> None:
+    """Closed before the server opened it, the number could name another file by then,
+    which would be sent under this one's headers."""
+    await put(storage, b'downloaded by two at once')
+    first = await storage.sendable_attachment(CHAT, NAME)
+    second = await storage.sendable_attachment(CHAT, NAME)  # opened after `first`
+    assert first is not None
+    assert second is not None
+    releasing = asyncio.create_task(first.release())
+    await asyncio.sleep(0.2)
+
+    assert not releasing.done()  # `second` is ours, not the server's
+    with Path(first.path).open('rb') as server_side:
+        await asyncio.wait_for(releasing, timeout=5)
+        assert server_side.read() == b'downloaded by two at once'
+    await second.release(sent=False)
+
+
+async def test_a_file_put_at_the_name_since_is_not_taken_for_the_server(
+    storage: FileSystemChatStorage, chat_dir: Path
+) -> None:
+    await put(storage, b'the old version')
+    sendable = await storage.sendable_attachment(CHAT, NAME)
+    assert sendable is not None
+    await put(storage, b'the new version')
+    releasing = asyncio.create_task(sendable.release())
+
+    # a descriptor on the new file at the same name, opened the way a server opens one
+    with (chat_dir / NAME.value).open('rb'):
+        await asyncio.sleep(0.2)
+        assert not releasing.done()
+    with Path(sendable.path).open('rb') as server_side:
+        await asyncio.wait_for(releasing, timeout=5)
+        assert server_side.read() == b'the old version'

@@ -1,6 +1,7 @@
 """Concurrent writers over real HTTP connections."""
 
 import asyncio
+import hashlib
 import re
 from collections import Counter
 
@@ -108,3 +109,62 @@ async def test_concurrent_uploads_of_one_name_leave_one_whole_file(
     assert caller.used_bytes() == len(data)
     assert dir_snapshot(caller.chat_dir(chat)).keys() == {'history.md', 'shared.bin'}
     assert staging_entries(server.data_dir) == set()
+
+
+# three versions, two of one size: a reader that mixes them up cannot hide behind a length
+VERSIONS = (b'A' * 200_000, b'B' * 200_000, b'C' * 70_000)
+READS = 150
+
+
+async def test_reads_during_replacements_get_one_committed_version_whole(
+    server: ServerProcess, caller: Caller
+) -> None:
+    """A replacement swaps its file in before its metadata commits (ADR 011): a reader
+    in that window must not get the new bytes under the old record, nor a body cut short."""
+    chat_id = caller.workspace_and_chat()['chat_id']
+    files = f'/v1/chats/{chat_id}/files'
+    history = f'/v1/chats/{chat_id}/history'
+    latest = {'file': caller.put_file(chat_id, 'r.bin', VERSIONS[0]).json()['file_id']}
+    caller.http.put(history, content=VERSIONS[0])
+    done = asyncio.Event()
+    wrong: list[str] = []
+
+    async def replace(http: httpx.AsyncClient) -> None:
+        turn = 0
+        while not done.is_set():
+            turn += 1
+            body = VERSIONS[turn % len(VERSIONS)]
+            written = await http.put(f'{files}/by-name/r.bin', content=body)
+            assert written.status_code == 200, written.text
+            latest['file'] = written.json()['file_id']
+            assert (await http.put(history, content=body)).status_code == 200
+
+    async def read(http: httpx.AsyncClient) -> Counter[int]:
+        statuses: Counter[int] = Counter()
+        for _ in range(READS):
+            got = await http.get(f'{files}/{latest["file"]}/content')
+            statuses[got.status_code] += 1
+            if got.status_code == 200:
+                digest = hashlib.sha256(got.content).hexdigest()
+                if got.headers['etag'] != f'"{digest}"':
+                    wrong.append(f'file: {len(got.content)} bytes under {got.headers["etag"]}')
+            got = await http.get(history)
+            statuses[got.status_code] += 1
+            size = int(got.headers['etag'].strip('"').split('-')[1])
+            if got.content not in VERSIONS or len(got.content) != size:
+                wrong.append(f'history: {len(got.content)} bytes under {got.headers["etag"]}')
+        return statuses
+
+    async with _async_client(server, caller) as http:
+        writer = asyncio.create_task(replace(http))
+        try:
+            counts = await asyncio.gather(read(http), read(http))
+        finally:
+            done.set()
+            await writer
+
+    statuses = sum(counts, Counter[int]())
+    assert wrong == []
+    # a file replaced after its id was read is gone (404); everything else is read whole
+    assert set(statuses) <= {200, 404}, statuses
+    assert statuses[200] >= 2 * READS  # every history read, and some file reads

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from domain.chat import Chat, ChatAttachmentName
+from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.content import ByteRange, StagedContent
 from domain.error import ContentLimitExceededError, ServiceUnavailableError
 from repository.memory import InMemoryMetadataBackend, InMemoryUnitOfWork
@@ -114,7 +114,12 @@ class RecordingStorage:
         yield b''
 
     async def read_attachment(
-        self, chat: Chat, name: ChatAttachmentName, byte_range: ByteRange | None = None
+        self,
+        chat: Chat,
+        name: ChatAttachmentName,
+        byte_range: ByteRange | None = None,
+        *,
+        record: ChatFile | None = None,
     ) -> AsyncIterator[bytes]:
         yield b''
 
