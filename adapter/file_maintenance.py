@@ -229,6 +229,17 @@ class FileSystemMaintenance:
                 changes.append(read[0])
         return sorted(changes, key=lambda change: change.created_ns, reverse=True)
 
+    async def pending_changes_of(self, chat_id: UUID) -> list[PendingChange]:
+        return await _in_thread(self._pending_changes_of, chat_id)
+
+    def _pending_changes_of(self, chat_id: UUID) -> list[PendingChange]:
+        changes = []
+        for path in self.trash_dir.glob(f'*{SIDECAR_SUFFIX}'):
+            read = self._read_sidecar(path)
+            if read is not None and read[0].chat_id == chat_id:
+                changes.append(read[0])
+        return sorted(changes, key=lambda change: change.created_ns, reverse=True)
+
     async def settle(self, change: PendingChange, *, committed: bool) -> None:
         await _in_thread(self._settle, change, committed=committed)
 

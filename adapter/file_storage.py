@@ -628,6 +628,10 @@ class _SwapStep(_TrashStep):
         return {self.target.parent}
 
     def rollback(self) -> set[Path]:
+        if not self.sidecar.exists():
+            # settled meanwhile by another process under the workspace lock (a change in
+            # doubt, ADR 025): what it found was put right by the rows, nothing is left
+            return set()
         if self.replaced:
             self.backup.replace(self.target)
         else:
@@ -692,10 +696,13 @@ class _AppendStep(_Step):
 
     settles = False
 
-    def __init__(self, source: Path | bytes, history: Path, offset: int, chunk_bytes: int) -> None:
+    def __init__(self, source: Path | bytes, history: Path, chat: Chat, chunk_bytes: int) -> None:
         self.source = source
         self.history = history
-        self.offset = offset
+        self.offset = chat.history_bytes
+        # the file must be the rows' history: one a put that never committed left there
+        # (a crash, or a commit of unknown outcome, on any process) is not written on
+        self.check = is_history_version(chat.history_revision)
         self.chunk_bytes = chunk_bytes
         # a write of a few KiB into the page cache: cheaper than a thread hop
         self.inline = isinstance(source, bytes)
@@ -703,6 +710,8 @@ class _AppendStep(_Step):
     def apply(self) -> set[Path]:
         fd = _open_regular(self.history, _WRITE_FLAGS)
         try:
+            if not self.check(_version_of(fd)):
+                raise StoredVersionChangingError
             size = os.fstat(fd).st_size
             if size < self.offset:
                 # committed bytes are gone: appending would leave a hole of zeros
@@ -1110,7 +1119,7 @@ class FileSystemChatStorage:
         step = _AppendStep(
             self._staging_path(staged) if held is None else held,
             self.history_path(chat),
-            chat.history_bytes,
+            chat,
             self._chunk_bytes,
         )
         return await self._apply([step], chat.chat_id, below=self.history_path(chat))
@@ -1194,6 +1203,15 @@ class FileSystemChatStorage:
             await change.rollback()
         except DomainError:
             _log.exception('a change of a cancelled request could not be rolled back')
+
+    async def history_in_doubt(self, chat: Chat) -> bool:
+        """Whether `history.md` is a put newer than `chat`: one that never committed, when
+        `chat` was read under the workspace lock."""
+        try:
+            version = os.getxattr(self.history_path(chat), VERSION_XATTR, follow_symlinks=False)
+        except OSError:
+            return False  # unmarked, or missing: nothing a put left
+        return not is_history_version(chat.history_revision)(version)
 
     # --- reads -----------------------------------------------------------------------
 

@@ -69,7 +69,12 @@ def create_app(
             maintenance = FileSystemMaintenance(resolved.data_dir, own_owner=owner.owner)
             await RecoverStorage(backend.unit_of_work, maintenance)()
             services = build_services(
-                resolved, backend, storage, clock or SystemClock(), ids or UuidGenerator()
+                resolved,
+                backend,
+                storage,
+                clock or SystemClock(),
+                ids or UuidGenerator(),
+                maintenance,
             )
             logger.info('chat-storage ready (metadata: %s)', backend.backend_name)
             try:

@@ -13,10 +13,11 @@ from usecase.export_chat import ExportChat
 from usecase.get_attachment import GetAttachment, ReadAttachment
 from usecase.get_chat import GetChat
 from usecase.get_workspace import GetWorkspace, GetWorkspaceUsage
-from usecase.interface import ChatStorage, Clock, IdGenerator, MetadataBackend
+from usecase.interface import ChatStorage, Clock, IdGenerator, MetadataBackend, StorageMaintenance
 from usecase.list_attachments import ListAttachments
 from usecase.list_chats import ListChats
 from usecase.read_history import ReadHistory
+from usecase.recover_storage import SettleChatChanges
 from usecase.rename_chat import RenameChat
 from usecase.sandbox_session import (
     CountActiveSandboxSessions,
@@ -69,10 +70,12 @@ def build_services(
     storage: ChatStorage,
     clock: Clock,
     ids: IdGenerator,
+    maintenance: StorageMaintenance | None = None,
 ) -> Services:
     uow = backend.unit_of_work
     max_file = settings.max_file_bytes
-    histories_in_doubt = HistoriesInDoubt()
+    histories_in_doubt = HistoriesInDoubt(maintenance)
+    settle = None if maintenance is None else SettleChatChanges(uow, maintenance)
     # an empty secret is no secret: links stay off
     secret_text = settings.link_secret.get_secret_value() if settings.link_secret else ''
     link_secret = secret_text.encode() or None
@@ -90,18 +93,18 @@ def build_services(
         get_chat=GetChat(uow),
         rename_chat=RenameChat(uow, clock),
         delete_chat=DeleteChat(uow, storage, clock),
-        read_history=ReadHistory(uow, storage),
+        read_history=ReadHistory(uow, storage, settle),
         write_history=WriteHistory(uow, storage, clock, max_file, in_doubt=histories_in_doubt),
         append_history=AppendHistory(uow, storage, clock, max_file, in_doubt=histories_in_doubt),
         upload_attachment=UploadAttachment(uow, storage, clock, ids, max_file),
         list_attachments=ListAttachments(uow),
         get_attachment=GetAttachment(uow),
-        read_attachment=ReadAttachment(uow, storage),
+        read_attachment=ReadAttachment(uow, storage, settle),
         export_chat=ExportChat(uow, storage),
         create_download_link=(
             None if link_secret is None else CreateDownloadLink(uow, clock, link_secret)
         ),
-        open_linked_attachment=OpenLinkedAttachment(uow, storage, clock, link_secret),
+        open_linked_attachment=OpenLinkedAttachment(uow, storage, clock, link_secret, settle),
         delete_attachment=DeleteAttachment(uow, storage, clock),
         clear_attachments=ClearAttachments(uow, storage, clock),
         start_sandbox_session=StartSandboxSession(uow, clock, ids),

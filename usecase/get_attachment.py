@@ -13,6 +13,7 @@ from usecase.interface import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from usecase.recover_storage import SettleChatChanges
 
 
 async def owned_file(
@@ -94,15 +95,23 @@ class AttachmentContent:
 class ReadAttachment:
     """A file's record and a way to stream its bytes (whole or a range)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        storage: ChatStorage,
+        settle: SettleChatChanges | None = None,
+    ) -> None:
         self._uow = uow
         self._storage = storage
+        self._settle = settle
 
     async def __call__(self, user_id: UUID, chat_id: UUID, file_id: UUID) -> AttachmentContent:
         async with self._uow(write=False) as uow:
             chat, chat_file = await owned_file(uow, user_id, chat_id, file_id)
 
         async def still_recorded() -> None:
+            if self._settle is not None:
+                await self._settle(chat.workspace_id, chat_id)
             async with self._uow(write=False) as uow:
                 await owned_file(uow, user_id, chat_id, file_id)
 

@@ -389,6 +389,11 @@ class ChatStorage(Protocol):
         """Take the workspace directory with all its chats away, restorable until commit."""
         ...
 
+    async def history_in_doubt(self, chat: Chat) -> bool:
+        """Whether `history.md` holds a put newer than `chat` (read under the lock: a put
+        that never committed, on any process)."""
+        ...
+
     def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
         """The first `chat.history_bytes` bytes of `history.md`, in chunks; a file that a
         history put newer than `chat` has put there raises `StoredVersionChangingError`."""
@@ -463,6 +468,12 @@ class StorageMaintenance(Protocol):
 
     async def pending_changes(self, *, alone: bool) -> list[PendingChange]:
         """Unsettled changes of dead processes, newest first."""
+        ...
+
+    async def pending_changes_of(self, chat_id: UUID) -> list[PendingChange]:
+        """The chat's pending changes of any process, newest first. Only for a caller that
+        holds the workspace lock: no change of the chat is then in flight, so what is
+        left was a crash's or a commit of unknown outcome's (ADR 025)."""
         ...
 
     async def settle(self, change: PendingChange, *, committed: bool) -> None:

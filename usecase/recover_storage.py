@@ -59,6 +59,33 @@ async def is_committed(uow: UnitOfWork, change: PendingChange) -> bool:
     return chat_file is not None and chat_file.sha256 == change.sha256
 
 
+async def settle_chat_changes(
+    uow: UnitOfWork, maintenance: StorageMaintenance, chat_id: UUID
+) -> int:
+    """Settle the chat's pending changes of any process by the rows; the caller holds the
+    workspace lock, so none of them is in flight (ADR 025). How many there were."""
+    changes = await maintenance.pending_changes_of(chat_id)
+    for change in changes:
+        await maintenance.settle(change, committed=await is_committed(uow, change))
+    return len(changes)
+
+
+class SettleChatChanges:
+    """Settle a chat's pending changes under its workspace lock: for a read whose file
+    is not the record's version for longer than a write takes. Taking the lock waits for
+    a write in flight; what is still pending then was left by a process that crashed, or
+    whose commit's outcome was unknown, and is settled by the rows (ADR 025)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, maintenance: StorageMaintenance) -> None:
+        self._uow = uow
+        self._maintenance = maintenance
+
+    async def __call__(self, workspace_id: UUID, chat_id: UUID) -> None:
+        async with self._uow() as uow:
+            if await lock_workspace(uow, workspace_id) is not None:
+                await settle_chat_changes(uow, self._maintenance, chat_id)
+
+
 async def lock_workspace(uow: UnitOfWork, workspace_id: UUID) -> Workspace | None:
     """Take the workspace row's lock (every write to the workspace takes it first), and
     return the row; None when there is no such workspace."""

@@ -14,6 +14,7 @@ from uuid import UUID
 from domain.error import InvalidLinkError
 from usecase.get_attachment import AttachmentContent, owned_file
 from usecase.interface import ChatStorage, Clock, UnitOfWorkFactory
+from usecase.recover_storage import SettleChatChanges
 
 MIN_LINK_SECONDS = 1
 MAX_LINK_SECONDS = 86_400
@@ -88,11 +89,13 @@ class OpenLinkedAttachment:
         storage: ChatStorage,
         clock: Clock,
         secret: bytes | None,
+        settle: SettleChatChanges | None = None,
     ) -> None:
         self._uow = uow
         self._storage = storage
         self._clock = clock
         self._secret = secret
+        self._settle = settle
 
     async def __call__(self, file_id: UUID, expires: int, signature: str) -> AttachmentContent:
         secret = self._secret
@@ -109,6 +112,8 @@ class OpenLinkedAttachment:
             raise InvalidLinkError
 
         async def still_recorded() -> None:
+            if self._settle is not None:
+                await self._settle(chat.workspace_id, chat.chat_id)
             async with self._uow(write=False) as uow:
                 if await uow.chat_files.get(file_id) is None:
                     raise InvalidLinkError

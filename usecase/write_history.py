@@ -28,7 +28,16 @@ from usecase.idempotency import (
     replay_under_lock,
     replay_unstaged,
 )
-from usecase.interface import ByteStream, ChatStorage, Clock, StorageChange, UnitOfWorkFactory
+from usecase.interface import (
+    ByteStream,
+    ChatStorage,
+    Clock,
+    StorageChange,
+    StorageMaintenance,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from usecase.recover_storage import settle_chat_changes
 
 
 async def utf8_checked(content: ByteStream, chat_id: UUID) -> AsyncIterator[bytes]:
@@ -52,17 +61,31 @@ class HistoriesInDoubt:
     history. So the next history write of the chat in this process settles them first,
     under the workspace lock, by the row it reads there (ADR 016's rule: the put
     committed if the row's revision is past the put's base).
+
+    A put that another process left (it crashed between its swap and its commit, or its
+    commit's outcome was unknown there) is not in this process's list: its file carries
+    the revision it would have made (the version mark, ADR 011), newer than the row. With
+    `maintenance`, the write settles the chat's pending changes from their sidecars then,
+    still under the lock (session 11, found in review: another replica's append had cut
+    such a put's bytes and written on, losing the committed history).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, maintenance: StorageMaintenance | None = None) -> None:
         self._puts: dict[UUID, list[tuple[int, StorageChange]]] = {}
+        self._maintenance = maintenance
 
     def add(self, chat: Chat, change: StorageChange) -> None:
         """`chat` is the row the put was made against (its base revision)."""
         self._puts.setdefault(chat.chat_id, []).append((chat.history_revision, change))
 
-    async def settle(self, chat: Chat) -> None:
-        """Settle the chat's puts in doubt, newest first; `chat` is read under the lock."""
+    async def settle(self, uow: UnitOfWork, storage: ChatStorage, chat: Chat) -> None:
+        """Settle the chat's puts in doubt; `chat` is read under the lock, in `uow`."""
+        await self._settle_own(chat)
+        if self._maintenance is not None and await storage.history_in_doubt(chat):
+            await settle_chat_changes(uow, self._maintenance, chat.chat_id)
+
+    async def _settle_own(self, chat: Chat) -> None:
+        """This process's puts in doubt, newest first."""
         puts = self._puts.pop(chat.chat_id, [])
         while puts:
             base_revision, change = puts[-1]
@@ -200,7 +223,7 @@ class WriteHistory:
         # ends with its commit: it may be committed with other writers' (group commit)
         async with self._uow(group=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
-            await self._in_doubt.settle(chat)
+            await self._in_doubt.settle(uow, self._storage, chat)
             if idempotency is not None:
                 fingerprint, recorded = await replay_under_lock(
                     uow, user_id, idempotency, staged.sha256, self._clock.now()

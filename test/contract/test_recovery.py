@@ -28,7 +28,8 @@ from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
 from usecase.ensure_workspace import EnsureWorkspace
 from usecase.interface import PendingSync, UnitOfWork
-from usecase.recover_storage import RecoverStorage, RecoveryReport
+from usecase.read_history import ReadHistory
+from usecase.recover_storage import RecoverStorage, RecoveryReport, SettleChatChanges
 from usecase.upload_attachment import UploadAttachment
 from usecase.write_history import HistoriesInDoubt, WriteHistory
 
@@ -243,6 +244,74 @@ async def test_a_history_put_in_doubt_is_settled_before_the_next_append(
     report = await world.recover()
     assert history.read_bytes() == expected
     assert (report.rolled_back, report.tails_cut, report.usage_fixed) == (0, 0, 0)
+
+
+@pytest.mark.parametrize('committed', [False, True], ids=['did not commit', 'committed'])
+@pytest.mark.parametrize('crashed', [False, True], ids=['in doubt', 'crashed'])
+async def test_another_process_s_history_put_is_settled_before_an_append(
+    world: World, tmp_path: Path, *, committed: bool, crashed: bool
+) -> None:
+    """A put another process left (in doubt there, or swapped in before it crashed) is
+    not in this process's list; the file's version mark shows it (session 11, found in
+    review: the append had cut the put's bytes and written on, losing the history)."""
+    uow, clock = world.backend.unit_of_work, SystemClock()
+    other = FileSystemChatStorage(world.data_dir)  # another replica on the data directory
+    await WriteHistory(uow, other, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(OLD))
+
+    def losing(**kwargs: Any) -> UnitOfWork:
+        unit = uow(**kwargs)
+        return _CommitAnswerLost(unit, committed=committed) if kwargs.get('group') else unit
+
+    with pytest.raises(CommitOutcomeUnknownError):
+        await WriteHistory(losing, other, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(NEW))
+    history = world.storage.history_path(world.chat)
+    assert history.read_bytes() == NEW
+    if crashed:
+        await other.close()
+    maintenance = FileSystemMaintenance(world.data_dir)
+    in_doubt = HistoriesInDoubt(maintenance)  # this process's: it knows nothing of the put
+    append = AppendHistory(uow, world.storage, clock, 10_000, in_doubt=in_doubt)
+
+    appended = await append(USER_ID, world.chat.chat_id, chunks(b' and a tail'))
+
+    expected = (NEW if committed else OLD) + b' and a tail'
+    assert history.read_bytes() == expected
+    assert appended.history_bytes == len(expected)
+    assert not await world.storage.history_in_doubt(appended)
+    # a put that did commit is not in the way of anything: its backup waits for recovery
+    assert len(world.leftovers()) == (2 if committed else 0)
+    report = await world.recover()
+    assert history.read_bytes() == expected
+    assert world.leftovers() == []
+    assert (report.committed, report.rolled_back, report.tails_cut) == (int(committed), 0, 0)
+    assert report.usage_fixed == 0
+
+
+@pytest.mark.parametrize('committed', [False, True], ids=['did not commit', 'committed'])
+async def test_a_read_of_a_history_left_in_doubt_settles_it(
+    world: World, *, committed: bool
+) -> None:
+    """A read whose file stays newer than its row takes the workspace lock and settles the
+    chat's pending changes, instead of answering 503 until a write or a restart."""
+    uow, clock = world.backend.unit_of_work, SystemClock()
+    await WriteHistory(uow, world.storage, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(OLD))
+
+    def losing(**kwargs: Any) -> UnitOfWork:
+        unit = uow(**kwargs)
+        return _CommitAnswerLost(unit, committed=committed) if kwargs.get('group') else unit
+
+    other = FileSystemChatStorage(world.data_dir)  # another replica, crashed after this
+    with pytest.raises(CommitOutcomeUnknownError):
+        await WriteHistory(losing, other, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(NEW))
+    await other.close()
+    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir))
+
+    content = await ReadHistory(uow, world.storage, settle)(USER_ID, world.chat.chat_id)
+
+    read = b''.join([chunk async for chunk in content.chunks])
+    assert read == (NEW if committed else OLD)
+    # a put that did commit is read as it is; its backup waits for recovery
+    assert len(world.leftovers()) == (2 if committed else 0)
 
 
 class _LiveWriteWhileSettling(FileSystemMaintenance):

@@ -110,6 +110,9 @@ class RecordingStorage:
         self.log.append('delete workspace')
         return RecordedChange(self.log, 'delete workspace')
 
+    async def history_in_doubt(self, chat: Chat) -> bool:
+        return False
+
     async def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
         yield b''
 
