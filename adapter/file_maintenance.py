@@ -240,16 +240,18 @@ class FileSystemMaintenance:
                 changes.append(read[0])
         return sorted(changes, key=lambda change: change.created_ns, reverse=True)
 
-    async def settle(self, change: PendingChange, *, committed: bool) -> None:
-        await _in_thread(self._settle, change, committed=committed)
+    async def settle(
+        self, change: PendingChange, *, committed: bool, recorded_sha256: str | None = None
+    ) -> None:
+        await _in_thread(self._settle, change, committed=committed, recorded=recorded_sha256)
 
-    def _settle(self, change: PendingChange, *, committed: bool) -> None:
+    def _settle(self, change: PendingChange, *, committed: bool, recorded: str | None) -> None:
         backup = self.trash_dir / change.token
         path = self._path_of(change)
         if committed:
             _remove(backup)
         elif change.operation in _PUTS:
-            self._undo_put(change, backup, path)
+            self._undo_put(change, backup, path, recorded)
         else:
             self._undo_delete(backup, path)
         if path.parent.is_dir():
@@ -258,20 +260,25 @@ class FileSystemMaintenance:
         (self.trash_dir / f'{change.token}{SIDECAR_SUFFIX}').unlink(missing_ok=True)
         _fsync_dir(self.trash_dir)
 
-    def _undo_put(self, change: PendingChange, backup: Path, path: Path) -> None:
+    def _undo_put(
+        self, change: PendingChange, backup: Path, path: Path, recorded: str | None
+    ) -> None:
         # put back only over the very bytes this change put there: anything else at the
         # path came later, from a write that committed. Not so for the history: a later
         # history write that committed would have made this one count as committed (the
         # revision), so the path holds this put's bytes, or them with appends of its
         # group on top that did not commit either (ADR 024)
-        ours = change.operation is PendingOperation.PUT_HISTORY or _sha256_of(path) == change.sha256
-        if os.path.lexists(backup):
-            if ours or not os.path.lexists(path):
-                backup.replace(path)
-            # a rename onto a link of the same inode does nothing; then the link goes
-            backup.unlink(missing_ok=True)
-        elif ours and not change.replaced:
-            path.unlink()
+        history = change.operation is PendingOperation.PUT_HISTORY
+        ours = history or _sha256_of(path) == change.sha256
+        # and put back only the file the rows name: a delete of the name that committed
+        # since leaves no record, and its file must not come back (found in review)
+        restore = os.path.lexists(backup) and (history or _sha256_of(backup) == recorded)
+        if restore and (ours or not os.path.lexists(path)):
+            backup.replace(path)
+        elif ours and not history:
+            path.unlink(missing_ok=True)
+        # a rename onto a link of the same inode does nothing; then the link goes
+        backup.unlink(missing_ok=True)
 
     def _undo_delete(self, backup: Path, path: Path) -> None:
         if not os.path.lexists(backup):

@@ -476,8 +476,14 @@ class StorageMaintenance(Protocol):
         left was a crash's or a commit of unknown outcome's (ADR 025)."""
         ...
 
-    async def settle(self, change: PendingChange, *, committed: bool) -> None:
-        """Drop the change's backup (committed) or put the disk back as it was (not)."""
+    async def settle(
+        self, change: PendingChange, *, committed: bool, recorded_sha256: str | None = None
+    ) -> None:
+        """Drop the change's backup (committed) or put the disk back as it was (not).
+
+        For an attachment put that did not commit, `recorded_sha256` is the sha256 the
+        rows hold for its name (None: no file): the replaced file goes back only when it is
+        that one (a delete or another put may have committed since)."""
         ...
 
     async def leftovers(self) -> list[Leftover]:

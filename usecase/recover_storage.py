@@ -59,6 +59,27 @@ async def is_committed(uow: UnitOfWork, change: PendingChange) -> bool:
     return chat_file is not None and chat_file.sha256 == change.sha256
 
 
+async def settle_by_rows(
+    uow: UnitOfWork, maintenance: StorageMaintenance, change: PendingChange
+) -> bool:
+    """Settle one pending change by what the rows hold (the caller holds the workspace
+    lock); whether it had committed."""
+    committed = await is_committed(uow, change)
+    recorded = None
+    if not committed and change.operation is PendingOperation.PUT_ATTACHMENT:
+        recorded = await _recorded_sha256(uow, change)
+    await maintenance.settle(change, committed=committed, recorded_sha256=recorded)
+    return committed
+
+
+async def _recorded_sha256(uow: UnitOfWork, change: PendingChange) -> str | None:
+    if change.chat_id is None:
+        return None
+    name = ChatAttachmentName(str(change.name))
+    chat_file = await uow.chat_files.get_by_chat_id_and_name(change.chat_id, name)
+    return None if chat_file is None else chat_file.sha256
+
+
 async def settle_chat_changes(
     uow: UnitOfWork, maintenance: StorageMaintenance, chat_id: UUID
 ) -> int:
@@ -66,7 +87,7 @@ async def settle_chat_changes(
     workspace lock, so none of them is in flight (ADR 025). How many there were."""
     changes = await maintenance.pending_changes_of(chat_id)
     for change in changes:
-        await maintenance.settle(change, committed=await is_committed(uow, change))
+        await settle_by_rows(uow, maintenance, change)
     return len(changes)
 
 
@@ -150,8 +171,7 @@ class RecoverStorage:
                 # make the check stale; an undone history put would then overwrite it
                 async with self._uow() as uow:
                     await lock_workspace(uow, change.workspace_id)
-                    done = await is_committed(uow, change)
-                    await self._maintenance.settle(change, committed=done)
+                    done = await settle_by_rows(uow, self._maintenance, change)
                 committed += done
                 rolled_back += not done
             tails_cut = removed = 0

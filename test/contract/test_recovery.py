@@ -26,6 +26,7 @@ from repository.sql.backend import PostgresMetadataBackend, SqliteMetadataBacken
 from usecase import recover_storage
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
+from usecase.delete_attachment import DeleteAttachment
 from usecase.ensure_workspace import EnsureWorkspace
 from usecase.interface import PendingSync, UnitOfWork
 from usecase.read_history import ReadHistory
@@ -119,6 +120,26 @@ async def test_a_committed_replace_keeps_the_new_bytes_and_drops_the_backup(
     assert world.path.read_bytes() == NEW
     assert world.leftovers() == []
     assert (report.committed, report.usage_fixed) == (1, 0)
+
+
+async def test_a_replaced_file_deleted_since_does_not_come_back(world: World) -> None:
+    """A put crashed between its swap and its commit; another process then deleted the
+    name (committed). The old file must not come back without a record (found in review:
+    it did, outside the quota and out of the API's reach)."""
+    await world.crashed_put(NEW, storage=FileSystemChatStorage(world.data_dir))
+    async with world.backend.unit_of_work() as uow:
+        old = await uow.chat_files.get_by_chat_id_and_name(world.chat.chat_id, NAME)
+        assert old is not None
+    await DeleteAttachment(world.backend.unit_of_work, world.storage, SystemClock())(
+        USER_ID, world.chat.chat_id, old.file_id
+    )
+    assert not world.path.exists()
+
+    report = await world.recover()
+
+    assert not world.path.exists()
+    assert world.leftovers() == []
+    assert (report.rolled_back, report.usage_fixed) == (1, 0)
 
 
 async def test_an_uncommitted_new_file_is_removed(world: World) -> None:
@@ -323,10 +344,12 @@ class _LiveWriteWhileSettling(FileSystemMaintenance):
         self._write = write
         self.written: asyncio.Task[Chat] | None = None
 
-    async def settle(self, change: PendingChange, *, committed: bool) -> None:
+    async def settle(
+        self, change: PendingChange, *, committed: bool, recorded_sha256: str | None = None
+    ) -> None:
         self.written = asyncio.ensure_future(self._write())
         await asyncio.sleep(0.3)
-        await super().settle(change, committed=committed)
+        await super().settle(change, committed=committed, recorded_sha256=recorded_sha256)
 
 
 async def test_a_write_of_a_live_process_waits_until_the_change_is_settled(
