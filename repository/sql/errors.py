@@ -38,9 +38,15 @@ def _is_unavailable_driver_error(error: BaseException | None) -> bool:
     sqlstate = getattr(error, 'sqlstate', None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(_RETRYABLE_SQLSTATE_CLASSES) or sqlstate in _RETRYABLE_SQLSTATES
-    # asyncpg's connection-level errors (ConnectionDoesNotExistError, InterfaceError, ...)
+    # asyncpg's connection-level errors (ConnectionDoesNotExistError, ...), and its
+    # InterfaceError for a connection closed under it (other InterfaceErrors are misuse)
     module = type(error).__module__
-    return module.startswith('asyncpg') and 'Connection' in type(error).__name__
+    if not module.startswith('asyncpg'):
+        return False
+    return 'Connection' in type(error).__name__ or str(error) == _ASYNCPG_CLOSED
+
+
+_ASYNCPG_CLOSED = 'connection is closed'  # asyncpg.exceptions.InterfaceError's message
 
 
 # SQLSTATE classes of an answer to `COMMIT` that says it rolled back: transaction

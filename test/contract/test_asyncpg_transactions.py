@@ -2,10 +2,12 @@
 transaction is asyncpg's own, prebuilt writes count what SQLAlchemy counts, and a unit
 that ends without committing gives its connection back with nothing open."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -130,3 +132,41 @@ async def test_sqlalchemys_statements_run_in_the_same_transaction(
         assert seen.one() == (43, True)  # the write's transaction, seen by SQLAlchemy's
         await uow.rollback()
     assert await used_bytes(backend) == 42
+
+
+async def test_connections_the_server_closed_in_the_pool_are_replaced(
+    fresh_postgres_dsn: str,
+) -> None:
+    """A restart, a failover or an idle kill closes pooled connections: the next units
+    get fresh ones instead of failing (found in review: a 500 for each dead one)."""
+    backend = PostgresMetadataBackend(fresh_postgres_dsn, pool_size=3)
+    try:
+        await backend.migrate()
+        units = [backend.unit_of_work() for _ in range(3)]
+        for unit in units:  # three connections in the pool
+            await unit.__aenter__()
+            await unit.workspaces.get(WORKSPACE)
+        pids = [
+            (await connection_of(unit).execute(text('SELECT pg_backend_pid()'))).scalar()
+            for unit in units
+        ]
+        for unit in units:
+            await unit.__aexit__(None, None, None)
+        killer = await asyncpg.connect(fresh_postgres_dsn)
+        try:
+            killed = await killer.fetchval(
+                'SELECT count(pg_terminate_backend(pid)) FROM unnest($1::int[]) AS pid', pids
+            )
+        finally:
+            await killer.close()
+        assert killed == 3
+        await asyncio.sleep(0.2)  # the closes reach the pooled connections
+
+        for _ in range(4):
+            async with backend.unit_of_work() as uow:
+                await uow.workspaces.add(
+                    Workspace(uuid4(), uuid4(), created_at=START, quota_bytes=1, used_bytes=0)
+                )
+                await uow.commit()
+    finally:
+        await backend.close()
