@@ -43,6 +43,7 @@ from domain.error import (
     DomainError,
     InsufficientStorageError,
     ServiceUnavailableError,
+    StoredContentMissingError,
     StoredVersionChangingError,
 )
 from usecase.interface import ByteStream, PendingSync, StorageChange
@@ -90,17 +91,6 @@ _OWNER = re.compile(f'[0-9a-f]{{{OWNER_ID_LENGTH}}}')
 def new_owner_id() -> str:
     """A random id for one process's staging and trash entries."""
     return uuid4().hex[:OWNER_ID_LENGTH]
-
-
-class StoredContentMissingError(DomainError):
-    """A file the metadata points at is not a regular file on disk (gone, or replaced by a
-    symlink or something else that is not ours to read)."""
-
-    code = 'stored_content_missing'
-
-    def __init__(self, chat_id: UUID | None = None) -> None:
-        super().__init__()
-        self.chat_id = chat_id
 
 
 class _UnexpectedFileError(OSError):
@@ -270,10 +260,19 @@ SEND_GRACE_SECONDS = 10.0
 
 
 def _remove(path: Path) -> None:
+    """Remove a file or a tree; what is already gone (another process settling the same
+    change) is no error."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        shutil.rmtree(path, onerror=_gone_is_removed)
     else:
         path.unlink(missing_ok=True)
+
+
+def _gone_is_removed(
+    _func: object, _path: str, exc_info: tuple[type, BaseException, object]
+) -> None:
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]
 
 
 class _OpenFile:

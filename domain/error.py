@@ -177,6 +177,17 @@ class CommitOutcomeUnknownError(ServiceUnavailableError):
     """
 
 
+class StoredContentMissingError(DomainError):
+    """A file the metadata points at is not a regular file on disk (gone, or replaced by a
+    symlink or something else that is not ours to read)."""
+
+    code = 'stored_content_missing'
+
+    def __init__(self, chat_id: UUID | None = None) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+
+
 class StoredVersionChangingError(ServiceUnavailableError):
     """The file at a record's name is a version the record does not describe.
 

@@ -13,6 +13,7 @@ from domain.error import (
     ContentLimitExceededError,
     DomainError,
     FileTooLargeError,
+    StoredContentMissingError,
     StoredVersionChangingError,
     WorkspaceNotFoundError,
     WorkspaceQuotaExceededError,
@@ -38,13 +39,20 @@ async def once_settled(
     version its record does not describe; it pauses, runs `between` (a fresh look at the
     record, which raises once the record is gone), and tries again.
     """
+    missing_seen = False
     for wait in VERSION_WAITS:
         try:
             return await attempt()
         except StoredVersionChangingError:
             await asyncio.sleep(wait)
-            if between is not None:
-                await between()
+        except StoredContentMissingError:
+            # a delete may have taken the file since the record was read: a fresh look at
+            # the record tells (`between` raises once it is gone); missing twice is missing
+            if missing_seen or between is None:
+                raise
+            missing_seen = True
+        if between is not None:
+            await between()
     return await attempt()
 
 

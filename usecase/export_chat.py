@@ -8,7 +8,11 @@ from datetime import datetime
 from uuid import UUID
 
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
-from domain.error import DomainError, StoredVersionChangingError
+from domain.error import (
+    ServiceUnavailableError,
+    StoredContentMissingError,
+    StoredVersionChangingError,
+)
 from usecase.common import owned_chat
 from usecase.interface import ChatStorage, UnitOfWorkFactory
 
@@ -17,14 +21,13 @@ from usecase.interface import ChatStorage, UnitOfWorkFactory
 HASHED_IN_THREAD_BYTES = 64 * 1024
 
 
-class ExportedContentChangedError(DomainError):
+class ExportedContentChangedError(ServiceUnavailableError):
     """A file listed at the start of an export no longer has the listed bytes.
 
     Raised while the archive streams, so it cuts the response short rather than send a
-    file under a record it does not match.
+    file under a record it does not match; raised before anything was sent, it is a
+    `503`: the export may be retried at once (until session 11 a `500`).
     """
-
-    code = 'exported_content_changed'
 
     def __init__(self, chat_id: UUID, name: str) -> None:
         super().__init__()
@@ -98,8 +101,9 @@ async def _checked(
                 else:
                     digest.update(chunk)
             yield chunk
-    except StoredVersionChangingError:
-        # another write has put its file at the name since the listing
+    except (StoredVersionChangingError, StoredContentMissingError):
+        # another write has put its file at the name since the listing, or a delete has
+        # taken it: a retry lists the chat anew (or finds it gone)
         raise ExportedContentChangedError(chat.chat_id, name) from None
     finally:
         if isinstance(chunks, AsyncGenerator):

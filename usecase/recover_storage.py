@@ -83,12 +83,16 @@ async def _recorded_sha256(uow: UnitOfWork, change: PendingChange) -> str | None
 async def settle_chat_changes(
     uow: UnitOfWork, maintenance: StorageMaintenance, chat_id: UUID
 ) -> int:
-    """Settle the chat's pending changes of any process by the rows; the caller holds the
-    workspace lock, so none of them is in flight (ADR 025). How many there were."""
-    changes = await maintenance.pending_changes_of(chat_id)
-    for change in changes:
-        await settle_by_rows(uow, maintenance, change)
-    return len(changes)
+    """Undo the chat's pending changes of any process that did not commit, by the rows;
+    the caller holds the workspace lock, so none of them is in flight (ADR 025). One that
+    committed is in nobody's way: its owner drops its backup (or start-up recovery does),
+    and dropping it here too would race the owner. How many were undone."""
+    undone = 0
+    for change in await maintenance.pending_changes_of(chat_id):
+        if not await is_committed(uow, change):
+            await settle_by_rows(uow, maintenance, change)
+            undone += 1
+    return undone
 
 
 class SettleChatChanges:

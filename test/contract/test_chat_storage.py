@@ -21,7 +21,6 @@ import pytest
 from adapter.file_storage import (
     HELD_STAGE_BYTES,
     FileSystemChatStorage,
-    StoredContentMissingError,
 )
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.content import ByteRange, StagedContent
@@ -29,6 +28,7 @@ from domain.error import (
     ContentLimitExceededError,
     InsufficientStorageError,
     ServiceUnavailableError,
+    StoredContentMissingError,
     StoredVersionChangingError,
 )
 from usecase.interface import ChatStorage

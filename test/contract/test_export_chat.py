@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 
 from adapter.clock import SystemClock
-from adapter.file_storage import FileSystemChatStorage, StoredContentMissingError
+from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
@@ -125,7 +125,7 @@ async def test_a_file_deleted_after_the_start_fails_its_entry(chat: Chat) -> Non
     await chat.delete_attachment(USER, chat.chat_id, file_id)
 
     entries = [entry async for entry in export.entries()]
-    with pytest.raises(StoredContentMissingError):
+    with pytest.raises(ExportedContentChangedError):  # a 503 before anything is sent
         await read(entries[1].chunks)
 
 

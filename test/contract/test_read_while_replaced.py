@@ -13,7 +13,11 @@ import pytest
 
 from adapter.file_storage import FileSystemChatStorage
 from domain.chat import Chat, ChatAttachmentName, ChatFile
-from domain.error import ChatFileNotFoundError, StoredVersionChangingError
+from domain.error import (
+    ChatFileNotFoundError,
+    StoredContentMissingError,
+    StoredVersionChangingError,
+)
 from usecase.get_attachment import AttachmentContent
 
 CREATED_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -93,3 +97,35 @@ async def test_a_replacement_that_never_ends_is_service_unavailable(
     with pytest.raises(StoredVersionChangingError) as raised:
         await read(content)
     assert raised.value.code == 'service_unavailable'  # a 503: retrying is safe
+
+
+async def test_a_read_racing_a_delete_answers_what_the_record_says(
+    storage: FileSystemChatStorage,
+) -> None:
+    """The record was read, then a delete took the file: not a 500, a fresh look at the
+    record (gone: 404)."""
+    record = await put(storage, b'deleted meanwhile')
+    change = await storage.delete_attachments(CHAT, [NAME])
+    await change.commit()
+    looked: list[bool] = []
+
+    async def still_recorded() -> None:
+        looked.append(True)
+        raise ChatFileNotFoundError(record.file_id)
+
+    with pytest.raises(ChatFileNotFoundError):
+        await read(AttachmentContent(CHAT, record, storage, still_recorded))
+    assert looked == [True]
+
+
+async def test_a_file_missing_under_its_record_stays_an_error(
+    storage: FileSystemChatStorage,
+) -> None:
+    record = await put(storage, b'gone, and the record stays')
+    storage.attachment_path(CHAT, NAME).unlink()  # a sandbox removed it
+
+    async def still_recorded() -> None:
+        return None
+
+    with pytest.raises(StoredContentMissingError):
+        await read(AttachmentContent(CHAT, record, storage, still_recorded))

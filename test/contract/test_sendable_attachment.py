@@ -13,9 +13,10 @@ from uuid import UUID
 
 import pytest
 
-from adapter.file_storage import FileSystemChatStorage, StoredContentMissingError
+from adapter.file_storage import FileSystemChatStorage
 from domain.chat import Chat, ChatAttachmentName
 from domain.content import ByteRange
+from domain.error import StoredContentMissingError
 from usecase.interface import SendableAttachments
 
 WORKSPACE_ID = UUID('5f0c6a52-1d0e-4c3b-9a57-0b7c1e2d3f40')

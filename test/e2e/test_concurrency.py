@@ -168,3 +168,37 @@ async def test_reads_during_replacements_get_one_committed_version_whole(
     # a file replaced after its id was read is gone (404); everything else is read whole
     assert set(statuses) <= {200, 404}, statuses
     assert statuses[200] >= 2 * READS  # every history read, and some file reads
+
+
+async def test_reads_racing_deletes_answer_404_never_500(
+    server: ServerProcess, caller: Caller
+) -> None:
+    """A read that found the record, then lost the file to a delete that committed, is a
+    `404` like a read after it (found in review: `500`)."""
+    caller.workspace()
+    statuses: Counter[int] = Counter()
+
+    async def one_round(http: httpx.AsyncClient) -> None:
+        chat_id = (await http.post('/v1/chats', json={'title': 'race'})).json()['chat_id']
+        body = b'x' * 100_000
+        file_id = (await http.put(f'/v1/chats/{chat_id}/files/by-name/f.bin', content=body)).json()[
+            'file_id'
+        ]
+        await http.put(f'/v1/chats/{chat_id}/history', content=body)
+        reads = [
+            http.get(f'/v1/chats/{chat_id}/files/{file_id}/content'),
+            http.get(
+                f'/v1/chats/{chat_id}/files/{file_id}/content', headers={'Range': 'bytes=0-9'}
+            ),
+            http.get(f'/v1/chats/{chat_id}/history'),
+        ]
+        deleting = http.delete(f'/v1/chats/{chat_id}')
+        for got in await asyncio.gather(*reads, deleting):
+            statuses[got.status_code] += 1
+
+    async with _async_client(server, caller) as http:
+        for _ in range(25):
+            await one_round(http)
+
+    assert set(statuses) <= {200, 204, 206, 404}, statuses
+    assert statuses[204] == 25
