@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from domain.chat import Chat
+from domain.error import StoredContentMissingError, StoredVersionChangingError
 from usecase.common import once_settled, owned_chat, primed
 from usecase.interface import ChatStorage, UnitOfWorkFactory
 from usecase.recover_storage import SettleChatChanges
@@ -28,18 +29,28 @@ class ReadHistory:
         self._settle = settle
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> HistoryContent:
+        try:
+            return await self._read(user_id, chat_id)  # nearly always: one read
+        except (StoredVersionChangingError, StoredContentMissingError):
+            pass  # a history put in flight, or a delete: again, with a fresh record each time
         read: list[Chat] = []
 
         async def attempt() -> HistoryContent:
-            # owned_chat is one statement (the workspace and the chat, joined)
-            async with self._uow(write=False, one_statement=True) as uow:
-                _, chat = await owned_chat(uow, user_id, chat_id)
-            read.append(chat)
-            # opened now: a history put in flight is waited for (a fresh record each time)
-            return HistoryContent(chat=chat, chunks=await primed(self._storage.read_history(chat)))
+            return await self._read(user_id, chat_id, read)
 
         async def settle() -> None:
-            if self._settle is not None:
+            if self._settle is not None and read:
                 await self._settle(read[-1].workspace_id, chat_id)
 
         return await once_settled(attempt, settle)
+
+    async def _read(
+        self, user_id: UUID, chat_id: UUID, read: list[Chat] | None = None
+    ) -> HistoryContent:
+        # owned_chat is one statement (the workspace and the chat, joined)
+        async with self._uow(write=False, one_statement=True) as uow:
+            _, chat = await owned_chat(uow, user_id, chat_id)
+        if read is not None:
+            read.append(chat)
+        # opened now, so that a file of another version is found here
+        return HistoryContent(chat=chat, chunks=await primed(self._storage.read_history(chat)))
