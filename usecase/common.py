@@ -27,32 +27,43 @@ T = TypeVar('T')
 # write holds the workspace lock until it commits or rolls back (milliseconds); about 1.6 s
 # in all before the read answers `service_unavailable`
 VERSION_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+# after this many pauses (about 37 ms) a write in flight is normally over: what is still
+# in the way is looked into under the lock (`repair`), once
+REPAIR_AFTER = 4
 
 
 async def once_settled(
     attempt: Callable[[], Awaitable[T]],
     between: Callable[[], Awaitable[None]] | None = None,
+    repair: Callable[[], Awaitable[None]] | None = None,
 ) -> T:
     """`attempt()` (which opens a stored file) until the file is the record's version.
 
     A write swaps its file in before its metadata commits (ADR 011), so a reader may open a
     version its record does not describe; it pauses, runs `between` (a fresh look at the
-    record, which raises once the record is gone), and tries again.
+    record, which raises once the record is gone), and tries again. A file that stays
+    another version, or is missing under its record, gets one `repair` (under the
+    workspace lock: settling what a crashed or cut-off write left, ADR 025).
     """
-    missing_seen = False
-    for wait in VERSION_WAITS:
+    missing_seen = repaired = False
+    for index, wait in enumerate(VERSION_WAITS):
         try:
             return await attempt()
         except StoredVersionChangingError:
             await asyncio.sleep(wait)
+            due = index >= REPAIR_AFTER
         except StoredContentMissingError:
             # a delete may have taken the file since the record was read: a fresh look at
-            # the record tells (`between` raises once it is gone); missing twice is missing
-            if missing_seen or between is None:
+            # the record tells (`between` raises once it is gone); missing again after that
+            # (and after the repair) is missing
+            if missing_seen:
                 raise
-            missing_seen = True
+            missing_seen = due = True
         if between is not None:
             await between()
+        if due and repair is not None and not repaired:
+            repaired = True
+            await repair()
     return await attempt()
 
 

@@ -1,5 +1,6 @@
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from uuid import UUID
 
 from domain.chat import Chat, ChatFile
@@ -51,6 +52,8 @@ class AttachmentContent:
     storage: ChatStorage
     # raises (not found, invalid link) once the record is gone: a replacement committed
     still_recorded: Callable[[], Awaitable[None]]
+    # settles what a crashed or cut-off write left in the chat, under the workspace lock
+    repair: Callable[[], Awaitable[None]] | None = None
 
     async def open(self, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
         """The file's bytes, or the given range of them, in chunks: the record's version only.
@@ -66,7 +69,7 @@ class AttachmentContent:
             )
             return await anext(chunks, None), chunks
 
-        first, chunks = await once_settled(attempt, self.still_recorded)
+        first, chunks = await once_settled(attempt, self.still_recorded, self.repair)
         if first is not None:
             yield first
             async for chunk in chunks:
@@ -84,7 +87,7 @@ class AttachmentContent:
                 self.chat, self.chat_file.name, record=self.chat_file
             )
 
-        sendable = await once_settled(attempt, self.still_recorded)
+        sendable = await once_settled(attempt, self.still_recorded, self.repair)
         if sendable is not None and sendable.size_bytes != self.chat_file.size_bytes:
             # changed in place (a sandbox): stream the record's size of it
             await sendable.release(sent=False)
@@ -110,11 +113,15 @@ class ReadAttachment:
             chat, chat_file = await owned_file(uow, user_id, chat_id, file_id)
 
         async def still_recorded() -> None:
-            if self._settle is not None:
-                await self._settle(chat.workspace_id, chat_id)
             async with self._uow(write=False) as uow:
                 await owned_file(uow, user_id, chat_id, file_id)
 
         return AttachmentContent(
-            chat=chat, chat_file=chat_file, storage=self._storage, still_recorded=still_recorded
+            chat=chat,
+            chat_file=chat_file,
+            storage=self._storage,
+            still_recorded=still_recorded,
+            repair=None
+            if self._settle is None
+            else partial(self._settle, chat.workspace_id, chat_id),
         )

@@ -42,7 +42,7 @@ class ReadHistory:
             if self._settle is not None and read:
                 await self._settle(read[-1].workspace_id, chat_id)
 
-        return await once_settled(attempt, settle)
+        return await once_settled(attempt, repair=settle)
 
     async def _read(
         self, user_id: UUID, chat_id: UUID, read: list[Chat] | None = None

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from uuid import UUID
 
 from domain.error import InvalidLinkError
@@ -112,12 +113,15 @@ class OpenLinkedAttachment:
             raise InvalidLinkError
 
         async def still_recorded() -> None:
-            if self._settle is not None:
-                await self._settle(chat.workspace_id, chat.chat_id)
             async with self._uow(write=False) as uow:
                 if await uow.chat_files.get(file_id) is None:
                     raise InvalidLinkError
 
+        settle = self._settle
         return AttachmentContent(
-            chat=chat, chat_file=chat_file, storage=self._storage, still_recorded=still_recorded
+            chat=chat,
+            chat_file=chat_file,
+            storage=self._storage,
+            still_recorded=still_recorded,
+            repair=None if settle is None else partial(settle, chat.workspace_id, chat.chat_id),
         )

@@ -28,6 +28,7 @@ from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
 from usecase.delete_attachment import DeleteAttachment
 from usecase.ensure_workspace import EnsureWorkspace
+from usecase.get_attachment import ReadAttachment
 from usecase.interface import PendingSync, UnitOfWork
 from usecase.read_history import ReadHistory
 from usecase.recover_storage import RecoverStorage, RecoveryReport, SettleChatChanges
@@ -333,6 +334,28 @@ async def test_a_read_of_a_history_left_in_doubt_settles_it(
     assert read == (NEW if committed else OLD)
     # a put that did commit is read as it is; its backup waits for recovery
     assert len(world.leftovers()) == (2 if committed else 0)
+
+
+async def test_a_download_of_a_file_a_crashed_replica_was_replacing_settles_it(
+    world: World,
+) -> None:
+    """The other replica swapped its file in and died before its commit: a download of
+    the recorded file puts the old one back under the lock instead of a 503 until that
+    replica restarts."""
+    await world.crashed_put(NEW, storage=FileSystemChatStorage(world.data_dir))
+    async with world.backend.unit_of_work(write=False) as unit:
+        old = await unit.chat_files.get_by_chat_id_and_name(world.chat.chat_id, NAME)
+    assert old is not None
+    uow = world.backend.unit_of_work
+    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir))
+
+    content = await ReadAttachment(uow, world.storage, settle)(
+        USER_ID, world.chat.chat_id, old.file_id
+    )
+
+    assert b''.join([chunk async for chunk in content.open()]) == OLD
+    assert world.path.read_bytes() == OLD
+    assert world.leftovers() == []
 
 
 class _LiveWriteWhileSettling(FileSystemMaintenance):
