@@ -274,11 +274,14 @@ class FileSystemMaintenance:
         # since leaves no record, and its file must not come back (found in review)
         restore = os.path.lexists(backup) and (history or _sha256_of(backup) == recorded)
         if restore and (ours or not os.path.lexists(path)):
+            if backup.is_dir() and not backup.is_symlink():
+                # a directory a sandbox had planted at the name, moved away whole
+                path.unlink(missing_ok=True)
             backup.replace(path)
         elif ours and not history:
             path.unlink(missing_ok=True)
         # a rename onto a link of the same inode does nothing; then the link goes
-        backup.unlink(missing_ok=True)
+        _remove(backup)
 
     def _undo_delete(self, backup: Path, path: Path) -> None:
         if not os.path.lexists(backup):

@@ -73,7 +73,7 @@ _SYNCED_DIRS_KEPT = 4096
 _log = logging.getLogger(__name__)
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR})
 # O_NOFOLLOW: a sandbox may plant a symlink in a chat directory; it must not lead us out.
 # O_NONBLOCK: opening a planted FIFO must not hang a worker thread; regular files ignore it.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -609,20 +609,28 @@ class _SwapStep(_TrashStep):
         self.target = target
         self.version = version
         self.replaced = False
+        # a directory a sandbox planted at the name: no hard link can name it, so `apply`
+        # moves it into the trash whole (restorable until the commit, as a delete's)
+        self.directory = False
 
     def prepare(self) -> bool:
         if not self.source.is_file() or self.source.is_symlink():
             raise FileNotFoundError(errno.ENOENT, 'staged content is missing')
         _tag_version(self.source, self.version)
         self.replaced = os.path.lexists(self.target)
+        self.directory = self.replaced and stat.S_ISDIR(os.lstat(self.target).st_mode)
         self.record['replaced'] = self.replaced
         self.write_sidecar()
-        if self.replaced:
+        if self.replaced and not self.directory:
             # the link keeps the old inode; readers that opened it go on reading it
             os.link(self.target, self.backup, follow_symlinks=False)
         return True
 
     def apply(self) -> set[Path]:
+        if self.directory:
+            self.target.rename(self.backup)
+            self.source.replace(self.target)
+            return {self.target.parent, self.backup.parent}
         self.source.replace(self.target)
         return {self.target.parent}
 
@@ -631,6 +639,10 @@ class _SwapStep(_TrashStep):
             # settled meanwhile by another process under the workspace lock (a change in
             # doubt, ADR 025): what it found was put right by the rows, nothing is left
             return set()
+        if self.directory:
+            self.target.unlink(missing_ok=True)
+            self.backup.rename(self.target)
+            return {self.target.parent, self.backup.parent}
         if self.replaced:
             self.backup.replace(self.target)
         else:
@@ -638,11 +650,12 @@ class _SwapStep(_TrashStep):
         return {self.target.parent}
 
     def commit(self) -> None:
-        self.backup.unlink(missing_ok=True)
+        _remove(self.backup)
 
     def forget(self) -> None:
-        # after `prepare` alone the backup is a second link to the untouched target
-        self.backup.unlink(missing_ok=True)
+        # after `prepare` alone the backup is a second link to the untouched target (or,
+        # for a directory, nothing yet)
+        _remove(self.backup)
         super().forget()
 
 

@@ -1188,3 +1188,36 @@ async def test_a_whole_read_stops_at_the_record_s_size(
     read = await read_all(file_storage.read_attachment(CHAT, NAME, record=record))
 
     assert read == b'0123456789abcdef0123'
+
+
+@pytest.mark.parametrize('commit', [True, False], ids=['committed', 'rolled back'])
+async def test_a_put_over_a_planted_directory_replaces_it(
+    file_storage: FileSystemChatStorage, chat_dir: Path, *, commit: bool
+) -> None:
+    """No hard link can name a directory: the put moves it away whole, restorable until
+    the commit (found in review: every such put answered 503, retry as one might)."""
+    await file_storage.ensure_chat(CHAT)
+    planted = chat_dir / NAME.value
+    planted.mkdir()
+    (planted / 'inside').write_bytes(b'the sandbox made this')
+
+    change = await file_storage.put_attachment(CHAT, NAME, await stage(file_storage, b'ours'))
+    assert planted.read_bytes() == b'ours'
+    if commit:
+        await change.commit()
+        assert planted.read_bytes() == b'ours'
+    else:
+        await change.rollback()
+        assert (planted / 'inside').read_bytes() == b'the sandbox made this'
+    assert list(file_storage.trash_dir.iterdir()) == []
+
+
+async def test_an_append_to_a_planted_history_directory_is_stored_content_missing(
+    file_storage: FileSystemChatStorage, chat_dir: Path
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    (chat_dir / 'history.md').unlink()
+    (chat_dir / 'history.md').mkdir()
+
+    with pytest.raises(StoredContentMissingError):  # a 500, as for any planted entry
+        await file_storage.append_history(CHAT, await stage(file_storage, b'more'))

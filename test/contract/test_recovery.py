@@ -143,6 +143,22 @@ async def test_a_replaced_file_deleted_since_does_not_come_back(world: World) ->
     assert (report.rolled_back, report.usage_fixed) == (1, 0)
 
 
+async def test_an_uncommitted_put_over_a_planted_directory_puts_it_back(world: World) -> None:
+    other = ChatAttachmentName('planted')
+    planted = world.storage.attachment_path(world.chat, other)
+    planted.mkdir()
+    (planted / 'inside').write_bytes(b'the sandbox made this')
+    staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
+    await world.storage.put_attachment(world.chat, other, staged)  # then the crash
+    assert planted.read_bytes() == NEW
+
+    report = await world.recover()
+
+    assert (planted / 'inside').read_bytes() == b'the sandbox made this'
+    assert world.leftovers() == []
+    assert report.rolled_back == 1
+
+
 async def test_an_uncommitted_new_file_is_removed(world: World) -> None:
     other = ChatAttachmentName('new.txt')
     staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
