@@ -107,7 +107,10 @@ def _prepare(answer_fd: int) -> int:
         line = f'chat-storage: invalid configuration: {ENV_PREFIX}DATA_DIR: {problem}'
         print(line, file=sys.stderr)  # noqa: T201 - the one clear line
         return 2
-    migrate_ahead(settings)
+    problem = migrate_ahead(settings)
+    if problem is not None:
+        print(f'chat-storage: cannot start: {problem}', file=sys.stderr)  # noqa: T201
+        return 1
     serving = {
         'host': settings.host,
         'port': settings.port,

@@ -1,19 +1,25 @@
 """What `chat-storage serve` does once before its workers start, in a short-lived child."""
 
 import asyncio
-import contextlib
 import errno
 import tempfile
 from pathlib import Path
 
-from api.settings import Settings, metadata_config
+from api.settings import ENV_PREFIX, Settings, metadata_config
+from domain.error import ServiceUnavailableError
 from repository.factory import create_metadata_backend
+from repository.sql.dsn import parse_postgres_dsn
 
 
-def migrate_ahead(settings: Settings) -> None:
+def migrate_ahead(settings: Settings) -> str | None:
     """Bring the schema to head before the workers start, so that none of them imports
-    Alembic (ADR 019). Best effort: a store that is down now is reported by the workers'
-    own `migrate()`, exactly as when this step did not exist."""
+    Alembic (ADR 019); or, when the metadata store cannot be used, one line saying why,
+    naming the variable that points at it.
+
+    A store that cannot be reached, or refuses the log-in, stops start-up here before
+    the server listens: every worker's start would fail on it with a traceback (found in
+    review). The reason is in our words or the server's, never the DSN or its password.
+    """
 
     async def migrate() -> None:
         backend = create_metadata_backend(metadata_config(settings))
@@ -23,8 +29,16 @@ def migrate_ahead(settings: Settings) -> None:
         finally:
             await backend.close()
 
-    with contextlib.suppress(Exception):
+    try:
         asyncio.run(migrate())
+    except ServiceUnavailableError as error:
+        reason = error.reason or 'unavailable'
+        if settings.metadata_backend == 'postgres' and settings.postgres_dsn is not None:
+            address = parse_postgres_dsn(settings.postgres_dsn.get_secret_value()).address
+            return f'{ENV_PREFIX}POSTGRES_DSN: PostgreSQL at {address} cannot be used: {reason}'
+        path = settings.resolved_sqlite_path
+        return f'{ENV_PREFIX}SQLITE_PATH: SQLite file {path} cannot be used: {reason}'
+    return None
 
 
 def data_dir_problem(data_dir: Path) -> str | None:

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from repository.config import MetadataConfig
+from repository.sql.dsn import parse_postgres_dsn
 
 ENV_PREFIX = 'STORAGE_'
 
@@ -44,8 +45,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode='after')
     def _postgres_needs_dsn(self) -> 'Settings':
-        if self.metadata_backend == 'postgres' and not self.postgres_dsn:
+        if self.metadata_backend != 'postgres':
+            return self
+        if not self.postgres_dsn:
             raise ValueError('postgres_dsn is required when metadata_backend is postgres')
+        # a DSN of another database, or an option asyncpg cannot take: one line now
+        # rather than every connection's traceback; the message never holds the DSN
+        parse_postgres_dsn(self.postgres_dsn.get_secret_value())
         return self
 
     @property
@@ -61,11 +67,12 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line naming the first offending variable, without echoing secret values."""
     first = error.errors()[0]
     location = [str(part) for part in first['loc']]
+    # pydantic's prefix of a message of ours says nothing to an operator
+    message = str(first['msg']).removeprefix('Value error, ')
     if location:
         variable = ENV_PREFIX + location[0].upper()
-        return f'invalid configuration: {variable}: {first["msg"]}'
+        return f'invalid configuration: {variable}: {message}'
     # a model-level check: its message names the field
-    message = str(first['msg']).removeprefix('Value error, ')
     field = message.split(' ', 1)[0]
     return f'invalid configuration: {ENV_PREFIX}{field.upper()}: {message}'
 

@@ -163,10 +163,18 @@ class InsufficientStorageError(DomainError):
 
 
 class ServiceUnavailableError(DomainError):
-    """The metadata store or the disk cannot be reached; retrying is safe."""
+    """The metadata store or the disk cannot be reached; retrying is safe.
+
+    `reason` says why in a few words for an operator (`connection refused`), never a
+    secret; it is not part of a response.
+    """
 
     code = 'service_unavailable'
     is_retryable = True
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 class CommitOutcomeUnknownError(ServiceUnavailableError):

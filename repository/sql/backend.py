@@ -9,9 +9,9 @@ from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy import Select, String, column, event, func, select, table
-from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.engine.interfaces import DBAPICursor
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -23,7 +23,8 @@ from repository.sql.asyncpg_reads import (
     AsyncpgTransactionConnection,
     ReadConnections,
 )
-from repository.sql.errors import unavailable_on_connection_errors
+from repository.sql.dsn import parse_postgres_dsn
+from repository.sql.errors import refused_reason, unavailable_on_connection_errors
 from repository.sql.group_commit import MAX_GROUP_UNITS, GroupedUnitOfWork, WriteGroups
 from repository.sql.session import UnitConnection
 from repository.sql.unit_of_work import (
@@ -96,11 +97,19 @@ class SqlMetadataBackend(MetadataBackend, ABC):
             self.engine()
 
     async def migrate(self) -> None:
-        with unavailable_on_connection_errors():
-            if await self._at_head():
-                return
-            async with self.engine().connect() as connection:
-                await self._upgrade(connection)
+        try:
+            with unavailable_on_connection_errors():
+                if await self._at_head():
+                    return
+                async with self.engine().connect() as connection:
+                    await self._upgrade(connection)
+        except DBAPIError as error:
+            # the server refused the log-in (no such role or database): at start-up as
+            # plain to say as a server that cannot be reached, and its message may stay
+            reason = refused_reason(error)
+            if reason is None:
+                raise
+            raise ServiceUnavailableError(reason) from None
 
     async def _at_head(self) -> bool:
         """The schema is at the newest revision: nothing to migrate, no need for Alembic.
@@ -371,8 +380,12 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         connect_timeout_seconds: float = 5.0,
         statement_timeout_seconds: float = 30.0,
     ) -> None:
+        target = parse_postgres_dsn(dsn)
+        # the DSN's own connect_timeout, as libpq, wins over the setting
+        connect_timeout_seconds = target.connect_timeout_seconds or connect_timeout_seconds
         super().__init__(health_timeout_seconds=connect_timeout_seconds)
-        self._url = asyncpg_url(dsn)
+        self._target = target
+        self._url = target.url
         self._pool_size = pool_size
         self._connect_timeout_seconds = connect_timeout_seconds
         self._statement_timeout_seconds = statement_timeout_seconds
@@ -387,17 +400,25 @@ class PostgresMetadataBackend(SqlMetadataBackend):
     def dialect_name(self) -> str:
         return 'postgresql'
 
+    @property
+    def address(self) -> str:
+        """`host:port` of the server, for messages (no user, password or option)."""
+        return self._target.address
+
     def _connect_args(self) -> dict[str, Any]:
         statement_timeout_ms = int(self._statement_timeout_seconds * 1000)
-        return {
+        args: dict[str, Any] = {
             'timeout': self._connect_timeout_seconds,
             # client-side guard for a server that stopped answering
             'command_timeout': self._statement_timeout_seconds + self._connect_timeout_seconds,
             'server_settings': {
                 'statement_timeout': str(statement_timeout_ms),
-                'application_name': 'chat-storage',
+                'application_name': self._target.application_name or 'chat-storage',
             },
         }
+        if self._target.ssl is not None:
+            args['ssl'] = self._target.ssl
+        return args
 
     def _create_engine(self) -> AsyncEngine:
         return create_async_engine(
@@ -484,11 +505,6 @@ class PostgresMetadataBackend(SqlMetadataBackend):
 
 
 def asyncpg_url(dsn: str) -> URL:
-    """The DSN as a `postgresql+asyncpg` URL; `postgresql://` and `postgres://` are accepted."""
-    try:
-        url = make_url(dsn)
-    except (ArgumentError, ValueError):
-        raise ValueError('postgres_dsn is not a valid URL') from None
-    if url.drivername not in {'postgresql', 'postgres', 'postgresql+asyncpg'}:
-        raise ValueError('postgres_dsn must be a postgresql:// URL')
-    return url.set(drivername='postgresql+asyncpg')
+    """The DSN as a `postgresql+asyncpg` URL, without the libpq options `dsn.py` passes
+    to asyncpg itself; `postgresql://` and `postgres://` are accepted."""
+    return parse_postgres_dsn(dsn).url

@@ -1,5 +1,6 @@
 """Which driver errors mean 'the store cannot be reached now', and their translation."""
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -68,11 +69,46 @@ def unavailable_on_connection_errors() -> Iterator[None]:
     """Re-raise connection failures as `ServiceUnavailableError`, dropping the original.
 
     `from None` keeps driver messages, which may name the host or the DSN, out of the
-    traceback and the logs.
+    traceback and the logs; the error's `reason` keeps what an operator needs in a few
+    words of our own (`unavailable_reason`).
     """
     try:
         yield
     except Exception as error:
         if is_unavailable(error):
-            raise ServiceUnavailableError from None
+            raise ServiceUnavailableError(unavailable_reason(error)) from None
         raise
+
+
+# SQLSTATE classes of a server that refused us at log-in: invalid authorization
+# (no such role, a wrong password, no pg_hba.conf entry) and invalid catalog name (no
+# such database). Its message names the role or database, never a password.
+_REFUSED_SQLSTATE_CLASSES = ('28', '3D')
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """Why the store could not be used, in a few words that hold no secret: our own
+    words for a socket's failure, the server's or SQLite's message otherwise (neither
+    sees the DSN's password)."""
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    if isinstance(orig, socket.gaierror):
+        return f'host name not resolved ({orig.strerror})'
+    if isinstance(orig, ConnectionRefusedError):
+        return 'connection refused'
+    if isinstance(orig, TimeoutError | sa_exc.TimeoutError):
+        return 'timed out'
+    if isinstance(orig, OSError) and orig.strerror:
+        return orig.strerror
+    # asyncpg's and sqlite3's messages name the address or the file at most
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else ''
+    return message or type(orig).__name__
+
+
+def refused_reason(error: BaseException) -> str | None:
+    """The server's message when it refused the log-in itself (no such role or
+    database, a wrong password), else None."""
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    sqlstate = getattr(orig, 'sqlstate', None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_REFUSED_SQLSTATE_CLASSES):
+        return unavailable_reason(error)
+    return None

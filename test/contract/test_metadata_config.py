@@ -15,6 +15,7 @@ from repository.config import MetadataConfig
 from repository.factory import create_metadata_backend
 from repository.memory import InMemoryMetadataBackend
 from repository.sql.backend import PostgresMetadataBackend, SqliteMetadataBackend, asyncpg_url
+from repository.sql.dsn import parse_postgres_dsn
 from repository.workspace import InMemoryWorkspaceRepository
 
 DSN = 'postgresql://chat:s3cret-pw@db.internal:5432/chat_storage'
@@ -119,3 +120,68 @@ async def test_standalone_chat_file_repository() -> None:
     )
     await repo.save(chat_file)
     assert await repo.get_by_chat_id_and_name(CHAT_A, ChatAttachmentName('a.txt')) == chat_file
+
+
+# --- libpq options of the DSN (found in review: `?sslmode=` crashed every connection) -------
+
+
+def test_libpq_options_become_asyncpg_arguments_and_leave_the_url() -> None:
+    target = parse_postgres_dsn(
+        f'{DSN}?sslmode=verify-full&connect_timeout=3&application_name=chat-a'
+    )
+
+    assert target.ssl == 'verify-full'
+    assert target.connect_timeout_seconds == 3.0
+    assert target.application_name == 'chat-a'
+    assert dict(target.url.query) == {}
+    assert target.url.drivername == 'postgresql+asyncpg'
+    assert target.address == 'db.internal:5432'
+
+
+def test_asyncpg_spelling_of_sslmode_is_accepted() -> None:
+    assert parse_postgres_dsn(f'{DSN}?ssl=require').ssl == 'require'
+
+
+def test_a_dsn_without_options_sets_none() -> None:
+    target = parse_postgres_dsn(DSN)
+
+    assert (target.ssl, target.connect_timeout_seconds, target.application_name) == (
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ('options', 'message'),
+    [
+        ('?sslmode=maybe', 'sslmode must be one of'),
+        ('?sslmode=require&ssl=disable', 'different values'),
+        ('?connect_timeout=0', 'connect_timeout must be a positive'),
+        ('?connect_timeout=soon', 'connect_timeout must be a positive'),
+        ('?options=-c%20search_path%3Dx', "unsupported option 'options'"),
+        ('?application_name=a&application_name=b', 'more than once'),
+    ],
+)
+def test_a_dsn_option_that_cannot_be_honoured_is_refused_without_echoing_the_dsn(
+    options: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message) as raised:
+        parse_postgres_dsn(DSN + options)
+
+    assert 's3cret-pw' not in str(raised.value)
+    assert 'postgres_dsn' in str(raised.value)
+
+
+def test_the_backend_connects_with_the_dsn_options() -> None:
+    backend = PostgresMetadataBackend(
+        f'{DSN}?sslmode=disable&connect_timeout=2&application_name=chat-b',
+        connect_timeout_seconds=9.0,
+    )
+
+    args = backend._connect_args()  # what reaches asyncpg.connect()
+
+    assert args['ssl'] == 'disable'
+    assert args['timeout'] == 2.0
+    assert args['server_settings']['application_name'] == 'chat-b'
+    assert 's3cret-pw' not in repr(backend)

@@ -1,10 +1,12 @@
 """Configuration of the real process: the gateway token, and refused values at start-up."""
 
+import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from e2e_support import (
@@ -12,12 +14,15 @@ from e2e_support import (
     HTTP_TIMEOUT,
     ROOT,
     STARTUP_SECONDS,
+    Caller,
+    MakeServer,
     ServerProcess,
     assert_problem,
     free_port,
     server_command,
     server_env,
 )
+from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.e2e
 
@@ -127,16 +132,14 @@ BAD_VALUES = {
 }
 
 
-@pytest.mark.parametrize(('variable', 'value'), BAD_VALUES.values(), ids=BAD_VALUES.keys())
-def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(
-    tmp_path: Path, variable: str, value: str
-) -> None:
+def refused_start(tmp_path: Path, overrides: dict[str, str]) -> tuple[int, list[str], str]:
+    """`chat-storage serve` with `overrides` that must stop it: exit code, stderr lines."""
     env = server_env(
         {
             'STORAGE_DATA_DIR': str(tmp_path / 'data'),
             'STORAGE_HOST': HOST,
             'STORAGE_PORT': str(free_port()),
-            variable: value,
+            **overrides,
         }
     )
     try:
@@ -150,11 +153,18 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f'{variable}={value!r} did not stop start-up')
-
+        pytest.fail(f'{overrides} did not stop start-up')
     stderr = completed.stderr.decode(errors='replace')
-    lines = stderr.strip().splitlines()
-    assert completed.returncode != 0
+    return completed.returncode, stderr.strip().splitlines(), stderr
+
+
+@pytest.mark.parametrize(('variable', 'value'), BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    code, lines, stderr = refused_start(tmp_path, {variable: value})
+
+    assert code != 0
     assert len(lines) == 1, stderr
     expected = 'STORAGE_POSTGRES_DSN' if value == 'postgres' else variable
     assert expected in lines[0]
@@ -185,3 +195,126 @@ def test_a_secret_value_is_not_echoed_when_refused(tmp_path: Path) -> None:
     assert completed.returncode != 0
     assert b'hunter2' not in completed.stderr
     assert b'STORAGE_PORT' in completed.stderr
+
+
+# --- the metadata store, checked before the server listens ----------------------------------
+
+POSTGRES = {'STORAGE_METADATA_BACKEND': 'postgres'}
+BAD_STORES = {
+    # found in review: each was every worker's traceback, not one line
+    'dsn of another database': {**POSTGRES, 'STORAGE_POSTGRES_DSN': 'mysql://u:hunter2@h/db'},
+    'dsn with an unknown option': {
+        **POSTGRES,
+        'STORAGE_POSTGRES_DSN': 'postgresql://u:hunter2@127.0.0.1/db?frobnicate=1',
+    },
+    'dsn with an unknown sslmode': {
+        **POSTGRES,
+        'STORAGE_POSTGRES_DSN': 'postgresql://u:hunter2@127.0.0.1/db?sslmode=maybe',
+    },
+    'postgres refusing connections': {
+        **POSTGRES,
+        'STORAGE_POSTGRES_DSN': 'postgresql://u:hunter2@127.0.0.1:1/db',
+    },
+    'postgres host that does not resolve': {
+        **POSTGRES,
+        'STORAGE_POSTGRES_DSN': 'postgresql://u:hunter2@no-such-host.invalid/db',
+    },
+    'sqlite file that cannot be made': {'STORAGE_SQLITE_PATH': '/proc/chat-storage.db'},
+    'sqlite file that is a directory': {'STORAGE_SQLITE_PATH': '/'},
+}
+
+
+@pytest.mark.parametrize('overrides', BAD_STORES.values(), ids=BAD_STORES.keys())
+def test_a_store_that_cannot_be_used_stops_start_up_with_one_line(
+    tmp_path: Path, overrides: dict[str, str]
+) -> None:
+    code, lines, stderr = refused_start(tmp_path, overrides)
+
+    assert code != 0
+    assert len(lines) == 1, stderr
+    variable = next(name for name in overrides if name != 'STORAGE_METADATA_BACKEND')
+    assert variable in lines[0]
+    assert 'hunter2' not in stderr
+    assert 'Listening' not in stderr
+
+
+def test_an_unreachable_postgres_is_named_by_address_and_cause(tmp_path: Path) -> None:
+    dsn = 'postgresql://chat:hunter2@127.0.0.1:1/chat'
+
+    code, lines, stderr = refused_start(tmp_path, {**POSTGRES, 'STORAGE_POSTGRES_DSN': dsn})
+
+    assert code == 1
+    expected = (
+        'chat-storage: cannot start: STORAGE_POSTGRES_DSN: PostgreSQL at 127.0.0.1:1 '
+        'cannot be used: connection refused'
+    )
+    assert lines == [expected], stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize('database', ['no-such-database', 'no-such-role'])
+def test_a_postgres_refusing_the_log_in_stops_start_up_with_its_reason(
+    tmp_path: Path, postgres_server_dsn: str, database: str
+) -> None:
+    url = make_url(postgres_server_dsn)
+    if database == 'no-such-role':
+        url = url.set(username='chat_storage_no_such_role')
+    else:
+        url = url.set(database='chat_storage_no_such_database')
+    dsn = url.render_as_string(hide_password=False)
+
+    code, lines, stderr = refused_start(tmp_path, {**POSTGRES, 'STORAGE_POSTGRES_DSN': dsn})
+
+    assert code == 1
+    assert len(lines) == 1, stderr
+    assert 'STORAGE_POSTGRES_DSN' in lines[0]
+    assert 'does not exist' in lines[0]
+
+
+@pytest.mark.postgres
+def test_sslmode_require_on_a_server_without_tls_stops_start_up_with_one_line(
+    tmp_path: Path, make_postgres_database: Callable[[], str]
+) -> None:
+    dsn = make_postgres_database() + '?sslmode=require'
+
+    code, lines, stderr = refused_start(tmp_path, {**POSTGRES, 'STORAGE_POSTGRES_DSN': dsn})
+
+    assert code == 1
+    assert len(lines) == 1, stderr
+    assert 'STORAGE_POSTGRES_DSN' in lines[0]
+    assert 'SSL' in lines[0]
+
+
+async def _application_names(dsn: str) -> set[str]:
+    url = make_url(dsn)
+    connection = await asyncpg.connect(
+        url.set(database='postgres').render_as_string(hide_password=False), timeout=5
+    )
+    try:
+        rows = await connection.fetch(
+            'SELECT application_name FROM pg_stat_activity WHERE datname = $1', url.database
+        )
+    finally:
+        await connection.close()
+    return {str(row['application_name']) for row in rows}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize('sslmode', ['disable', 'prefer'])
+def test_libpq_options_in_the_dsn_are_understood(
+    make_server: MakeServer, make_postgres_database: Callable[[], str], sslmode: str
+) -> None:
+    database = make_postgres_database()
+    options = f'?sslmode={sslmode}&connect_timeout=7&application_name=chat-e2e-{sslmode}'
+
+    server = make_server('postgres', {'STORAGE_POSTGRES_DSN': database + options})
+    caller = Caller(server)
+    try:
+        caller.workspace_and_chat()
+        listed = caller.http.get('/v1/chats')  # a one-statement read: its own connections
+    finally:
+        caller.close()
+
+    assert listed.status_code == 200
+    assert httpx.get(f'{server.base_url}/readyz', timeout=HTTP_TIMEOUT).status_code == 200
+    assert asyncio.run(_application_names(database)) == {f'chat-e2e-{sslmode}'}
