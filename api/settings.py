@@ -1,5 +1,6 @@
 """Configuration from `STORAGE_*` environment variables."""
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,27 @@ class Settings(BaseSettings):
             if not text or text != text.strip():
                 raise ValueError('must be non-empty, without spaces at either end')
         return token
+
+    @field_validator('data_dir', 'sqlite_path', mode='before')
+    @classmethod
+    def _path_not_empty(cls, value: object) -> object:
+        # an empty value would be Path('.'): the data in whatever directory the service
+        # was started from, or a directory for a SQLite file (found in review)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError('must not be empty (unset it for the default)')
+        return value
+
+    @field_validator('host')
+    @classmethod
+    def _host_is_an_address(cls, host: str) -> str:
+        # Granian binds IP literals only; a host name failed with a traceback
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                'must be an IP address such as 127.0.0.1, 0.0.0.0 or ::, not a host name'
+            ) from None
+        return host
 
     @model_validator(mode='after')
     def _postgres_needs_dsn(self) -> 'Settings':

@@ -129,6 +129,12 @@ BAD_VALUES = {
     'gateway token with a space at its end': ('STORAGE_GATEWAY_TOKEN', 'secret '),
     'data dir that cannot be made': ('STORAGE_DATA_DIR', '/proc/chat-storage-data'),
     'data dir that is a file': ('STORAGE_DATA_DIR', '/dev/null'),
+    # found in review: empty was Path('.'), the data written where the service started
+    'empty data dir': ('STORAGE_DATA_DIR', ''),
+    'empty sqlite path': ('STORAGE_SQLITE_PATH', ''),
+    # found in review: Granian binds IP literals only, a host name was a traceback
+    'host name instead of an address': ('STORAGE_HOST', 'localhost'),
+    'host that is no address': ('STORAGE_HOST', 'not an address'),
 }
 
 
@@ -169,6 +175,17 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(
     expected = 'STORAGE_POSTGRES_DSN' if value == 'postgres' else variable
     assert expected in lines[0]
     assert 'Traceback' not in stderr
+
+
+def test_an_empty_data_dir_writes_nothing_where_the_service_starts(tmp_path: Path) -> None:
+    before = sorted(path.name for path in ROOT.iterdir())
+
+    code, lines, stderr = refused_start(tmp_path, {'STORAGE_DATA_DIR': ''})
+
+    assert code == 2
+    expected = 'chat-storage: invalid configuration: STORAGE_DATA_DIR: must not be empty'
+    assert lines == [f'{expected} (unset it for the default)'], stderr
+    assert sorted(path.name for path in ROOT.iterdir()) == before
 
 
 def test_a_secret_value_is_not_echoed_when_refused(tmp_path: Path) -> None:
