@@ -94,7 +94,11 @@ def _prepare_in_child() -> tuple[int, dict[str, Any] | None]:
 
 def _prepare(answer_fd: int) -> int:
     """In the child: validate the settings, migrate ahead of the workers, answer."""
-    from api.prepare import data_dir_problem, migrate_ahead  # noqa: PLC0415 - the child's
+    from api.prepare import (  # noqa: PLC0415 - the child's
+        data_dir_problem,
+        listen_problem,
+        migrate_ahead,
+    )
     from api.settings import ENV_PREFIX, SettingsError, load_settings  # noqa: PLC0415
 
     try:
@@ -106,6 +110,10 @@ def _prepare(answer_fd: int) -> int:
     if problem is not None:
         line = f'chat-storage: invalid configuration: {ENV_PREFIX}DATA_DIR: {problem}'
         print(line, file=sys.stderr)  # noqa: T201 - the one clear line
+        return 2
+    problem = listen_problem(settings.host, settings.port)
+    if problem is not None:
+        print(f'chat-storage: invalid configuration: {problem}', file=sys.stderr)  # noqa: T201
         return 2
     problem = migrate_ahead(settings)
     if problem is not None:

@@ -2,6 +2,8 @@
 
 import asyncio
 import errno
+import ipaddress
+import socket
 import tempfile
 from pathlib import Path
 
@@ -56,4 +58,25 @@ def data_dir_problem(data_dir: Path) -> str | None:
         if error.errno in {errno.ENOSPC, errno.EDQUOT}:
             return None
         return f'{data_dir} cannot be used: {error.strerror or error}'
+    return None
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on `host:port` (in use, not an address of this
+    machine, a privileged port), in one line naming the variable, or None.
+
+    Checked before the server starts (found in review: a port in use was Granian's
+    Python and Rust traceback of 71 lines). The probe binds as servers do, with
+    SO_REUSEADDR, so a connection of an earlier run in TIME_WAIT is no problem.
+    """
+    version = ipaddress.ip_address(host).version
+    family = socket.AF_INET6 if version == 6 else socket.AF_INET  # noqa: PLR2004
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            variable = 'HOST' if error.errno == errno.EADDRNOTAVAIL else 'PORT'
+            where = f'[{host}]:{port}' if version == 6 else f'{host}:{port}'  # noqa: PLR2004
+            return f'{ENV_PREFIX}{variable}: cannot listen on {where}: {error.strerror or error}'
     return None

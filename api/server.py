@@ -92,7 +92,7 @@ def _run_granian(options: ServerOptions) -> None:
 
     os.environ[_APP_ENV] = options.app
     os.environ[_PARENT_ENV] = str(os.getpid())
-    Server(
+    server = Server(
         'api.server:worker_app',
         address=options.host,
         port=options.port,
@@ -105,7 +105,17 @@ def _run_granian(options: ServerOptions) -> None:
         log_dictconfig=options.log_config,
         # our middleware writes the access log
         log_access=False,
-    ).serve()
+    )
+    try:
+        server.serve()
+    except RuntimeError as error:
+        # the port was taken between the check before start-up and Granian's bind: its
+        # error is a Rust message with a backtrace, the first line says it
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ''
+        if '(os error' not in message:
+            raise
+        where = f'{options.host}:{options.port}'
+        raise SystemExit(f'chat-storage: cannot listen on {where}: {message}') from None
 
 
 def _run_uvicorn(options: ServerOptions) -> None:

@@ -1,7 +1,9 @@
 """Configuration of the real process: the gateway token, and refused values at start-up."""
 
 import asyncio
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,6 +137,7 @@ BAD_VALUES = {
     # found in review: Granian binds IP literals only, a host name was a traceback
     'host name instead of an address': ('STORAGE_HOST', 'localhost'),
     'host that is no address': ('STORAGE_HOST', 'not an address'),
+    'host that is no address of this machine': ('STORAGE_HOST', '192.0.2.1'),
 }
 
 
@@ -186,6 +189,50 @@ def test_an_empty_data_dir_writes_nothing_where_the_service_starts(tmp_path: Pat
     expected = 'chat-storage: invalid configuration: STORAGE_DATA_DIR: must not be empty'
     assert lines == [f'{expected} (unset it for the default)'], stderr
     assert sorted(path.name for path in ROOT.iterdir()) == before
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another socket of this machine listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind((HOST, 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path, taken_port: int) -> None:
+    # found in review: 71 lines of Python and Rust traceback under Granian
+    code, lines, stderr = refused_start(tmp_path, {'STORAGE_PORT': str(taken_port)})
+
+    assert code == 2
+    refused = f'cannot listen on {HOST}:{taken_port}: Address already in use'
+    assert lines == [f'chat-storage: invalid configuration: STORAGE_PORT: {refused}'], stderr
+
+
+def test_a_port_taken_after_the_check_is_one_line_from_granian(taken_port: int) -> None:
+    """The port taken between the check and Granian's own bind (the check skipped)."""
+    script = (
+        'from api.server import ServerOptions, run; '
+        f"run('granian', ServerOptions(app='api.app:create_app', host='{HOST}', "
+        f"port={taken_port}, workers=1, log_level='info', log_config={{'version': 1}}))"
+    )
+
+    completed = subprocess.run(
+        [sys.executable, '-c', script],
+        cwd=ROOT,
+        env=server_env({}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=STARTUP_SECONDS,
+        check=False,
+    )
+
+    stderr = completed.stderr.decode(errors='replace')
+    assert completed.returncode != 0
+    assert 'Traceback' not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f'chat-storage: cannot listen on {HOST}:{taken_port}: Address already in use (os error 98)'
+    ), stderr
 
 
 def test_a_secret_value_is_not_echoed_when_refused(tmp_path: Path) -> None:
