@@ -98,6 +98,7 @@ def _prepare(answer_fd: int) -> int:
         data_dir_problem,
         listen_problem,
         migrate_ahead,
+        tracing_problem,
     )
     from api.settings import ENV_PREFIX, SettingsError, load_settings  # noqa: PLC0415
 
@@ -110,6 +111,10 @@ def _prepare(answer_fd: int) -> int:
     if problem is not None:
         line = f'chat-storage: invalid configuration: {ENV_PREFIX}DATA_DIR: {problem}'
         print(line, file=sys.stderr)  # noqa: T201 - the one clear line
+        return 2
+    problem = tracing_problem(settings)
+    if problem is not None:
+        print(f'chat-storage: invalid configuration: {problem}', file=sys.stderr)  # noqa: T201
         return 2
     problem = listen_problem(settings.host, settings.port)
     if problem is not None:

@@ -37,7 +37,7 @@ from adapter.tracing import NoopTracer
 from api.dependencies import ServicesDep
 from api.logs import ACCESS_LOGGER, REQUEST_ID
 from api.problems import PROBLEM_CODE_SCOPE_KEY, problem_responses
-from api.settings import Settings
+from api.settings import TRACING_PACKAGES_MISSING, Settings
 from domain.error import ServiceUnavailableError
 from usecase.interface import IdGenerator, Span, Tracer
 
@@ -294,8 +294,7 @@ def build_tracer(settings: Settings) -> Tracer:
         return otlp_tracer()
     except ImportError:
         raise SystemExit(
-            'chat-storage: invalid configuration: STORAGE_TRACING: otel needs '
-            "opentelemetry-sdk and its OTLP exporter: pip install 'chat-storage[tracing]'"
+            f'chat-storage: invalid configuration: {TRACING_PACKAGES_MISSING}'
         ) from None
 
 

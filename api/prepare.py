@@ -2,12 +2,13 @@
 
 import asyncio
 import errno
+import importlib
 import ipaddress
 import socket
 import tempfile
 from pathlib import Path
 
-from api.settings import ENV_PREFIX, Settings, metadata_config
+from api.settings import ENV_PREFIX, TRACING_PACKAGES_MISSING, Settings, metadata_config
 from domain.error import ServiceUnavailableError
 from repository.factory import create_metadata_backend
 from repository.sql.dsn import parse_postgres_dsn
@@ -79,4 +80,22 @@ def listen_problem(host: str, port: int) -> str | None:
             variable = 'HOST' if error.errno == errno.EADDRNOTAVAIL else 'PORT'
             where = f'[{host}]:{port}' if version == 6 else f'{host}:{port}'  # noqa: PLR2004
             return f'{ENV_PREFIX}{variable}: cannot listen on {where}: {error.strerror or error}'
+    return None
+
+
+# what `adapter.otel_tracing.otlp_tracer()` imports
+_TRACING_MODULES = ('adapter.otel_tracing', 'opentelemetry.exporter.otlp.proto.http.trace_exporter')
+
+
+def tracing_problem(settings: Settings) -> str | None:
+    """`TRACING_PACKAGES_MISSING` when tracing is on and its packages cannot be imported,
+    else None. Asked before the server starts (found in review: only the worker found out,
+    after Granian listened and before it logged the worker's unexpected exit)."""
+    if settings.tracing == 'off':
+        return None
+    try:
+        for module in _TRACING_MODULES:
+            importlib.import_module(module)
+    except ImportError:
+        return TRACING_PACKAGES_MISSING
     return None

@@ -11,6 +11,11 @@ from repository.config import MetadataConfig
 from repository.sql.dsn import parse_postgres_dsn
 
 ENV_PREFIX = 'STORAGE_'
+# `STORAGE_TRACING=otel` where `pip install 'chat-storage[tracing]'` was not run
+TRACING_PACKAGES_MISSING = (
+    f'{ENV_PREFIX}TRACING: otel needs opentelemetry-sdk and its OTLP exporter: '
+    "pip install 'chat-storage[tracing]'"
+)
 
 
 class Settings(BaseSettings):

@@ -235,6 +235,25 @@ def test_a_port_taken_after_the_check_is_one_line_from_granian(taken_port: int) 
     ), stderr
 
 
+def test_tracing_without_its_packages_stops_start_up_before_the_server_listens(
+    tmp_path: Path,
+) -> None:
+    # the OTLP exporter made unimportable whether or not it is installed here
+    shadow = tmp_path / 'shadow' / 'opentelemetry' / 'exporter'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text("raise ImportError('hidden by the test')\n")
+
+    code, lines, stderr = refused_start(
+        tmp_path, {'STORAGE_TRACING': 'otel', 'PYTHONPATH': str(tmp_path / 'shadow')}
+    )
+
+    assert code == 2
+    needs = (
+        "otel needs opentelemetry-sdk and its OTLP exporter: pip install 'chat-storage[tracing]'"
+    )
+    assert lines == [f'chat-storage: invalid configuration: STORAGE_TRACING: {needs}'], stderr
+
+
 def test_a_secret_value_is_not_echoed_when_refused(tmp_path: Path) -> None:
     secret = 'postgresql://user:hunter2-secret@db/chat'
     env = server_env(
