@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         '--server',
         choices=SERVERS,
-        default=default_server(),
+        # read only when serving: fsck needs no server (found in review: a bad
+        # $CHAT_STORAGE_SERVER refused `chat-storage fsck` too)
+        default=None,
         help=f'HTTP server (default: ${SERVER_ENV}, else granian)',
     )
     serve.add_argument(
@@ -40,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f'chat-storage: {error}', file=sys.stderr)  # noqa: T201 - the one clear line
             return 2
         return run_fsck(settings, repair=args.repair)
+    # `chat-storage` alone serves with the defaults
+    server = getattr(args, 'server', None) or default_server()
     code, serving = _prepare_in_child()
     if serving is None:
         return code
     run(
-        # `chat-storage` alone serves with the defaults
-        getattr(args, 'server', default_server()),
+        server,
         ServerOptions(
             app=getattr(args, 'app', DEFAULT_APP),
             host=serving['host'],

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from adapter.file_maintenance import FileSystemMaintenance
 from api.settings import Settings, metadata_config
-from domain.error import DomainError
+from domain.error import DomainError, ServiceUnavailableError
 from repository.factory import create_metadata_backend
 from usecase.fsck import CheckStorage, FsckReport
 from usecase.recover_storage import RecoverStorage
@@ -112,7 +112,10 @@ def run_fsck(
         report = asyncio.run(_check(settings, repair=repair, progress=progress))
     except (DomainError, OSError) as error:
         progress.finish()
-        err.write(f'chat-storage fsck: cannot check: {type(error).__name__} {error}\n')
+        # the store's own reason (connection refused, no such database, ...), no secret
+        reason = error.reason if isinstance(error, ServiceUnavailableError) else None
+        detail = f'{type(error).__name__} {error}' + (f': {reason}' if reason else '')
+        err.write(f'chat-storage fsck: cannot check: {detail}\n')
         return EXIT_USAGE
     progress.finish()
     _print_report(report, out)

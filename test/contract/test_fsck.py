@@ -300,3 +300,28 @@ def test_a_missing_data_directory_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert 'no data directory' in result.stderr
     assert result.stdout == ''
+
+
+async def test_fsck_needs_no_http_server_choice(store: Store) -> None:
+    # found in review: a bad $CHAT_STORAGE_SERVER (a choice of `serve`) refused fsck
+    store = replace(store, env={**store.env, 'CHAT_STORAGE_SERVER': 'bogus'})
+
+    result = await asyncio.to_thread(fsck_script, store)
+
+    assert result.returncode == 0, result.stderr
+    assert 'result: clean' in result.stdout
+
+
+def test_an_unreachable_store_is_a_usage_error_saying_why(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith('STORAGE_')}
+    env['STORAGE_DATA_DIR'] = str(tmp_path)
+    env['STORAGE_METADATA_BACKEND'] = 'postgres'
+    env['STORAGE_POSTGRES_DSN'] = 'postgresql://chat:hunter2@127.0.0.1:1/chat'
+    store = Store(None, env, tmp_path, USER_ID, USER_ID)  # type: ignore[arg-type]
+
+    result = fsck_script(store)
+
+    assert result.returncode == 2
+    cannot = 'cannot check: ServiceUnavailableError service_unavailable: connection refused'
+    assert result.stderr.strip().splitlines() == [f'chat-storage fsck: {cannot}']
+    assert 'hunter2' not in result.stderr
