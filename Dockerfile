@@ -51,5 +51,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('STORAGE_PORT', '8000'), timeout=2)"]
 # one server process a container, scaled by replicas (`docker compose up --scale storage=2`);
-# more workers in one container need PROMETHEUS_MULTIPROC_DIR for whole metrics (README)
+# more workers in one container need PROMETHEUS_MULTIPROC_DIR for whole metrics
+# (docs/operations.md, docs/020-observability.md)
 CMD ["chat-storage", "serve", "--server", "granian", "--workers", "1"]
