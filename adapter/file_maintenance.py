@@ -29,6 +29,7 @@ from adapter.file_storage import (
     SIDECAR_SUFFIX,
     STAGING_DIR_NAME,
     TRASH_DIR_NAME,
+    VERSION_XATTR,
     WORKSPACES_DIR_NAME,
     _fsync_dir,
     _open_regular,
@@ -270,18 +271,20 @@ class FileSystemMaintenance:
         # group on top that did not commit either (ADR 024)
         history = change.operation is PendingOperation.PUT_HISTORY
         ours = history or _sha256_of(path) == change.sha256
-        # and put back only the file the rows name: a delete of the name that committed
-        # since leaves no record, and its file must not come back (found in review)
-        restore = os.path.lexists(backup) and (history or _sha256_of(backup) == recorded)
-        if restore and (ours or not os.path.lexists(path)):
-            if backup.is_dir() and not backup.is_symlink():
-                # a directory a sandbox had planted at the name, moved away whole
+        if os.path.lexists(backup):
+            if (ours or not os.path.lexists(path)) and (
+                history or _still_recorded(backup, recorded)
+            ):
+                if backup.is_dir() and not backup.is_symlink():
+                    # a directory a sandbox had planted at the name, moved away whole
+                    path.unlink(missing_ok=True)
+                backup.replace(path)
+            elif ours and not history:
                 path.unlink(missing_ok=True)
-            backup.replace(path)
-        elif ours and not history:
+            # a rename onto a link of the same inode does nothing; then the link goes
+            _remove(backup)
+        elif ours and not change.replaced:
             path.unlink(missing_ok=True)
-        # a rename onto a link of the same inode does nothing; then the link goes
-        _remove(backup)
 
     def _undo_delete(self, backup: Path, path: Path) -> None:
         if not os.path.lexists(backup):
@@ -415,6 +418,21 @@ class FileSystemMaintenance:
             return False  # something arrived meanwhile
         _fsync_dir(chat_dir.parent)
         return True
+
+
+def _still_recorded(backup: Path, recorded: str | None) -> bool:
+    """Whether the replaced file may go back: not when it is a file the service wrote
+    (its version mark names its sha256) that the rows no longer name, since a delete or a
+    put of the name committed after this change (found in review: it came back without a
+    record). An unmarked file (a sandbox's, or written before marks) goes back, as before.
+    """
+    try:
+        mark = os.getxattr(backup, VERSION_XATTR, follow_symlinks=False)
+    except OSError:
+        return True
+    if not mark.startswith(b's:'):
+        return True
+    return mark[2:].decode('ascii', 'replace') == recorded
 
 
 def _sha256_of(path: Path) -> str | None:

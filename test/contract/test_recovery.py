@@ -159,6 +159,46 @@ async def test_an_uncommitted_put_over_a_planted_directory_puts_it_back(world: W
     assert report.rolled_back == 1
 
 
+async def test_a_replaced_file_edited_in_place_comes_back(world: World) -> None:
+    """The rows still name the file (a sandbox appended to it in place): an uncommitted
+    put gives it back as it was, edits and all (found in review: it was deleted)."""
+    with world.path.open('ab') as edited:
+        edited.write(b' + notes the sandbox added')
+    before = world.path.read_bytes()
+    await world.crashed_put(NEW, storage=FileSystemChatStorage(world.data_dir))
+
+    await world.recover()
+
+    assert world.path.read_bytes() == before
+    assert world.leftovers() == []
+
+
+async def test_a_sandbox_file_replaced_by_an_uncommitted_upload_comes_back(world: World) -> None:
+    """Recovery never deletes a file it did not write (ADR 016)."""
+    name = ChatAttachmentName('sandbox-output.csv')
+    path = world.storage.attachment_path(world.chat, name)
+    path.write_bytes(b'the sandbox wrote this')  # no row
+    staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
+    await world.storage.put_attachment(world.chat, name, staged)  # then the crash
+
+    await world.recover()
+
+    assert path.read_bytes() == b'the sandbox wrote this'
+    assert world.leftovers() == []
+
+
+async def test_an_uncommitted_history_put_that_replaced_nothing_is_removed(world: World) -> None:
+    history = world.storage.history_path(world.chat)
+    history.unlink()  # damage, or a sandbox
+    staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
+    await world.storage.put_history(world.chat, staged)  # then the crash
+
+    await world.recover()
+
+    assert not history.exists()
+    assert world.leftovers() == []
+
+
 async def test_an_uncommitted_new_file_is_removed(world: World) -> None:
     other = ChatAttachmentName('new.txt')
     staged = await world.storage.stage(chunks(NEW), limit_bytes=10_000)
