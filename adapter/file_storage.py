@@ -331,6 +331,7 @@ class _SentDescriptor:
         self._inode = (stat_result.st_dev, stat_result.st_ino)
         # before the path is handed over, so the server's own descriptor cannot be among them
         self._held_before = _descriptors_of(self._inode)
+        _OUTSTANDING[self._inode] = _OUTSTANDING.get(self._inode, 0) + 1
 
     async def release(self, *, sent: bool = True) -> None:
         try:
@@ -341,13 +342,24 @@ class _SentDescriptor:
                 waited += pause
         finally:
             os.close(self.fd)
+            left = _OUTSTANDING.pop(self._inode) - 1
+            if left:
+                _OUTSTANDING[self._inode] = left
 
     def _opened_since(self) -> bool:
         """Whether a descriptor that is not this storage's, opened after this one, holds
-        the same file."""
+        the same file, while no other download of the file waits for the server: the
+        server's open of another download's path could not be told from one of this
+        one's (found in review), so then the grace period decides."""
+        if _OUTSTANDING.get(self._inode, 0) > 1:
+            return False
         # /proc is memory, not disk: these lookups never wait
         opened = _descriptors_of(self._inode) - self._held_before
         return any(not _opened_by_storage(name) for name in opened)
+
+
+# the sent descriptors not yet released, by file (device, inode)
+_OUTSTANDING: dict[tuple[int, int], int] = {}
 
 
 def _descriptors_of(inode: tuple[int, int]) -> frozenset[str]:
@@ -1224,6 +1236,28 @@ class FileSystemChatStorage:
         except OSError:
             return False  # unmarked, or missing: nothing a put left
         return not is_history_version(chat.history_revision)(version)
+
+    async def drop_stale_mark(self, chat: Chat, record: ChatFile | None = None) -> bool:
+        """Drop the version mark of `history.md` (no `record`) or of the record's file when
+        it names another version than `chat` or `record`, read under the workspace lock:
+        no write is in flight then, and pending changes have been settled, so the rows do
+        not explain it (a sandbox moved, copied or set it). The file is then read as a
+        sandbox's. Whether a mark was dropped."""
+        if record is None:
+            path = self.history_path(chat)
+            check = is_history_version(chat.history_revision)
+        else:
+            path = self.attachment_path(chat, record.name)
+            check = is_attachment_version(record.sha256)
+        try:
+            version = os.getxattr(path, VERSION_XATTR, follow_symlinks=False)
+            if check(version):
+                return False
+            os.removexattr(path, VERSION_XATTR, follow_symlinks=False)
+        except OSError:
+            return False
+        _log.warning('chat %s: a version mark no write explains was dropped', chat.chat_id)
+        return True
 
     # --- reads -----------------------------------------------------------------------
 

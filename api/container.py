@@ -75,7 +75,7 @@ def build_services(
     uow = backend.unit_of_work
     max_file = settings.max_file_bytes
     histories_in_doubt = HistoriesInDoubt(maintenance)
-    settle = None if maintenance is None else SettleChatChanges(uow, maintenance)
+    settle = None if maintenance is None else SettleChatChanges(uow, maintenance, storage)
     # an empty secret is no secret: links stay off
     secret_text = settings.link_secret.get_secret_value() if settings.link_secret else ''
     link_secret = secret_text.encode() or None

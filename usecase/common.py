@@ -27,15 +27,15 @@ T = TypeVar('T')
 # write holds the workspace lock until it commits or rolls back (milliseconds); about 1.6 s
 # in all before the read answers `service_unavailable`
 VERSION_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
-# after this many pauses (about 37 ms) a write in flight is normally over: what is still
-# in the way is looked into under the lock (`repair`), once
+# after the pause of this index (about 87 ms of pauses in all) a write in flight is
+# normally over: what is still in the way is looked into under the lock (`repair`), once
 REPAIR_AFTER = 4
 
 
 async def once_settled(
     attempt: Callable[[], Awaitable[T]],
     between: Callable[[], Awaitable[None]] | None = None,
-    repair: Callable[[], Awaitable[None]] | None = None,
+    repair: Callable[[bool], Awaitable[None]] | None = None,
 ) -> T:
     """`attempt()` (which opens a stored file) until the file is the record's version.
 
@@ -43,9 +43,10 @@ async def once_settled(
     version its record does not describe; it pauses, runs `between` (a fresh look at the
     record, which raises once the record is gone), and tries again. A file that stays
     another version, or is missing under its record, gets one `repair` (under the
-    workspace lock: settling what a crashed or cut-off write left, ADR 025).
+    workspace lock: settling what a crashed or cut-off write left, ADR 025; its argument
+    says whether the file was missing).
     """
-    missing_seen = repaired = False
+    missing = repaired = False
     for index, wait in enumerate(VERSION_WAITS):
         try:
             return await attempt()
@@ -56,14 +57,16 @@ async def once_settled(
             # a delete may have taken the file since the record was read: a fresh look at
             # the record tells (`between` raises once it is gone); missing again after that
             # (and after the repair) is missing
-            if missing_seen:
+            if missing:
+                if between is not None:
+                    await between()  # the repair waited for a delete in flight: gone now?
                 raise
-            missing_seen = due = True
+            missing = due = True
         if between is not None:
             await between()
         if due and repair is not None and not repaired:
             repaired = True
-            await repair()
+            await repair(missing)
     return await attempt()
 
 

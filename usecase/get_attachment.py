@@ -1,6 +1,5 @@
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from uuid import UUID
 
 from domain.chat import Chat, ChatFile
@@ -53,7 +52,8 @@ class AttachmentContent:
     # raises (not found, invalid link) once the record is gone: a replacement committed
     still_recorded: Callable[[], Awaitable[None]]
     # settles what a crashed or cut-off write left in the chat, under the workspace lock
-    repair: Callable[[], Awaitable[None]] | None = None
+    # (its argument: whether the file was missing)
+    repair: Callable[[bool], Awaitable[None]] | None = None
 
     async def open(self, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
         """The file's bytes, or the given range of them, in chunks: the record's version only.
@@ -95,6 +95,17 @@ class AttachmentContent:
         return sendable
 
 
+def repair_of(
+    settle: SettleChatChanges, chat: Chat, file_id: UUID
+) -> Callable[[bool], Awaitable[None]]:
+    """`AttachmentContent.repair` for one file of a chat."""
+
+    async def repair(missing: bool) -> None:
+        await settle(chat.workspace_id, chat.chat_id, file_id, missing=missing)
+
+    return repair
+
+
 class ReadAttachment:
     """A file's record and a way to stream its bytes (whole or a range)."""
 
@@ -121,7 +132,5 @@ class ReadAttachment:
             chat_file=chat_file,
             storage=self._storage,
             still_recorded=still_recorded,
-            repair=None
-            if self._settle is None
-            else partial(self._settle, chat.workspace_id, chat_id),
+            repair=None if self._settle is None else repair_of(self._settle, chat, file_id),
         )

@@ -394,6 +394,12 @@ class ChatStorage(Protocol):
         that never committed, on any process)."""
         ...
 
+    async def drop_stale_mark(self, chat: Chat, record: ChatFile | None = None) -> bool:
+        """Under the workspace lock, after pending changes are settled: forget the version
+        of `history.md` (no `record`) or of the record's file when it is not the rows'
+        (a sandbox moved, copied or set it), so that it is read as a sandbox's file."""
+        ...
+
     def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
         """The first `chat.history_bytes` bytes of `history.md`, in chunks; a file that a
         history put newer than `chat` has put there raises `StoredVersionChangingError`."""

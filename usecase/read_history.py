@@ -38,9 +38,9 @@ class ReadHistory:
         async def attempt() -> HistoryContent:
             return await self._read(user_id, chat_id, read)
 
-        async def settle() -> None:
+        async def settle(missing: bool) -> None:
             if self._settle is not None and read:
-                await self._settle(read[-1].workspace_id, chat_id)
+                await self._settle(read[-1].workspace_id, chat_id, missing=missing)
 
         return await once_settled(attempt, repair=settle)
 

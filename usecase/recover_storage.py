@@ -8,7 +8,7 @@ from domain.chat import ChatAttachmentName
 from domain.page import PageKey
 from domain.recovery import ChatDirectory, PendingChange, PendingOperation
 from domain.workspace import Workspace
-from usecase.interface import StorageMaintenance, UnitOfWork, UnitOfWorkFactory
+from usecase.interface import ChatStorage, StorageMaintenance, UnitOfWork, UnitOfWorkFactory
 
 _log = logging.getLogger(__name__)
 
@@ -96,19 +96,41 @@ async def settle_chat_changes(
 
 
 class SettleChatChanges:
-    """Settle a chat's pending changes under its workspace lock: for a read whose file
-    is not the record's version for longer than a write takes. Taking the lock waits for
-    a write in flight; what is still pending then was left by a process that crashed, or
-    whose commit's outcome was unknown, and is settled by the rows (ADR 025)."""
+    """Repair a read whose file is not its record's version for longer than a write
+    takes, or is missing under its record, under the chat's workspace lock.
 
-    def __init__(self, uow: UnitOfWorkFactory, maintenance: StorageMaintenance) -> None:
+    Taking the lock waits for a write in flight. The chat's pending changes that did not
+    commit (a crash, or a commit of unknown outcome, on any process) are undone by the
+    rows (ADR 025). A version mark that is still not the rows' then was moved, copied or
+    set by a sandbox: it is dropped, and the file read as a sandbox's. For a missing file
+    with nothing pending, there is nothing to repair and no lock is taken.
+    """
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, maintenance: StorageMaintenance, storage: ChatStorage
+    ) -> None:
         self._uow = uow
         self._maintenance = maintenance
+        self._storage = storage
 
-    async def __call__(self, workspace_id: UUID, chat_id: UUID) -> None:
+    async def __call__(
+        self, workspace_id: UUID, chat_id: UUID, file_id: UUID | None = None, *, missing: bool
+    ) -> None:
+        pending = await self._maintenance.pending_changes_of(chat_id)  # a look, no lock
+        if missing and not pending:
+            return
         async with self._uow() as uow:
-            if await lock_workspace(uow, workspace_id) is not None:
+            if await lock_workspace(uow, workspace_id) is None:
+                return
+            if pending:
                 await settle_chat_changes(uow, self._maintenance, chat_id)
+            chat = await uow.chats.get(chat_id)
+            record = None if file_id is None else await uow.chat_files.get(file_id)
+            if chat is None or (
+                file_id is not None and (record is None or record.chat_id != chat_id)
+            ):
+                return
+            await self._storage.drop_stale_mark(chat, record)
 
 
 async def lock_workspace(uow: UnitOfWork, workspace_id: UUID) -> Workspace | None:

@@ -9,11 +9,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from uuid import UUID
 
 from domain.error import InvalidLinkError
-from usecase.get_attachment import AttachmentContent, owned_file
+from usecase.get_attachment import AttachmentContent, owned_file, repair_of
 from usecase.interface import ChatStorage, Clock, UnitOfWorkFactory
 from usecase.recover_storage import SettleChatChanges
 
@@ -123,5 +122,5 @@ class OpenLinkedAttachment:
             chat_file=chat_file,
             storage=self._storage,
             still_recorded=still_recorded,
-            repair=None if settle is None else partial(settle, chat.workspace_id, chat.chat_id),
+            repair=None if settle is None else repair_of(settle, chat, file_id),
         )

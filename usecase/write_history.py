@@ -83,6 +83,8 @@ class HistoriesInDoubt:
         await self._settle_own(chat)
         if self._maintenance is not None and await storage.history_in_doubt(chat):
             await settle_chat_changes(uow, self._maintenance, chat.chat_id)
+            # still newer than the row with nothing pending: a sandbox copied or set it
+            await storage.drop_stale_mark(chat)
 
     async def _settle_own(self, chat: Chat) -> None:
         """This process's puts in doubt, newest first."""

@@ -6,6 +6,7 @@ A crash is simulated by applying a storage change and never settling it (the pro
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from adapter.clock import SystemClock
 from adapter.file_maintenance import FileSystemMaintenance, OwnerLock
-from adapter.file_storage import FileSystemChatStorage
+from adapter.file_storage import VERSION_XATTR, FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
 from domain.chat import Chat, ChatAttachmentName
 from domain.error import CommitOutcomeUnknownError
@@ -382,7 +383,7 @@ async def test_a_read_of_a_history_left_in_doubt_settles_it(
     with pytest.raises(CommitOutcomeUnknownError):
         await WriteHistory(losing, other, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(NEW))
     await other.close()
-    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir))
+    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir), world.storage)
 
     content = await ReadHistory(uow, world.storage, settle)(USER_ID, world.chat.chat_id)
 
@@ -403,7 +404,7 @@ async def test_a_download_of_a_file_a_crashed_replica_was_replacing_settles_it(
         old = await unit.chat_files.get_by_chat_id_and_name(world.chat.chat_id, NAME)
     assert old is not None
     uow = world.backend.unit_of_work
-    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir))
+    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir), world.storage)
 
     content = await ReadAttachment(uow, world.storage, settle)(
         USER_ID, world.chat.chat_id, old.file_id
@@ -412,6 +413,48 @@ async def test_a_download_of_a_file_a_crashed_replica_was_replacing_settles_it(
     assert b''.join([chunk async for chunk in content.open()]) == OLD
     assert world.path.read_bytes() == OLD
     assert world.leftovers() == []
+
+
+async def test_a_mark_a_sandbox_moved_over_a_file_is_dropped_not_a_503(world: World) -> None:
+    """`mv other.txt report.pdf` in the chat directory carries the other file's version
+    mark to a recorded name: no write explains it, so the read drops it and goes on
+    (found in review: every read answered 503 after 1.6 s)."""
+    other = ChatAttachmentName('other.txt')
+    await UploadAttachment(
+        world.backend.unit_of_work, world.storage, SystemClock(), UuidGenerator(), 10_000
+    )(USER_ID, world.chat.chat_id, other.value, None, chunks(NEW))
+    world.storage.attachment_path(world.chat, other).replace(world.path)
+    async with world.backend.unit_of_work(write=False) as unit:
+        record = await unit.chat_files.get_by_chat_id_and_name(world.chat.chat_id, NAME)
+    assert record is not None
+    uow = world.backend.unit_of_work
+    settle = SettleChatChanges(uow, FileSystemMaintenance(world.data_dir), world.storage)
+    read = ReadAttachment(uow, world.storage, settle)
+
+    content = await read(USER_ID, world.chat.chat_id, record.file_id)
+
+    assert b''.join([chunk async for chunk in content.open()]) == NEW[: len(OLD)]
+    assert VERSION_XATTR not in os.listxattr(world.path)  # dropped: no repair next time
+
+
+async def test_a_history_mark_no_put_explains_does_not_stop_appends_or_reads(
+    world: World,
+) -> None:
+    uow, clock = world.backend.unit_of_work, SystemClock()
+    await WriteHistory(uow, world.storage, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(OLD))
+    history = world.storage.history_path(world.chat)
+    os.setxattr(history, VERSION_XATTR, b'h:999')  # a sandbox, or a copy of another chat's
+    maintenance = FileSystemMaintenance(world.data_dir)
+    in_doubt = HistoriesInDoubt(maintenance)
+
+    await AppendHistory(uow, world.storage, clock, 10_000, in_doubt=in_doubt)(
+        USER_ID, world.chat.chat_id, chunks(b'!')
+    )
+    os.setxattr(history, VERSION_XATTR, b'h:999')
+    settle = SettleChatChanges(uow, maintenance, world.storage)
+    content = await ReadHistory(uow, world.storage, settle)(USER_ID, world.chat.chat_id)
+
+    assert b''.join([chunk async for chunk in content.chunks]) == OLD + b'!'
 
 
 class _LiveWriteWhileSettling(FileSystemMaintenance):

@@ -113,6 +113,9 @@ class RecordingStorage:
     async def history_in_doubt(self, chat: Chat) -> bool:
         return False
 
+    async def drop_stale_mark(self, chat: Chat, record: ChatFile | None = None) -> bool:
+        return False
+
     async def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
         yield b''
 
