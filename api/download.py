@@ -4,7 +4,16 @@ from fastapi import Response, status
 from fastapi.responses import StreamingResponse
 
 from api.file_response import SMALL_BODY_BYTES, WholeFileResponse, read_small
-from api.http import content_disposition, not_modified, parse_range, quote_etag
+from api.http import (
+    Conditions,
+    content_disposition,
+    not_modified,
+    parse_range,
+    precondition_failed,
+    quote_etag,
+    range_applies,
+)
+from api.problems import ApiProblem
 from usecase.common import primed
 from usecase.get_attachment import AttachmentContent
 
@@ -21,11 +30,17 @@ def safety_headers() -> dict[str, str]:
     }
 
 
-async def attachment_response(
-    content: AttachmentContent, range_header: str | None, if_none_match: str | None
-) -> Response:
-    """The file's bytes: `304` for a matching `If-None-Match`, `206` for one satisfiable
-    `Range`, `416` for one past the end, else `200`; always as an attachment."""
+def file_precondition_failed() -> ApiProblem:
+    return ApiProblem(
+        'precondition_failed', 412, 'If-Match does not name the current version of the file.'
+    )
+
+
+async def attachment_response(content: AttachmentContent, conditions: Conditions) -> Response:
+    """The file's bytes: `412` for an `If-Match` that names another version, `304` for a
+    matching `If-None-Match`, `206` for one satisfiable `Range` (unless an `If-Range`
+    names another version), `416` for one past the end, else `200`; always as an
+    attachment."""
     chat_file = content.chat_file
     headers = {
         'ETag': quote_etag(chat_file.sha256),
@@ -33,9 +48,15 @@ async def attachment_response(
         'Content-Disposition': content_disposition(chat_file.name.value),
         **safety_headers(),
     }
-    if not_modified(if_none_match, chat_file.sha256):
+    if precondition_failed(conditions.if_match, chat_file.sha256):
+        raise file_precondition_failed()
+    if not_modified(conditions.if_none_match, chat_file.sha256):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    byte_range = parse_range(range_header, chat_file.size_bytes)
+    byte_range = (
+        parse_range(conditions.range, chat_file.size_bytes)
+        if range_applies(conditions.if_range, chat_file.sha256)
+        else None
+    )
     # set as a header, not as media_type: Starlette would append a charset to text/* types
     headers['Content-Type'] = chat_file.content_type or DEFAULT_CONTENT_TYPE
     if byte_range is None:

@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import UUID
@@ -73,6 +74,40 @@ def _page_key(decoded: object, list_name: str) -> PageKey:
     return PageKey(created_at.astimezone(UTC), UUID(item_text))
 
 
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """The fields of a conditional or ranged read as sent; None where absent."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    range: str | None = None
+    if_range: str | None = None
+
+
+NO_CONDITIONS = Conditions()
+_CONDITION_FIELDS = frozenset({b'if-match', b'if-none-match', b'range', b'if-range'})
+
+
+def conditions_of(request: Request) -> Conditions:
+    """The conditional fields of a read, in one pass over the raw header list: declared
+    as FastAPI `Header` parameters, each would cost the hot read routes a lookup on every
+    request (ADR 019); most requests send none of them."""
+    found: dict[bytes, str] | None = None
+    for name, value in request.scope['headers']:
+        if name in _CONDITION_FIELDS:
+            if found is None:
+                found = {}
+            found.setdefault(name, value.decode('latin-1'))
+    if found is None:
+        return NO_CONDITIONS
+    return Conditions(
+        if_match=found.get(b'if-match'),
+        if_none_match=found.get(b'if-none-match'),
+        range=found.get(b'range'),
+        if_range=found.get(b'if-range'),
+    )
+
+
 def quote_etag(opaque: str) -> str:
     return f'"{opaque}"'
 
@@ -94,6 +129,22 @@ def parse_etags(header: str | None, *, weak: bool) -> set[str] | None:
         if len(item) >= 2 and item[0] == item[-1] == '"':  # noqa: PLR2004
             tags.add(item[1:-1])
     return tags
+
+
+def precondition_failed(if_match: str | None, opaque: str) -> bool:
+    """Whether `If-Match` names none of the current representation (412, RFC 9110 13.1.1):
+    `*` matches whatever is current; weak tags never match (strong comparison)."""
+    if if_match is None or if_match.strip() == '*':
+        return False
+    tags = parse_etags(if_match, weak=False)
+    return tags is None or opaque not in tags
+
+
+def range_applies(if_range: str | None, opaque: str) -> bool:
+    """Whether a `Range` is to be served (RFC 9110 13.1.5): always without `If-Range`,
+    else only when it is the current strong ETag. A weak tag never matches, and neither
+    does a date: no `Last-Modified` is sent, so a client has none to send back."""
+    return if_range is None or if_range.strip() == quote_etag(opaque)
 
 
 def not_modified(if_none_match: str | None, opaque: str) -> bool:

@@ -65,7 +65,7 @@ DOWNLOAD_RESPONSES: dict[int | str, Json] = {
         'description': 'Not modified: `If-None-Match` names the current ETag; no body',
         'headers': {'ETag': ETAG_OF_CONTENT},
     },
-    **problem_responses(416),
+    **problem_responses('precondition_failed', 416),
 }
 
 HISTORY_READ_RESPONSES: dict[int | str, Json] = {
@@ -83,6 +83,7 @@ HISTORY_READ_RESPONSES: dict[int | str, Json] = {
         'description': 'Not modified: `If-None-Match` names the current ETag; no body',
         'headers': {'ETag': ETAG_OF_HISTORY},
     },
+    **problem_responses('precondition_failed'),
 }
 
 HISTORY_WRITTEN_HEADERS = {'ETag': ETAG_OF_HISTORY}
@@ -180,16 +181,43 @@ GATEWAY_HEADERS: Json = {
         },
     ]
 }
-# `If-None-Match` of the history read, which reads it from the request itself (a hot
-# route, ADR 019): documented as FastAPI documents an optional `str` header
+
+
+def optional_header(name: str, description: str) -> Json:
+    """An optional `str` header as FastAPI documents one, for routes that read their
+    headers from the request itself (the hot read routes, ADR 019)."""
+    title = '-'.join(part.capitalize() for part in name.split('-'))
+    return {
+        'name': name,
+        'in': 'header',
+        'required': False,
+        'schema': {
+            'anyOf': [{'type': 'string'}, {'type': 'null'}],
+            'title': title,
+            'description': description,
+        },
+        'description': description,
+    }
+
+
+_IF_NONE_MATCH_DESCRIPTION = 'The ETag you hold: `304` while it is current'
+_IF_MATCH_DESCRIPTION = 'Answer only while this is the current ETag (`*`: any), else `412`'
+# the conditional and range fields of a download (`/content` and signed links)
+_DOWNLOAD_FIELDS = [
+    optional_header('range', 'One range, e.g. `bytes=0-1023`'),
+    optional_header('if-none-match', _IF_NONE_MATCH_DESCRIPTION),
+    optional_header('if-match', _IF_MATCH_DESCRIPTION),
+    optional_header(
+        'if-range',
+        'Serve the `Range` only while this is the current ETag, else the whole file (`200`)',
+    ),
+]
+LINK_DOWNLOAD_HEADERS: Json = {'parameters': _DOWNLOAD_FIELDS}
+DOWNLOAD_HEADERS: Json = {'parameters': [*_DOWNLOAD_FIELDS, *GATEWAY_HEADERS['parameters']]}
 HISTORY_READ_HEADERS: Json = {
     'parameters': [
-        {
-            'name': 'if-none-match',
-            'in': 'header',
-            'required': False,
-            'schema': {'anyOf': [{'type': 'string'}, {'type': 'null'}], 'title': 'If-None-Match'},
-        },
+        optional_header('if-none-match', _IF_NONE_MATCH_DESCRIPTION),
+        optional_header('if-match', _IF_MATCH_DESCRIPTION),
         *GATEWAY_HEADERS['parameters'],
     ]
 }

@@ -245,7 +245,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 async def _api_problem(request: Request, exc: Exception) -> Response:
     problem = cast('ApiProblem', exc)
     # one title per problem type (RFC 9457): the one its documented example shows
-    known = HTTP_PROBLEM_TYPES.get(problem.code)
+    known = _all_problem_types().get(problem.code)
     return problem_response(
         request,
         status=problem.status,

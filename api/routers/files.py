@@ -1,17 +1,24 @@
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import unquote_to_bytes
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.body import body_stream, checked_content_type, declared_length
 from api.dependencies import ServicesDep, UserIdDep, caller_id, services_of
 from api.download import attachment_response
-from api.http import decode_cursor, encode_cursor, json_body_response, path_in_app
+from api.http import (
+    conditions_of,
+    decode_cursor,
+    encode_cursor,
+    json_body_response,
+    path_in_app,
+)
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.multipart import MultipartUpload, multipart_boundary
 from api.openapi_docs import (
+    DOWNLOAD_HEADERS,
     DOWNLOAD_RESPONSES,
     GATEWAY_HEADERS,
     LOCATION,
@@ -236,25 +243,16 @@ async def get_file(
 @router.get(
     FILE_PATH + '/content',
     summary="Download a file's bytes",
-    description='Streamed; supports one `Range` (206), `If-None-Match` (304); always served '
-    'as an attachment that a browser will not render.',
+    description='Streamed; supports one `Range` (206; with `If-Range`, only while it names '
+    'the current ETag), `If-None-Match` (304) and `If-Match` (412 unless it names the '
+    'current ETag); always served as an attachment that a browser will not render.',
     response_class=StreamingResponse,
     responses=DOWNLOAD_RESPONSES,
+    openapi_extra=DOWNLOAD_HEADERS,
 )
-async def download_file(
-    user_id: UserIdDep,
-    services: ServicesDep,
-    chat_id: UUID,
-    file_id: UUID,
-    range_header: Annotated[
-        str | None, Header(alias='range', description='One range, e.g. `bytes=0-1023`')
-    ] = None,
-    if_none_match: Annotated[
-        str | None, Header(description='The ETag you hold: `304` while it is current')
-    ] = None,
-) -> Response:
-    content = await services.read_attachment(user_id, chat_id, file_id)
-    return await attachment_response(content, range_header, if_none_match)
+async def download_file(request: Request, chat_id: UUID, file_id: UUID) -> Response:
+    content = await services_of(request).read_attachment(caller_id(request), chat_id, file_id)
+    return await attachment_response(content, conditions_of(request))
 
 
 @router.delete(

@@ -8,7 +8,14 @@ from api.body import body_stream, declared_length
 from api.dependencies import caller_id, services_of
 from api.download import safety_headers
 from api.file_response import SMALL_BODY_BYTES, read_small
-from api.http import json_response, not_modified, parse_etags, quote_etag
+from api.http import (
+    conditions_of,
+    json_response,
+    not_modified,
+    parse_etags,
+    precondition_failed,
+    quote_etag,
+)
 from api.idempotency import IdempotencyKeyDep, idempotency_request, replayed
 from api.openapi_docs import (
     GATEWAY_HEADERS,
@@ -20,6 +27,7 @@ from api.openapi_docs import (
 from api.problems import problem_responses
 from api.schemas import HistoryWritten
 from domain.chat import Chat
+from domain.error import HistoryPreconditionFailedError
 from domain.idempotency import RecordedResponse
 from usecase.write_history import WriteHistory
 
@@ -90,15 +98,20 @@ async def _write(
     '',
     summary="Read the chat's history.md",
     description='Streamed as `text/markdown; charset=utf-8` with a strong `ETag`; send it back '
-    'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write.',
+    'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write (on '
+    'a read, `If-Match` naming another version is `412`).',
     response_class=StreamingResponse,
     responses=HISTORY_READ_RESPONSES,
     openapi_extra=HISTORY_READ_HEADERS,
 )
 async def read_history(request: Request, chat_id: UUID) -> Response:
     content = await services_of(request).read_history(caller_id(request), chat_id)
-    etag = quote_etag(content.chat.history_version)
-    if not_modified(request.headers.get('if-none-match'), content.chat.history_version):
+    version = content.chat.history_version
+    etag = quote_etag(version)
+    conditions = conditions_of(request)
+    if precondition_failed(conditions.if_match, version):
+        raise HistoryPreconditionFailedError(chat_id)
+    if not_modified(conditions.if_none_match, version):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
     # the history is written by users and models: a browser must never sniff or run it
     headers = {'ETag': etag, **safety_headers()}

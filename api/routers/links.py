@@ -7,14 +7,14 @@ from typing import Annotated
 from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dependencies import ServicesDep, UserIdDep
 from api.download import attachment_response
-from api.http import path_in_app
-from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_REQUEST_EXAMPLES
+from api.http import conditions_of, path_in_app
+from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_DOWNLOAD_HEADERS, LINK_REQUEST_EXAMPLES
 from api.problems import ApiProblem, problem_responses
 from api.schemas import FILE_ID, Timestamp
 from domain.error import InvalidLinkError
@@ -121,10 +121,12 @@ def _link_fields(request: Request, file_id: str) -> tuple[UUID, int, str]:
     LINK_PATH,
     summary='Download through a signed link',
     description='No `X-User-Id`: the signature is the credential. Served exactly like '
-    '`/content` (one `Range` → 206, `If-None-Match` → 304); `403 invalid_link` when the '
-    'link is tampered with, expired, its file replaced or deleted, or links are off.',
+    '`/content` (one `Range` → 206, `If-Range`, `If-None-Match` → 304, `If-Match` → 412); '
+    '`403 invalid_link` when the link is tampered with, expired, its file replaced or '
+    'deleted, or links are off.',
     response_class=StreamingResponse,
     responses={**DOWNLOAD_RESPONSES, **problem_responses('invalid_link', 500, 503)},
+    openapi_extra=LINK_DOWNLOAD_HEADERS,
 )
 async def download_by_link(
     request: Request,
@@ -132,10 +134,8 @@ async def download_by_link(
     file_id: str,
     expires: Annotated[str | None, Query(description='Unix seconds')] = None,
     signature: Annotated[str | None, Query(description='base64url HMAC-SHA256')] = None,
-    range_header: Annotated[str | None, Header(alias='range')] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     del expires, signature  # declared for the document; read whole by `_link_fields`
     link_file_id, link_expires, link_signature = _link_fields(request, file_id)
     content = await services.open_linked_attachment(link_file_id, link_expires, link_signature)
-    return await attachment_response(content, range_header, if_none_match)
+    return await attachment_response(content, conditions_of(request))
