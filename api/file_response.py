@@ -30,6 +30,22 @@ async def read_small(chunks: AsyncIterator[bytes], limit: int = SMALL_BODY_BYTES
     return bytes(body)
 
 
+class HeadersOnlyResponse(Response):
+    """What a GET would answer, without its body: the answer to a HEAD (RFC 9110 9.3.2).
+
+    The status and headers exactly as given: no `Content-Length` is added when none is
+    given, since a GET streamed without one (chunked) must not be described as empty
+    (RFC 9110 8.6). Nothing is opened or sent beyond the head.
+    """
+
+    def __init__(self, headers: Mapping[str, str], status_code: int = 200) -> None:
+        super().__init__(status_code=status_code)
+        self.raw_headers = [
+            (name.lower().encode('latin-1'), value.encode('latin-1'))
+            for name, value in headers.items()
+        ]
+
+
 class WholeFileResponse(Response):
     """A whole stored file: sent by path when the server can, else streamed.
 

@@ -9,10 +9,12 @@ from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from api.routing import app_path
 from domain.error import (
     ChatFileNotFoundError,
     ChatHasActiveSandboxError,
@@ -304,14 +306,28 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             ),
         )
     code = _HTTP_CODES.get(error.status_code, 'http_error')
+    headers = error.headers
+    if error.status_code == 405:  # noqa: PLR2004
+        headers = {**(headers or {}), 'Allow': _allowed_methods(request)}
     return problem_response(
         request,
         status=error.status_code,
         code=code,
         title=HTTPStatus(error.status_code).phrase,
         detail=str(error.detail) if error.status_code != 404 else 'No such route.',  # noqa: PLR2004
-        headers=error.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method a route serves at this path, for a 405's `Allow`: Starlette names only
+    those of the first route of the path, and a path's `HEAD` is a route of its own."""
+    path = app_path(request.scope)
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.router.routes):
+        if context.methods and context.path_regex.match(path):
+            methods |= context.methods
+    return ', '.join(sorted(methods))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

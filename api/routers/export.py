@@ -7,6 +7,7 @@ from fastapi.responses import StreamingResponse
 from adapter.zip_stream import zip_stream
 from api.dependencies import ServicesDep, UserIdDep
 from api.download import safety_headers
+from api.file_response import HeadersOnlyResponse
 from api.http import content_disposition
 from api.openapi_docs import ZIP_RESPONSE
 from api.problems import problem_responses
@@ -43,15 +44,30 @@ def archive_name(chat: Chat) -> str:
     description='`history.md` and every attachment under its own name, stored without '
     'compression, streamed as it is read (ZIP64 where sizes need it). Each member is '
     'exactly the bytes listed when the export started; when a file is replaced or deleted '
-    'before its turn, the stream stops before the archive is complete (retry).',
+    'before its turn, the stream stops before the archive is complete (retry). `HEAD` '
+    'answers the same status and headers without reading anything.',
     response_class=StreamingResponse,
     responses={200: ZIP_RESPONSE},
 )
 async def export_chat(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> Response:
     export = await services.export_chat(user_id, chat_id)
-    headers = {
+    return StreamingResponse(
+        await primed(zip_stream(export.entries())), headers=_export_headers(export.chat)
+    )
+
+
+@router.head('/export', include_in_schema=False)
+async def export_chat_head(user_id: UserIdDep, services: ServicesDep, chat_id: UUID) -> Response:
+    """What the GET answers, without the body (RFC 9110 9.3.2): its headers come from the
+    chat alone, and it has no `Content-Length` (the archive is streamed chunked), so
+    nothing is read or zipped."""
+    export = await services.export_chat(user_id, chat_id)
+    return HeadersOnlyResponse(_export_headers(export.chat))
+
+
+def _export_headers(chat: Chat) -> dict[str, str]:
+    return {
         'Content-Type': ZIP_MEDIA_TYPE,
-        'Content-Disposition': content_disposition(archive_name(export.chat)),
+        'Content-Disposition': content_disposition(archive_name(chat)),
         **safety_headers(),
     }
-    return StreamingResponse(await primed(zip_stream(export.entries())), headers=headers)

@@ -245,7 +245,8 @@ async def get_file(
     summary="Download a file's bytes",
     description='Streamed; supports one `Range` (206; with `If-Range`, only while it names '
     'the current ETag), `If-None-Match` (304) and `If-Match` (412 unless it names the '
-    'current ETag); always served as an attachment that a browser will not render.',
+    'current ETag); always served as an attachment that a browser will not render. '
+    '`HEAD` answers the same status and headers without the body.',
     response_class=StreamingResponse,
     responses=DOWNLOAD_RESPONSES,
     openapi_extra=DOWNLOAD_HEADERS,
@@ -253,6 +254,15 @@ async def get_file(
 async def download_file(request: Request, chat_id: UUID, file_id: UUID) -> Response:
     content = await services_of(request).read_attachment(caller_id(request), chat_id, file_id)
     return await attachment_response(content, conditions_of(request))
+
+
+# HEAD (RFC 9110 9.3.2: what `curl -I` and download managers probe with) answers what
+# the GET would, without the body; the document lists the GET only, whose description
+# says so
+@router.head(FILE_PATH + '/content', include_in_schema=False)
+async def download_file_head(request: Request, chat_id: UUID, file_id: UUID) -> Response:
+    content = await services_of(request).read_attachment(caller_id(request), chat_id, file_id)
+    return await attachment_response(content, conditions_of(request), head=True)
 
 
 @router.delete(

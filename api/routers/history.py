@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from api.body import body_stream, declared_length
 from api.dependencies import caller_id, services_of
 from api.download import safety_headers
-from api.file_response import SMALL_BODY_BYTES, read_small
+from api.file_response import SMALL_BODY_BYTES, HeadersOnlyResponse, read_small
 from api.http import (
     conditions_of,
     json_response,
@@ -99,12 +99,23 @@ async def _write(
     summary="Read the chat's history.md",
     description='Streamed as `text/markdown; charset=utf-8` with a strong `ETag`; send it back '
     'in `If-None-Match` to get `304` while it is unchanged, or in `If-Match` on a write (on '
-    'a read, `If-Match` naming another version is `412`).',
+    'a read, `If-Match` naming another version is `412`). `HEAD` answers the same status '
+    'and headers without the body.',
     response_class=StreamingResponse,
     responses=HISTORY_READ_RESPONSES,
     openapi_extra=HISTORY_READ_HEADERS,
 )
 async def read_history(request: Request, chat_id: UUID) -> Response:
+    return await _history_response(request, chat_id, head=False)
+
+
+@router.head('', include_in_schema=False)
+async def read_history_head(request: Request, chat_id: UUID) -> Response:
+    """What the GET answers, without the body (RFC 9110 9.3.2)."""
+    return await _history_response(request, chat_id, head=True)
+
+
+async def _history_response(request: Request, chat_id: UUID, *, head: bool) -> Response:
     content = await services_of(request).read_history(caller_id(request), chat_id)
     version = content.chat.history_version
     etag = quote_etag(version)
@@ -115,6 +126,16 @@ async def read_history(request: Request, chat_id: UUID) -> Response:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={'ETag': etag})
     # the history is written by users and models: a browser must never sniff or run it
     headers = {'ETag': etag, **safety_headers()}
+    if head:
+        # the stream the use case opened is dropped unread: closed as a GET's is when its
+        # client goes away
+        return HeadersOnlyResponse(
+            {
+                **headers,
+                'Content-Type': HISTORY_MEDIA_TYPE,
+                'Content-Length': str(content.chat.history_bytes),
+            }
+        )
     if content.chat.history_bytes <= SMALL_BODY_BYTES:
         # most histories: one read, one body, no stream
         body = await read_small(content.chunks)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.container import Services
 from api.dependencies import ServicesDep, UserIdDep
 from api.download import attachment_response
 from api.http import conditions_of, path_in_app
@@ -18,6 +19,7 @@ from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_DOWNLOAD_HEADERS, LINK_REQ
 from api.problems import ApiProblem, problem_responses
 from api.schemas import FILE_ID, Timestamp
 from domain.error import InvalidLinkError
+from usecase.get_attachment import AttachmentContent
 from usecase.signed_link import MAX_LINK_SECONDS, MIN_LINK_SECONDS
 
 router = APIRouter(tags=['files'])
@@ -123,7 +125,8 @@ def _link_fields(request: Request, file_id: str) -> tuple[UUID, int, str]:
     description='No `X-User-Id`: the signature is the credential. Served exactly like '
     '`/content` (one `Range` → 206, `If-Range`, `If-None-Match` → 304, `If-Match` → 412); '
     '`403 invalid_link` when the link is tampered with, expired, its file replaced or '
-    'deleted, or links are off.',
+    'deleted, or links are off. `HEAD` answers the same status and headers without the '
+    'body.',
     response_class=StreamingResponse,
     responses={**DOWNLOAD_RESPONSES, **problem_responses('invalid_link', 500, 503)},
     openapi_extra=LINK_DOWNLOAD_HEADERS,
@@ -136,6 +139,17 @@ async def download_by_link(
     signature: Annotated[str | None, Query(description='base64url HMAC-SHA256')] = None,
 ) -> Response:
     del expires, signature  # declared for the document; read whole by `_link_fields`
-    link_file_id, link_expires, link_signature = _link_fields(request, file_id)
-    content = await services.open_linked_attachment(link_file_id, link_expires, link_signature)
+    content = await _linked_content(request, services, file_id)
     return await attachment_response(content, conditions_of(request))
+
+
+@router.head(LINK_PATH, include_in_schema=False)
+async def download_by_link_head(request: Request, services: ServicesDep, file_id: str) -> Response:
+    """What the GET answers, without the body (RFC 9110 9.3.2)."""
+    content = await _linked_content(request, services, file_id)
+    return await attachment_response(content, conditions_of(request), head=True)
+
+
+async def _linked_content(request: Request, services: Services, file_id: str) -> AttachmentContent:
+    link_file_id, link_expires, link_signature = _link_fields(request, file_id)
+    return await services.open_linked_attachment(link_file_id, link_expires, link_signature)
