@@ -91,13 +91,16 @@ _CONDITION_FIELDS = frozenset({b'if-match', b'if-none-match', b'range', b'if-ran
 def conditions_of(request: Request) -> Conditions:
     """The conditional fields of a read, in one pass over the raw header list: declared
     as FastAPI `Header` parameters, each would cost the hot read routes a lookup on every
-    request (ADR 019); most requests send none of them."""
+    request (ADR 019); most requests send none of them. Several lines of one field are
+    one comma-separated list (RFC 9110 5.3): FastAPI's `Header` would see the first only."""
     found: dict[bytes, str] | None = None
     for name, value in request.scope['headers']:
         if name in _CONDITION_FIELDS:
             if found is None:
                 found = {}
-            found.setdefault(name, value.decode('latin-1'))
+            text = value.decode('latin-1')
+            earlier = found.get(name)
+            found[name] = text if earlier is None else f'{earlier}, {text}'
     if found is None:
         return NO_CONDITIONS
     return Conditions(
@@ -106,6 +109,13 @@ def conditions_of(request: Request) -> Conditions:
         range=found.get(b'range'),
         if_range=found.get(b'if-range'),
     )
+
+
+def field_value(request: Request, name: str) -> str | None:
+    """All lines of one list-valued header field as one value (RFC 9110 5.3); None when
+    absent."""
+    lines = request.headers.getlist(name)
+    return ', '.join(lines) if lines else None
 
 
 def quote_etag(opaque: str) -> str:

@@ -10,6 +10,7 @@ from api.download import safety_headers
 from api.file_response import SMALL_BODY_BYTES, HeadersOnlyResponse, read_small
 from api.http import (
     conditions_of,
+    field_value,
     json_response,
     not_modified,
     parse_etags,
@@ -73,10 +74,13 @@ async def _write(
     user_id: UUID,
     chat_id: UUID,
     request: Request,
-    if_match: str | None,
     idempotency_key: str | None,
 ) -> Response:
-    """PUT and POST differ only in the use case (`AppendHistory` is a `WriteHistory`)."""
+    """PUT and POST differ only in the use case (`AppendHistory` is a `WriteHistory`).
+
+    `If-Match` is read here, every line of it: the routes' parameter (for the document)
+    would hold the first line only."""
+    if_match = field_value(request, 'if-match')
     result = await write(
         user_id,
         chat_id,
@@ -162,12 +166,12 @@ async def write_history(
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> Response:
+    del if_match  # declared for the document; `_write` reads every line of it
     return await _write(
         services_of(request).write_history,
         caller_id(request),
         chat_id,
         request,
-        if_match,
         idempotency_key,
     )
 
@@ -187,11 +191,11 @@ async def append_history(
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> Response:
+    del if_match  # declared for the document; `_write` reads every line of it
     return await _write(
         services_of(request).append_history,
         caller_id(request),
         chat_id,
         request,
-        if_match,
         idempotency_key,
     )

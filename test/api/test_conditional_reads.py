@@ -131,3 +131,43 @@ async def test_a_history_read_under_an_if_match_of_another_version_is_412(
         response = await client.get(url, headers={'If-Match': if_match})
         assert response.status_code == 200, if_match
         assert response.content == b'# hello\n'
+
+
+# --- several lines of one field are one list (RFC 9110 5.3) -----------------------------------
+
+
+async def test_a_second_if_none_match_line_counts(client: httpx.AsyncClient, chat_id: str) -> None:
+    record = await _upload(client, chat_id)
+    history = await client.put(f'/v1/chats/{chat_id}/history', content=b'# hello\n')
+    cases = [
+        (url, f'"{record["sha256"]}"') for url in await _download_urls(client, chat_id, record)
+    ]
+    cases.append((f'/v1/chats/{chat_id}/history', history.headers['etag']))
+    for url, current in cases:
+        response = await client.get(
+            url, headers=[('If-None-Match', '"other"'), ('If-None-Match', current)]
+        )
+        assert response.status_code == 304, url
+
+
+async def test_a_second_if_match_line_counts(client: httpx.AsyncClient, chat_id: str) -> None:
+    record = await _upload(client, chat_id)
+    url = f'/v1/chats/{chat_id}/history'
+    etag = (await client.put(url, content=b'# hello\n')).headers['etag']
+    for download in await _download_urls(client, chat_id, record):
+        response = await client.get(
+            download, headers=[('If-Match', '"other"'), ('If-Match', f'"{record["sha256"]}"')]
+        )
+        assert response.status_code == 200, download
+    assert (
+        await client.get(url, headers=[('If-Match', '"a"'), ('If-Match', etag)])
+    ).status_code == 200
+    written = await client.post(
+        url, content=b'more\n', headers=[('If-Match', '"other"'), ('If-Match', etag)]
+    )
+    assert written.status_code == 200, written.text
+    assert (await client.get(url)).content == b'# hello\nmore\n'
+    refused = await client.put(
+        url, content=b'x', headers=[('If-Match', '"other"'), ('If-Match', etag)]
+    )
+    assert refused.status_code == 412
