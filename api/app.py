@@ -91,6 +91,9 @@ def create_app(
         summary='Workspaces, chats, history and attachments over HTTP',
         description=DESCRIPTION,
         lifespan=lifespan,
+        # a path with a slash too many is a 404 problem like any unknown path: Starlette's
+        # redirect would build its `Location` from the `Host` the client sent
+        redirect_slashes=False,
         openapi_tags=[
             {'name': 'workspace', 'description': "The caller's one workspace and its quota"},
             {'name': 'chats', 'description': 'Chats of the workspace'},

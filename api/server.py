@@ -135,4 +135,7 @@ def _run_uvicorn(options: ServerOptions) -> None:
         # heads are refused with 400 and the connection closed, before the app runs
         http='h11',
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        # as Granian: the scheme and client address are the connection's, never taken
+        # from `X-Forwarded-*` (uvicorn trusts them from 127.0.0.1 by default)
+        proxy_headers=False,
     )

@@ -73,8 +73,10 @@ class ServerProcess:
         *,
         backend: str = 'sqlite',
         extra_env: Mapping[str, str] | None = None,
+        extra_args: Iterable[str] = (),
     ) -> None:
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.log_dir = log_dir
         self.backend = backend
         self.port = free_port()
@@ -106,7 +108,7 @@ class ServerProcess:
         self.stderr_path = self.log_dir / f'stderr-{self.starts}.log'
         with self.stderr_path.open('wb') as stderr:
             self.process = subprocess.Popen(
-                server_command(),
+                [*server_command(), *self.extra_args],
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from e2e_support import HOST, Caller, Json, ServerProcess, assert_problem
 
@@ -177,3 +178,29 @@ def test_head_leaves_no_descriptor_open_in_the_server(
     while _open_descriptors(server) > before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _open_descriptors(server) <= before
+
+
+# --- request lines and heads no route expects --------------------------------------------------
+
+
+def test_a_trailing_slash_is_404_not_a_redirect_to_the_host_sent(caller: Caller) -> None:
+    caller.workspace_and_chat()
+    for path in ('/v1/chats/?limit=1', '/v1/workspace/', '/healthz/'):
+        response = caller.http.get(path, headers={'Host': 'evil.example'})
+        assert_problem(response, 404, 'not_found')
+        assert 'location' not in response.headers
+
+
+def test_proxy_headers_are_not_trusted(tmp_path: Path) -> None:
+    """Neither server takes the scheme or the client address from `X-Forwarded-*` (uvicorn
+    would, from 127.0.0.1, by default): the gateway is trusted with identity, not with
+    rewriting what the service sees of the connection."""
+    env = {'PYTHONPATH': str(Path(__file__).resolve().parent)}
+    with ServerProcess(
+        tmp_path / 'data', tmp_path, extra_env=env, extra_args=['--app', 'scope_echo:create_app']
+    ) as echo:
+        seen = httpx.get(
+            f'{echo.base_url}/anything',
+            headers={'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.9'},
+        ).json()
+    assert seen == {'scheme': 'http', 'client': HOST, 'path': '/anything'}
