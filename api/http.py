@@ -171,7 +171,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single byte range asked for, None to send the whole file.
 
     Headers that are not one `bytes=` range of ASCII digits are ignored (RFC 9110 allows
-    it); a range that starts past the end of the file is `range_not_satisfiable`.
+    it); a range that starts past the end of the file, or `-0`, is
+    `range_not_satisfiable`; a suffix range of an empty file is the whole file.
     """
     match = None if header is None else _ONE_BYTE_RANGE.fullmatch(header)
     if match is None:
@@ -181,8 +182,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         if not last_text:
             return None
         suffix = int(last_text)
-        if suffix == 0 or size == 0:
+        if suffix == 0:
             raise _unsatisfiable(size)
+        if size == 0:
+            # satisfiable (RFC 9110 14.1.1: a non-zero suffix), but a range of no bytes
+            # cannot be written in a `Content-Range`: the whole, empty file
+            return None
         return ByteRange(max(0, size - suffix), size - 1)
     first = int(first_text)
     last = int(last_text) if last_text else size - 1

@@ -171,3 +171,23 @@ async def test_a_second_if_match_line_counts(client: httpx.AsyncClient, chat_id:
         url, content=b'x', headers=[('If-Match', '"other"'), ('If-Match', etag)]
     )
     assert refused.status_code == 412
+
+
+# --- ranges of an empty file --------------------------------------------------------------------
+
+
+async def test_a_suffix_range_of_an_empty_file_is_the_whole_empty_file(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    record = await _upload(client, chat_id, b'')
+    for url in await _download_urls(client, chat_id, record):
+        for method in ('GET', 'HEAD'):
+            response = await client.request(method, url, headers={'Range': 'bytes=-5'})
+            assert response.status_code == 200, (url, method)
+            assert response.content == b''
+            assert response.headers['content-length'] == '0'
+            assert 'content-range' not in response.headers
+        for unsatisfiable in ('bytes=-0', 'bytes=0-', 'bytes=0-0'):
+            response = await client.get(url, headers={'Range': unsatisfiable})
+            assert response.status_code == 416, (url, unsatisfiable)
+            assert response.headers['content-range'] == 'bytes */0'
