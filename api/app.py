@@ -122,6 +122,8 @@ def _register_problem_schema(app: FastAPI) -> None:
     def openapi() -> dict[str, object]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        return finish_openapi(original())
+        # a signed link's parameters are plain strings, read by the route: a malformed
+        # link is `403 invalid_link`, never a 422
+        return finish_openapi(original(), never_invalid=frozenset({(links.LINK_PATH, 'get')}))
 
     app.openapi = openapi  # type: ignore[method-assign]

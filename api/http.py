@@ -46,8 +46,10 @@ def encode_cursor(key: PageKey | None, list_name: str) -> str | None:
 
 
 def decode_cursor(cursor: str | None, list_name: str) -> PageKey | None:
-    """The position a cursor names; a cursor we did not make, or made for another list
-    (whose positions would skip or repeat items of this one), is a validation error."""
+    """The position a cursor names; a cursor that does not decode to a position in this
+    list (damaged, or made for another list, whose positions would skip or repeat items
+    of this one) is a validation error. Cursors are not signed: one built by hand in this
+    format is a position like any other."""
     if cursor is None:
         return None
     try:

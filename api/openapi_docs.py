@@ -65,13 +65,26 @@ DOWNLOAD_RESPONSES: dict[int | str, Json] = {
         'description': 'Not modified: `If-None-Match` names the current ETag; no body',
         'headers': {'ETag': ETAG_OF_CONTENT},
     },
-    **problem_responses('precondition_failed', 416),
+    **problem_responses('precondition_failed'),
+    416: {
+        **problem_responses(416)[416],
+        'headers': {
+            'Content-Range': header(
+                '`*` and the full size: no range of it was sent', 'bytes */52113'
+            )
+        },
+    },
 }
 
 HISTORY_READ_RESPONSES: dict[int | str, Json] = {
     200: {
         'description': 'The whole history, UTF-8 Markdown',
-        'headers': {'ETag': ETAG_OF_HISTORY, 'Content-Length': CONTENT_LENGTH},
+        'headers': {
+            'ETag': ETAG_OF_HISTORY,
+            'Content-Length': CONTENT_LENGTH,
+            'X-Content-Type-Options': NOSNIFF,
+            'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+        },
         'content': {
             'text/markdown; charset=utf-8': {
                 'schema': {'type': 'string'},
@@ -238,9 +251,12 @@ HISTORY_BODY: Json = {
 _UNUSED_SCHEMAS = ('HTTPValidationError', 'ValidationError')
 
 
-def finish_openapi(schema: Json) -> Json:
+def finish_openapi(schema: Json, never_invalid: frozenset[tuple[str, str]] = frozenset()) -> Json:
     """The last pass: the shared `Problem` schema, our 422 instead of FastAPI's default, and
-    `X-User-Id` described as what the gateway sends."""
+    `X-User-Id` described as what the gateway sends.
+
+    `never_invalid`: the operations (path, method) none of whose parameters can fail to
+    validate, which FastAPI gives a 422 all the same."""
     components = schema.setdefault('components', {}).setdefault('schemas', {})
     components.setdefault(
         'Problem', Problem.model_json_schema(ref_template='#/components/schemas/{model}')
@@ -249,10 +265,12 @@ def finish_openapi(schema: Json) -> Json:
     for name, definition in problem_defs.items():
         components.setdefault(name, definition)
     validation_problem = problem_responses('validation_error')[422]
-    for operations in schema['paths'].values():
-        for operation in operations.values():
+    for path, operations in schema['paths'].items():
+        for method, operation in operations.items():
             responses = operation['responses']
-            if 'HTTPValidationError' in repr(responses.get('422')):
+            if (path, method) in never_invalid:
+                responses.pop('422', None)
+            elif 'HTTPValidationError' in repr(responses.get('422')):
                 # FastAPI's default 422 of a route that did not declare ours
                 responses['422'] = validation_problem
             for parameter in operation.get('parameters', []):

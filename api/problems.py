@@ -40,6 +40,13 @@ logger = logging.getLogger('chat_storage.errors')
 PROBLEM_MEDIA_TYPE = 'application/problem+json'
 # where a problem response leaves its code for the metrics middleware (api/observability.py)
 PROBLEM_CODE_SCOPE_KEY = 'chat_storage.problem_code'
+# reason phrases RFC 9110 renamed, where Python's `HTTPStatus` keeps the RFC 7233 one
+_RFC_9110_PHRASES = {416: 'Range Not Satisfiable'}
+
+
+def status_phrase(status: int) -> str:
+    """The reason phrase of a status, as RFC 9110 names it."""
+    return _RFC_9110_PHRASES.get(status) or HTTPStatus(status).phrase
 
 
 class ApiProblem(Exception):  # noqa: N818 - it is a problem, raised as one
@@ -252,7 +259,7 @@ async def _api_problem(request: Request, exc: Exception) -> Response:
         request,
         status=problem.status,
         code=problem.code,
-        title=known.title if known is not None else HTTPStatus(problem.status).phrase,
+        title=known.title if known is not None else status_phrase(problem.status),
         detail=problem.detail,
         errors=problem.errors,
         headers=problem.headers,
@@ -313,7 +320,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         request,
         status=error.status_code,
         code=code,
-        title=HTTPStatus(error.status_code).phrase,
+        title=status_phrase(error.status_code),
         detail=str(error.detail) if error.status_code != 404 else 'No such route.',  # noqa: PLR2004
         headers=headers,
     )
@@ -374,7 +381,7 @@ HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
     ),
     'range_not_satisfiable': ProblemType(
         416,
-        HTTPStatus(416).phrase,
+        status_phrase(416),
         lambda _: 'The file has 52113 bytes; the range asked for lies outside it.',
     ),
     'validation_error': ProblemType(
@@ -443,7 +450,7 @@ def problem_example(code: str) -> dict[str, Any]:
 
 
 def _described(status: int, codes: Sequence[str]) -> str:
-    phrase = HTTPStatus(status).phrase
+    phrase = status_phrase(status)
     return f'{phrase}: ' + ', '.join(f'`{code}`' for code in codes) if codes else phrase
 
 

@@ -1,3 +1,6 @@
+import base64
+import json
+
 import httpx
 import pytest
 
@@ -112,6 +115,20 @@ async def test_foreign_cursor_is_a_validation_error(client: httpx.AsyncClient) -
         response = await client.get('/v1/chats', params={'cursor': cursor})
         assert response.status_code == 422
         assert response.json()['errors'][0]['loc'] == ['query', 'cursor']
+
+
+async def test_a_hand_built_cursor_in_our_format_is_a_position(
+    client: httpx.AsyncClient,
+) -> None:
+    """Cursors are not signed (docs/api-notes.md): one that decodes to a position of this
+    list pages on from it."""
+    await client.put('/v1/workspace')
+    first = (await client.post('/v1/chats', json={'title': 'a'})).json()
+    second = (await client.post('/v1/chats', json={'title': 'b'})).json()
+    position = json.dumps(['chats', first['created_at'].replace('Z', '+00:00'), first['chat_id']])
+    cursor = base64.urlsafe_b64encode(position.encode()).decode().rstrip('=')
+    page = (await client.get('/v1/chats', params={'cursor': cursor})).json()
+    assert [chat['chat_id'] for chat in page['items']] == [second['chat_id']]
 
 
 async def test_other_users_chat_is_not_found(

@@ -191,3 +191,4 @@ async def test_a_suffix_range_of_an_empty_file_is_the_whole_empty_file(
             response = await client.get(url, headers={'Range': unsatisfiable})
             assert response.status_code == 416, (url, unsatisfiable)
             assert response.headers['content-range'] == 'bytes */0'
+            assert response.json()['title'] == 'Range Not Satisfiable'  # RFC 9110's phrase

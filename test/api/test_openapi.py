@@ -164,8 +164,31 @@ def test_downloads_document_ranges_caching_and_their_headers(document: Json) -> 
             assert {'ETag', 'Accept-Ranges', 'Content-Disposition', 'Content-Length'} <= headers
             assert responses[status]['content'], name
         assert 'Content-Range' in responses['206']['headers'], name
+        assert 'Content-Range' in responses['416'].get('headers', {}), name
         assert 'ETag' in responses['304'].get('headers', {}), name
         assert 'content' not in responses['304'], name
+        assert '412' in responses, name
+        names = {p['name'] for p in op['parameters'] if p['in'] == 'header'}
+        assert {'range', 'if-range', 'if-match', 'if-none-match'} <= names, name
+
+
+def test_a_history_read_documents_the_headers_it_sends(document: Json) -> None:
+    read = document['paths']['/v1/chats/{chat_id}/history']['get']['responses']
+    assert {'ETag', 'Content-Length', 'X-Content-Type-Options', 'Content-Security-Policy'} <= set(
+        read['200']['headers']
+    )
+    assert '412' in read
+
+
+def test_a_signed_link_download_has_no_validation_error(document: Json) -> None:
+    # its parameters are strings the route reads itself: a bad link is 403 invalid_link
+    assert '422' not in document['paths']['/links/{file_id}']['get']['responses']
+
+
+def test_the_416_title_is_rfc_9110s(document: Json) -> None:
+    content = document['paths']['/v1/chats/{chat_id}/files/{file_id}/content']['get']
+    example = content['responses']['416']['content'][PROBLEM_MEDIA_TYPE]['examples']
+    assert example['range_not_satisfiable']['value']['title'] == 'Range Not Satisfiable'
 
 
 def test_problem_examples_are_realistic(document: Json) -> None:
