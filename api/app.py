@@ -124,6 +124,10 @@ def _register_problem_schema(app: FastAPI) -> None:
             return app.openapi_schema
         # a signed link's parameters are plain strings, read by the route: a malformed
         # link is `403 invalid_link`, never a 422
-        return finish_openapi(original(), never_invalid=frozenset({(links.LINK_PATH, 'get')}))
+        return finish_openapi(
+            original(),
+            never_invalid=frozenset({(links.LINK_PATH, 'get')}),
+            body_models=(links.LinkRequest,),
+        )
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -5,7 +5,10 @@ Response headers, binary bodies and their media types, request examples, and
 nothing here changes how a request is served.
 """
 
+from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from api.problems import Problem, problem_responses
 
@@ -251,19 +254,28 @@ HISTORY_BODY: Json = {
 _UNUSED_SCHEMAS = ('HTTPValidationError', 'ValidationError')
 
 
-def finish_openapi(schema: Json, never_invalid: frozenset[tuple[str, str]] = frozenset()) -> Json:
+def _add_schemas(components: Json, models: Sequence[type[BaseModel]]) -> None:
+    """The models' schemas, and those they refer to, as components."""
+    for model in models:
+        found = model.model_json_schema(ref_template='#/components/schemas/{model}')
+        for name, definition in found.pop('$defs', {}).items():
+            components.setdefault(name, definition)
+        components.setdefault(model.__name__, found)
+
+
+def finish_openapi(
+    schema: Json,
+    never_invalid: frozenset[tuple[str, str]] = frozenset(),
+    body_models: Sequence[type[BaseModel]] = (),
+) -> Json:
     """The last pass: the shared `Problem` schema, our 422 instead of FastAPI's default, and
     `X-User-Id` described as what the gateway sends.
 
     `never_invalid`: the operations (path, method) none of whose parameters can fail to
-    validate, which FastAPI gives a 422 all the same."""
+    validate, which FastAPI gives a 422 all the same. `body_models`: the schemas of
+    bodies that routes parse themselves and declare in `openapi_extra`."""
     components = schema.setdefault('components', {}).setdefault('schemas', {})
-    components.setdefault(
-        'Problem', Problem.model_json_schema(ref_template='#/components/schemas/{model}')
-    )
-    problem_defs = components['Problem'].pop('$defs', {})
-    for name, definition in problem_defs.items():
-        components.setdefault(name, definition)
+    _add_schemas(components, [Problem, *body_models])
     validation_problem = problem_responses('validation_error')[422]
     for path, operations in schema['paths'].items():
         for method, operation in operations.items():

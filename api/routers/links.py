@@ -7,12 +7,13 @@ from typing import Annotated
 from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.body import parsed_json_body
 from api.container import Services
-from api.dependencies import ServicesDep, UserIdDep
+from api.dependencies import ServicesDep, UserIdDep, services_of
 from api.download import attachment_response
 from api.http import conditions_of, path_in_app
 from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_DOWNLOAD_HEADERS, LINK_REQUEST_EXAMPLES
@@ -59,6 +60,28 @@ def links_off() -> ApiProblem:
     return ApiProblem('not_found', 404, 'Signed download links are not enabled on this service.')
 
 
+async def require_links(request: Request) -> None:
+    """Without `STORAGE_LINK_SECRET` the route does not exist (ADR 018): `404` before its
+    path and body are looked at (a route dependency is solved before either)."""
+    if services_of(request).create_download_link is None:
+        raise links_off()
+
+
+# the body, parsed by the route after `require_links`: declared here so that the
+# document does not depend on the settings
+_LINK_BODY = {
+    'requestBody': {
+        'required': True,
+        'content': {
+            'application/json': {
+                'schema': {'$ref': '#/components/schemas/LinkRequest'},
+                'examples': LINK_REQUEST_EXAMPLES,
+            }
+        },
+    }
+}
+
+
 @router.post(
     '/v1/chats/{chat_id}/files/{file_id}/link',
     summary='Make a signed download link',
@@ -81,18 +104,20 @@ def links_off() -> ApiProblem:
             'unsupported_media_type',
         ),
     },
+    dependencies=[Depends(require_links)],
+    openapi_extra=_LINK_BODY,
 )
 async def create_link(
     user_id: UserIdDep,
     services: ServicesDep,
     chat_id: UUID,
     file_id: UUID,
-    body: Annotated[LinkRequest, Body(openapi_examples=LINK_REQUEST_EXAMPLES)],
     request: Request,
 ) -> LinkOut:
     create = services.create_download_link
-    if create is None:
+    if create is None:  # `require_links` answered already
         raise links_off()
+    body = await parsed_json_body(request, LinkRequest)
     link = await create(user_id, chat_id, file_id, body.expires_in)
     path = path_in_app(request, LINK_PATH, file_id=link.file_id)
     query = urlencode({'expires': link.expires, 'signature': link.signature})

@@ -17,6 +17,7 @@ from api.settings import Settings
 SECRET = 'link-secret-for-tests-0123456789abcdef'
 GATEWAY_TOKEN = 'gateway-token-for-tests'
 AUTH = {'Authorization': f'Bearer {GATEWAY_TOKEN}'}
+JSON = {'Content-Type': 'application/json'}
 BODY = b'0123456789abcdefghij'
 # everything that describes the bytes served (request ids, dates and such may differ)
 REPRESENTATION_HEADERS = (
@@ -400,3 +401,55 @@ async def test_links_are_off_without_a_secret(make_settings: Callable[..., Setti
     assert made.json()['code'] == 'not_found'
     assert 'not enabled' in made.json()['detail']
     assert_invalid_link(followed)
+
+
+async def test_with_links_off_the_route_is_404_whatever_the_request(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """ADR 018: without a secret the route does not exist; its body and path are never
+    looked at (they were: a bad body was 422)."""
+    app = create_app(make_settings(gateway_token=GATEWAY_TOKEN))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url='http://testserver', headers=user(uuid4())
+        ) as owner:
+            await owner.put('/v1/workspace')
+            chat_id = (await owner.post('/v1/chats')).json()['chat_id']
+            url = f'/v1/chats/{chat_id}/files/{uuid4()}/link'
+            answers = [
+                await owner.post(url, json={'expires_in': 0}),
+                await owner.post(url, json={'expires_in': '60', 'extra': 1}),
+                await owner.post(url, content=b'{not json', headers=JSON),
+                await owner.post(url, content=b'\xff\xfe', headers=JSON),
+                await owner.post(url),
+                await owner.post(url, content=b'expires_in=60'),
+                await owner.post(url, content=b'{}' + b' ' * 70_000, headers=JSON),
+                await owner.post(f'/v1/chats/{chat_id}/files/not-a-uuid/link', json={}),
+            ]
+    for answer in answers:
+        assert answer.status_code == 404, answer.text
+        assert answer.json()['code'] == 'not_found'
+
+
+async def test_a_link_body_is_refused_as_a_json_body_is(clients: Clients, chat_id: str) -> None:
+    url = f'/v1/chats/{chat_id}/files/{uuid4()}/link'
+    cases = [
+        ({'json': {'expires_in': 0}}, 422, 'validation_error', ['body', 'expires_in']),
+        ({'json': {'expires_in': True}}, 422, 'validation_error', ['body', 'expires_in']),
+        ({'json': {'expires_in': 60, 'x': 1}}, 422, 'validation_error', ['body', 'x']),
+        ({'json': [60]}, 422, 'validation_error', ['body']),
+        ({}, 422, 'validation_error', ['body']),
+        ({'content': b'{not json', 'headers': JSON}, 422, 'validation_error', ['body', 1]),
+        ({'content': b'\xff\xfe\xfd', 'headers': JSON}, 422, 'validation_error', ['body']),
+        ({'content': b'expires_in=60'}, 415, 'unsupported_media_type', None),
+        ({'content': b'{}' + b' ' * 70_000, 'headers': JSON}, 413, 'request_too_large', None),
+    ]
+    for request, status, code, loc in cases:
+        response = await clients.owner.post(url, **request)  # type: ignore[arg-type]
+        assert (response.status_code, response.json()['code']) == (status, code), request
+        if loc is not None:
+            assert response.json()['errors'][0]['loc'] == loc, request
+    # a valid body reaches the lookup
+    missing = await clients.owner.post(url, json={'expires_in': 60})
+    assert missing.json()['code'] == 'chat_file_not_found'
