@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import HOST, Caller, Json, ServerProcess, assert_problem
+from e2e_support import HOST, HTTP_SERVER, Caller, Json, ServerProcess, assert_problem
 
 pytestmark = pytest.mark.e2e
 
@@ -204,3 +204,53 @@ def test_proxy_headers_are_not_trusted(tmp_path: Path) -> None:
             headers={'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.9'},
         ).json()
     assert seen == {'scheme': 'http', 'client': HOST, 'path': '/anything'}
+
+
+def _raw_exchange(server: ServerProcess, request: bytes) -> bytes:
+    with socket.create_connection((HOST, server.port), timeout=10) as connection:
+        connection.sendall(request)
+        received = b''
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+    return received
+
+
+MALFORMED_LENGTHS = [b'abc', b'-1', b'2, 3']
+
+
+@pytest.mark.parametrize('length', MALFORMED_LENGTHS, ids=[v.decode() for v in MALFORMED_LENGTHS])
+def test_a_malformed_content_length_is_the_servers_bare_400(
+    server: ServerProcess, caller: Caller, length: bytes
+) -> None:
+    """docs/api-notes.md: the HTTP server refuses it before the app runs, with its own
+    `400` (no problem document) and closes the connection."""
+    reply = _raw_exchange(
+        server,
+        b'POST /v1/chats HTTP/1.1\r\nHost: test\r\nX-User-Id: %s\r\n'
+        b'Content-Type: application/json\r\nContent-Length: %s\r\n\r\n{}'
+        % (str(caller.user_id).encode(), length),
+    )
+    head, _, body = reply.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 400 '), reply[:200]
+    assert b'problem+json' not in head
+    if HTTP_SERVER == 'granian':
+        assert body == b''
+    assert caller.http.get('/healthz').status_code == 200
+
+
+def test_a_control_character_in_a_header_value(server: ServerProcess, caller: Caller) -> None:
+    """Granian refuses it with its bare `400`; uvicorn (h11) passes it to the app."""
+    reply = _raw_exchange(
+        server,
+        b'GET /v1/workspace HTTP/1.1\r\nHost: test\r\nX-User-Id: %s\r\n'
+        b'X-Note: a\x01b\r\nConnection: close\r\n\r\n' % str(caller.user_id).encode(),
+    )
+    head, _, body = reply.partition(b'\r\n\r\n')
+    if HTTP_SERVER == 'granian':
+        assert head.startswith(b'HTTP/1.1 400 '), reply[:200]
+        assert body == b''
+    else:
+        assert head.startswith(b'HTTP/1.1 404 '), reply[:200]  # workspace_not_found
