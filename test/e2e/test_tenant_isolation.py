@@ -91,8 +91,15 @@ def _endpoints() -> list[Endpoint]:
         if not isinstance(route, APIRoute):
             continue  # the OpenAPI document and its viewers
         methods = sorted((context.methods or set()) - {'HEAD'})
-        endpoints += [Endpoint(m, str(context.path), route.body_field is not None) for m in methods]
+        endpoints += [Endpoint(m, str(context.path), _takes_json(route)) for m in methods]
     return endpoints
+
+
+def _takes_json(route: APIRoute) -> bool:
+    """A JSON body FastAPI reads, or one the route parses itself and declares for the
+    document (`openapi_extra`), as the link route does."""
+    declared = (route.openapi_extra or {}).get('requestBody', {}).get('content', {})
+    return route.body_field is not None or 'application/json' in declared
 
 
 @functools.cache
