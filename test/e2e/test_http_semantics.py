@@ -115,8 +115,13 @@ def test_head_answers_the_status_and_headers_of_get(
 
 def _head_reply(connection: socket.socket) -> bytes:
     """All the server sends within a moment: the head, and nothing after it."""
-    received = b''
     connection.settimeout(0.5)
+    return _received(connection)
+
+
+def _received(connection: socket.socket) -> bytes:
+    """What the server sends until it closes, or is quiet for the socket's timeout."""
+    received = b''
     try:
         while chunk := connection.recv(65536):
             received += chunk
@@ -209,13 +214,7 @@ def test_proxy_headers_are_not_trusted(tmp_path: Path) -> None:
 def _raw_exchange(server: ServerProcess, request: bytes) -> bytes:
     with socket.create_connection((HOST, server.port), timeout=10) as connection:
         connection.sendall(request)
-        received = b''
-        try:
-            while chunk := connection.recv(65536):
-                received += chunk
-        except TimeoutError:
-            pass
-    return received
+        return _received(connection)
 
 
 MALFORMED_LENGTHS = [b'abc', b'-1', b'2, 3']
