@@ -29,13 +29,14 @@ from adapter.file_storage import (
     SIDECAR_SUFFIX,
     STAGING_DIR_NAME,
     TRASH_DIR_NAME,
-    VERSION_XATTR,
     WORKSPACES_DIR_NAME,
     _fsync_dir,
     _open_regular,
     _remove,
     _UnexpectedFileError,
+    is_attachment_version,
     new_owner_id,
+    version_at,
 )
 from domain.chat import HISTORY_FILE_NAME, ChatAttachmentName
 from domain.error import DomainError
@@ -426,13 +427,7 @@ def _still_recorded(backup: Path, recorded: str | None) -> bool:
     put of the name committed after this change (found in review: it came back without a
     record). An unmarked file (a sandbox's, or written before marks) goes back, as before.
     """
-    try:
-        mark = os.getxattr(backup, VERSION_XATTR, follow_symlinks=False)
-    except OSError:
-        return True
-    if not mark.startswith(b's:'):
-        return True
-    return mark[2:].decode('ascii', 'replace') == recorded
+    return is_attachment_version(recorded)(version_at(backup))
 
 
 def _sha256_of(path: Path) -> str | None:

@@ -180,12 +180,22 @@ def _version_of(fd: int) -> bytes | None:
         raise
 
 
-def is_attachment_version(sha256: str) -> VersionCheck:
-    """An attachment's file is its record's when its mark names the record's sha256.
+def version_at(path: Path) -> bytes | None:
+    """The version mark of the entry at `path` (a link itself, not its target); None when
+    there is none or nothing can be read there."""
+    try:
+        return os.getxattr(path, VERSION_XATTR, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def is_attachment_version(sha256: str | None) -> VersionCheck:
+    """An attachment's file is its record's when its mark names the record's sha256 (None:
+    there is no record, so no file the service wrote is the rows').
 
     Unmarked (a sandbox's file, a file system without xattrs) or marked otherwise than a
     service write would: the read goes on, as it did before there were marks."""
-    expected = attachment_version(sha256)
+    expected = None if sha256 is None else attachment_version(sha256)
 
     def check(version: bytes | None) -> bool:
         return version is None or not version.startswith(b's:') or version == expected
@@ -1231,11 +1241,8 @@ class FileSystemChatStorage:
     async def history_in_doubt(self, chat: Chat) -> bool:
         """Whether `history.md` is a put newer than `chat`: one that never committed, when
         `chat` was read under the workspace lock."""
-        try:
-            version = os.getxattr(self.history_path(chat), VERSION_XATTR, follow_symlinks=False)
-        except OSError:
-            return False  # unmarked, or missing: nothing a put left
-        return not is_history_version(chat.history_revision)(version)
+        # unmarked, or missing: nothing a put left
+        return not is_history_version(chat.history_revision)(version_at(self.history_path(chat)))
 
     async def drop_stale_mark(self, chat: Chat, record: ChatFile | None = None) -> bool:
         """Drop the version mark of `history.md` (no `record`) or of the record's file when
@@ -1249,10 +1256,9 @@ class FileSystemChatStorage:
         else:
             path = self.attachment_path(chat, record.name)
             check = is_attachment_version(record.sha256)
+        if check(version_at(path)):
+            return False
         try:
-            version = os.getxattr(path, VERSION_XATTR, follow_symlinks=False)
-            if check(version):
-                return False
             os.removexattr(path, VERSION_XATTR, follow_symlinks=False)
         except OSError:
             return False
