@@ -101,7 +101,8 @@ class _UnexpectedFileError(OSError):
 
 
 def _storage_error(exc: OSError, chat_id: UUID | None = None) -> DomainError:
-    # domain errors carry only their code: paths stay in the chained OSError, for the log
+    # domain errors carry only their code; the chained OSError keeps errno and message for
+    # the log, whose formatter leaves its paths out (api/logs.py)
     if exc.errno in _DISK_FULL:
         return InsufficientStorageError()
     if exc.errno in _MISSING:

@@ -38,8 +38,50 @@ def _entry(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str,
     if isinstance(fields, Mapping):
         entry.update(fields)
     if record.exc_info:
-        entry['exc_info'] = formatter.formatException(record.exc_info)
+        entry['exc_info'] = _without_paths(
+            formatter.formatException(record.exc_info), record.exc_info[1]
+        )
     return entry
+
+
+# what a traceback shows of an OSError's file names: they are paths on disk, which hold
+# workspace and chat ids and attachment names
+PATH_PLACEHOLDER = '<path>'
+
+
+def _without_paths(trace: str, error: BaseException | None) -> str:
+    """`trace` with the file names of every OSError in `error`'s chain left out; their
+    errno and message stay."""
+    for os_error in _os_errors(error):
+        if os_error.filename is None and os_error.filename2 is None:
+            continue
+        redacted = OSError(
+            os_error.errno,
+            os_error.strerror,
+            None if os_error.filename is None else PATH_PLACEHOLDER,
+            None,
+            None if os_error.filename2 is None else PATH_PLACEHOLDER,
+        )
+        trace = trace.replace(str(os_error), str(redacted))
+    return trace
+
+
+def _os_errors(error: BaseException | None) -> list[OSError]:
+    """The OSErrors among `error`, its causes and contexts, and the members of groups."""
+    found: list[OSError] = []
+    seen: set[int] = set()
+    waiting = [error]
+    while waiting:
+        current = waiting.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            found.append(current)
+        waiting += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            waiting += current.exceptions
+    return found
 
 
 class JsonFormatter(logging.Formatter):

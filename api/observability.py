@@ -37,6 +37,7 @@ from adapter.tracing import NoopTracer
 from api.dependencies import ServicesDep
 from api.logs import ACCESS_LOGGER, REQUEST_ID
 from api.problems import PROBLEM_CODE_SCOPE_KEY, problem_responses
+from api.routing import UNMATCHED_ROUTE, method_label, route_template
 from api.settings import TRACING_PACKAGES_MISSING, Settings
 from domain.error import ServiceUnavailableError
 from usecase.interface import IdGenerator, Span, Tracer
@@ -47,9 +48,6 @@ logger = logging.getLogger('chat_storage.observability')
 REQUEST_ID_HEADER = b'x-request-id'
 # a caller's id is echoed only when it is short and plain; anything else gets a new one
 SANE_REQUEST_ID = re.compile(r'[A-Za-z0-9._-]{1,128}')
-UNMATCHED_ROUTE = '<unmatched>'
-# any other method would make a label of its own for every spelling a client sends
-METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
 TRACE_HEADERS = frozenset({b'traceparent', b'tracestate'})
 PATHSEND = 'http.response.pathsend'
 MULTIPROCESS_ENV = 'PROMETHEUS_MULTIPROC_DIR'
@@ -173,13 +171,6 @@ class Exchange:
         return fields
 
 
-def route_template(scope: Scope) -> str:
-    """The matched route's path template (set by the router), or a fixed placeholder."""
-    route = scope.get('route')
-    template: object = getattr(route, 'path_format', None) or getattr(route, 'path', None)
-    return template if isinstance(template, str) else UNMATCHED_ROUTE
-
-
 class RequestObservability:
     """Pure ASGI middleware: request id, access log, metrics and a span per HTTP request."""
 
@@ -195,11 +186,7 @@ class RequestObservability:
         if scope['type'] != 'http':
             await self.app(scope, receive, send)
             return
-        method = str(scope['method']).upper()
-        exchange = Exchange(
-            request_id=self._request_id(scope),
-            method=method if method in METHODS else 'OTHER',
-        )
+        exchange = Exchange(request_id=self._request_id(scope), method=method_label(scope))
 
         async def counting_receive() -> Message:
             message = await receive()

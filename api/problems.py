@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from api.routing import app_path
+from api.routing import app_path, method_label, route_template
 from domain.error import (
     ChatFileNotFoundError,
     ChatHasActiveSandboxError,
@@ -338,7 +338,13 @@ def _allowed_methods(request: Request) -> str:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.error('unexpected error on %s %s', request.method, request.url.path, exc_info=exc)
+    # the route template, never the path: it holds ids and file names
+    logger.error(
+        'unexpected error on %s %s',
+        method_label(request.scope),
+        route_template(request.scope),
+        exc_info=exc,
+    )
     return problem_response(
         request,
         status=500,

@@ -1,4 +1,4 @@
-"""URL convertors of our own."""
+"""URL convertors of our own, and what of a request's path middleware and logs may use."""
 
 from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
 from starlette.types import Scope
@@ -43,3 +43,22 @@ def app_path(scope: Scope) -> str:
     if path == root:
         return ''
     return path[len(root) :] if path[len(root)] == '/' else path
+
+
+UNMATCHED_ROUTE = '<unmatched>'
+# any other method would make a label of its own for every spelling a client sends
+METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (set by the router), or a fixed placeholder: what
+    a log line or a metric label may say of a path, which holds ids and file names."""
+    route = scope.get('route')
+    template: object = getattr(route, 'path_format', None) or getattr(route, 'path', None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method, or `OTHER` for one outside the fixed set."""
+    method = str(scope['method']).upper()
+    return method if method in METHODS else 'OTHER'

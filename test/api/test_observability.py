@@ -1,5 +1,6 @@
 """Request ids, the access log, `/metrics` and tracing, on the app in-process."""
 
+import errno
 import importlib.util
 import json
 import logging
@@ -20,18 +21,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
+from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
 from adapter.otel_tracing import OtelTracer
 from adapter.tracing import NoopTracer
 from api.app import create_app
 from api.logs import ACCESS_LOGGER, REQUEST_ID, JsonFormatter, TextFormatter, logging_config
-from api.observability import (
-    UNMATCHED_ROUTE,
-    HttpMetrics,
-    RequestObservability,
-    build_tracer,
-)
+from api.observability import HttpMetrics, RequestObservability, build_tracer
+from api.routing import UNMATCHED_ROUTE
 from api.settings import Settings, SettingsError, load_settings
+from domain.chat import Chat, ChatAttachmentName
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_A = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'  # the `client` fixture's caller
@@ -502,3 +501,94 @@ async def test_a_body_sent_by_path_counts_its_content_length(
     assert sent[1] == {'type': 'http.response.pathsend', 'path': '/somewhere/file'}
     [line] = access_records(caplog)
     assert (line['bytes_sent'], line['status'], line['route']) == (123456, 200, UNMATCHED_ROUTE)
+
+
+# --- no names, ids or paths in error logs ----------------------------------------------------
+
+
+def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The error records of the test, as both formatters write them."""
+    records = [r for r in caplog.records if r.name == 'chat_storage.errors']
+    return [
+        formatter.format(r) for r in records for formatter in (JsonFormatter(), TextFormatter())
+    ]
+
+
+@pytest.fixture
+async def server_errors_client(
+    settings: Settings, clock: StepClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    """user A's client of an app whose unexpected errors answer 500, as under a server."""
+    app = create_app(settings, clock=clock)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url='http://testserver', headers={'X-User-Id': USER_A}
+        ) as http:
+            yield http
+
+
+async def test_an_unexpected_error_is_logged_with_its_route_template_and_no_path(
+    server_errors_client: httpx.AsyncClient,
+    data_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = server_errors_client
+    await client.put('/v1/workspace')
+    chat_id = (await client.post('/v1/chats', json={})).json()['chat_id']
+
+    async def refused(
+        storage: FileSystemChatStorage, chat: Chat, name: ChatAttachmentName, _: object
+    ) -> None:
+        target = storage.attachment_path(chat, name)
+        raise PermissionError(errno.EACCES, 'Permission denied', str(target))
+
+    monkeypatch.setattr(FileSystemChatStorage, 'put_attachment', refused)
+    caplog.clear()
+    response = await client.put(
+        f'/v1/chats/{chat_id}/files/by-name/private-plans.csv', content=b'x'
+    )
+    assert response.status_code == 500
+    [json_line, text_line] = error_lines(caplog)
+    line = json.loads(json_line)
+    assert line['message'] == 'unexpected error on PUT /v1/chats/{chat_id}/files/by-name/{name}'
+    assert line['exc_info'].endswith("PermissionError: [Errno 13] Permission denied: '<path>'")
+    for leak in ('private-plans', chat_id, str(data_dir)):
+        assert leak not in json_line
+        assert leak not in text_line
+
+
+async def test_a_traceback_keeps_no_path_of_a_chained_os_error(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    uploaded = await client.put(
+        f'/v1/chats/{chat_id}/files/by-name/private-plans.csv', content=b'x'
+    )
+    file_id = uploaded.json()['file_id']
+    [stored] = data_dir.glob('workspaces/*/chats/*/private-plans.csv')
+    stored.unlink()  # the record stays: reading it is an error the service does not map
+    caplog.clear()
+    response = await client.get(f'/v1/chats/{chat_id}/files/{file_id}/content')
+    assert response.status_code == 500
+    [json_line, text_line] = error_lines(caplog)
+    trace = json.loads(json_line)['exc_info']
+    assert "FileNotFoundError: [Errno 2] No such file or directory: '<path>'" in trace
+    assert trace.endswith('StoredContentMissingError: stored_content_missing')
+    for leak in ('private-plans', chat_id, file_id, str(data_dir)):
+        assert leak not in json_line
+        assert leak not in text_line
+
+
+def test_a_traceback_leaves_out_both_paths_of_a_failed_rename(tmp_path: Path) -> None:
+    source, target = tmp_path / 'missing-secret', tmp_path / 'other-secret'
+    try:
+        source.rename(target)
+    except OSError:
+        record = logging.LogRecord(
+            'chat_storage.x', logging.ERROR, __file__, 1, 'failed', (), sys.exc_info()
+        )
+    for line in (JsonFormatter().format(record), TextFormatter().format(record)):
+        assert "[Errno 2] No such file or directory: '<path>' -> '<path>'" in line
+        assert 'secret' not in line
+        assert str(tmp_path) not in line
