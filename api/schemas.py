@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic_core import to_json
 
 from domain.chat import MAX_CHAT_TITLE_CHARS, Chat, ChatFile
@@ -36,6 +36,18 @@ Timestamp = Annotated[
     PlainSerializer(_rfc3339, return_type=str, when_used='json'),
     Field(examples=['2026-11-23T18:12:10.123456Z']),
 ]
+
+
+def _whole_float_as_int(value: object) -> object:
+    # a float whose fraction is zero (`933.0`, `1e3`) is an integer in JSON Schema's terms
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# a JSON number whose fraction is zero, as the published `type: integer` admits: `933`,
+# `933.0`; `933.5`, `true` and `"933"` are refused (strict: `true` is not one second)
+WholeNumber = Annotated[int, BeforeValidator(_whole_float_as_int), Field(strict=True)]
 
 WS_ID = '0b7f6c1e-4a9d-4c6b-9d0e-2f1a3b4c5d6e'
 USER_ID = '9a1e2b3c-4d5e-4f60-8a7b-1c2d3e4f5a6b'
@@ -266,12 +278,10 @@ class SandboxStart(BaseModel):
         json_schema_extra={'example': {'ttl_seconds': 3600}},
     )
 
-    ttl_seconds: int = Field(
+    ttl_seconds: WholeNumber = Field(
         default=DEFAULT_SANDBOX_TTL_SECONDS,
         ge=MIN_SANDBOX_TTL_SECONDS,
         le=MAX_SANDBOX_TTL_SECONDS,
-        # a JSON number only, as the link's `expires_in`: `true` is not one second
-        strict=True,
     )
     sandbox_session_id: UUID | None = Field(
         default=None, description='The active session to renew; omit to start a new one'

@@ -18,7 +18,7 @@ from api.download import attachment_response
 from api.http import conditions_of, path_in_app
 from api.openapi_docs import DOWNLOAD_RESPONSES, LINK_DOWNLOAD_HEADERS, LINK_REQUEST_EXAMPLES
 from api.problems import ApiProblem, problem_responses
-from api.schemas import FILE_ID, Timestamp
+from api.schemas import FILE_ID, Timestamp, WholeNumber
 from domain.error import InvalidLinkError
 from usecase.get_attachment import AttachmentContent
 from usecase.signed_link import MAX_LINK_SECONDS, MIN_LINK_SECONDS
@@ -33,10 +33,9 @@ LINK_EXAMPLE_URL = f'/links/{FILE_ID}?expires=1795457530&signature=Zm9vYmFy…'
 class LinkRequest(BaseModel):
     model_config = ConfigDict(extra='forbid', json_schema_extra={'example': {'expires_in': 600}})
 
-    expires_in: int = Field(
+    expires_in: WholeNumber = Field(
         ge=MIN_LINK_SECONDS,
         le=MAX_LINK_SECONDS,
-        strict=True,
         description='Seconds the link stays valid',
     )
 

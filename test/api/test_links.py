@@ -145,6 +145,23 @@ async def test_expires_in_out_of_range_or_not_an_int_is_422(
     assert response.json()['errors'][0]['loc'] == ['body', 'expires_in']
 
 
+async def test_expires_in_may_be_a_whole_number_written_with_a_fraction(
+    clients: Clients, chat_id: str, file_id: str
+) -> None:
+    # JSON Schema's `integer`, the type the document publishes, is any number whose
+    # fraction is zero
+    whole = await clients.owner.post(
+        f'/v1/chats/{chat_id}/files/{file_id}/link', json={'expires_in': 345.0}
+    )
+    assert whole.status_code == 201
+    assert whole.json()['expires_at'] == '2026-11-23T12:05:45.000000Z'
+    too_long = await clients.owner.post(
+        f'/v1/chats/{chat_id}/files/{file_id}/link', json={'expires_in': 86_401.0}
+    )
+    assert too_long.status_code == 422
+    assert too_long.json()['errors'][0]['loc'] == ['body', 'expires_in']
+
+
 @pytest.mark.parametrize('expires_in', [1, 86_400])
 async def test_expires_in_bounds_are_accepted(
     clients: Clients, chat_id: str, file_id: str, expires_in: int

@@ -57,3 +57,14 @@ async def test_ttl_out_of_range_is_a_validation_error(
         assert response.status_code == 422
         assert response.json()['errors'][0]['loc'][-1] == 'ttl_seconds'
     assert (await client.get(f'/v1/chats/{chat_id}/sandbox')).status_code == 404
+
+
+async def test_ttl_may_be_a_whole_number_written_with_a_fraction(
+    client: httpx.AsyncClient, chat_id: str
+) -> None:
+    # JSON Schema's `integer`, the type the document publishes, is any number whose
+    # fraction is zero
+    started = await client.put(f'/v1/chats/{chat_id}/sandbox', json={'ttl_seconds': 933.0})
+    assert started.status_code == 201
+    session = started.json()
+    assert session['expires_at'][11:19] == '12:15:33'
