@@ -48,10 +48,14 @@ def authenticate(token: SecretStr | None, authorization: str | None, x_user_id: 
 
 def authenticate_headers(token: SecretStr | None, headers: Headers) -> UUID:
     """`authenticate` on a request's headers. Two `X-User-Id` headers (a gateway that
-    appends its own to the client's) name no one: joined, they are not one UUID."""
-    return authenticate(
-        token, headers.get('authorization'), ','.join(headers.getlist('x-user-id')) or None
-    )
+    appends its own to the client's) name no one: joined, they are not one UUID; two
+    `Authorization` headers, joined, are not the token."""
+    return authenticate(token, _joined(headers, 'authorization'), _joined(headers, 'x-user-id'))
+
+
+def _joined(headers: Headers, name: str) -> str | None:
+    """Every value of a header, joined as RFC 9110 (5.3) combines repeated fields."""
+    return ','.join(headers.getlist(name)) or None
 
 
 class IdentityFirst:

@@ -49,6 +49,17 @@ async def test_the_scheme_is_case_insensitive(guarded: httpx.AsyncClient) -> Non
         assert (await guarded.put('/v1/workspace', headers=headers)).status_code == 201
 
 
+async def test_two_authorization_headers_are_refused(guarded: httpx.AsyncClient) -> None:
+    """As two `X-User-Id` are: whichever came first, one of them is not the gateway's."""
+    right, wrong = f'Bearer {TOKEN}', 'Bearer wrong'
+    for first, second in ((right, wrong), (wrong, right), (right, right)):
+        headers = httpx.Headers(
+            [('X-User-Id', str(uuid4())), ('Authorization', first), ('Authorization', second)]
+        )
+        response = await guarded.put('/v1/workspace', headers=headers)
+        assert (response.status_code, response.json()['code']) == (401, 'unauthenticated')
+
+
 async def test_x_user_id_is_one_uuid_in_its_usual_form(client: httpx.AsyncClient) -> None:
     """Other spellings of one UUID would be the same user under another name; two headers
     (a gateway that appends its own to the client's) would let the first one win."""
