@@ -41,10 +41,15 @@ _CONTROL = re.compile('[\x00-\x08\x0a-\x1f\x7f]')
 
 def checked_content_type(value: str | None, location: list[str]) -> str | None:
     """A `Content-Type` to store with a file, or a validation problem: it is sent back
-    as a header on every download, so it must be one a server can send."""
-    if value is not None and (len(value) > MAX_CONTENT_TYPE_CHARS or _CONTROL.search(value)):
+    as a header on every download, so it must be one a server can send. It is ASCII, as
+    media types and their parameters are (RFC 6838, RFC 9110 8.3): header bytes reach the
+    app decoded as Latin-1, so a UTF-8 `é` would be stored, and listed, as `Ã©`."""
+    if value is not None and (
+        len(value) > MAX_CONTENT_TYPE_CHARS or not value.isascii() or _CONTROL.search(value)
+    ):
         raise validation_problem(
-            location, f'at most {MAX_CONTENT_TYPE_CHARS} characters, no control characters'
+            location,
+            f'at most {MAX_CONTENT_TYPE_CHARS} ASCII characters, no control characters',
         )
     return value
 

@@ -309,6 +309,29 @@ async def test_a_stored_content_type_is_one_a_download_can_send(
     assert (tab.status_code, tab.json()['content_type']) == (201, 'a/b;\tc=d')
 
 
+async def test_a_content_type_that_is_not_ascii_is_refused_not_garbled(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path
+) -> None:
+    """A header's bytes reach the app as Latin-1: `é` in UTF-8 would be stored as `Ã©`."""
+    content_type = 'text/plain; title="résumé"'.encode()
+    raw = await client.put(
+        f'/v1/chats/{chat_id}/files/by-name/a',
+        content=b'x',
+        headers=[(b'Content-Type', content_type)],
+    )
+    body, headers = _multipart(
+        [(b'Content-Disposition: form-data; name="file"; filename="a"\r\n'
+          b'Content-Type: ' + content_type, b'x')]
+    )  # fmt: skip
+    multipart = await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
+    assert [(r.status_code, r.json()['code']) for r in (raw, multipart)] == [
+        (422, 'validation_error')
+    ] * 2
+    assert raw.json()['errors'][0]['loc'] == ['header', 'content-type']
+    assert multipart.json()['errors'][0]['loc'] == ['body', 'file']
+    await _nothing_stored(client, chat_id, data_dir)
+
+
 async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
     client: httpx.AsyncClient, chat_id: str, data_dir: Path
 ) -> None:
