@@ -11,7 +11,7 @@ from adapter.clock import SystemClock
 from adapter.file_maintenance import FileSystemMaintenance, OwnerLock
 from adapter.file_storage import FileSystemChatStorage
 from adapter.id_generator import UuidGenerator
-from api.body import install_parsed_body_limit
+from api.body import install_body_chunk_timeout, install_parsed_body_limit
 from api.container import Services, build_services
 from api.drain import install_drain
 from api.gateway import install_identity_first
@@ -109,8 +109,10 @@ def create_app(
     install_parsed_body_limit(app)
     install_identity_first(app, resolved.gateway_token)
     install_observability(app, tracer=tracer, settings=resolved)
-    # outermost: unread bodies of early refusals are read so that the answer arrives
+    # unread bodies of early refusals are read so that the answer arrives
     install_drain(app)
+    # outermost: every wait for a body's next chunk is bounded, the drain's too
+    install_body_chunk_timeout(app, resolved.body_chunk_timeout_seconds)
     _register_problem_schema(app)
     return app
 

@@ -1,5 +1,7 @@
-"""Request bodies: streams for content, a size limit for bodies parsed in memory."""
+"""Request bodies: streams for content, a size limit for bodies parsed in memory, and a
+time limit between the chunks of any body."""
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -182,3 +184,78 @@ def _too_large(max_bytes: int) -> StarletteHTTPException:
 
 def install_parsed_body_limit(app: FastAPI, max_bytes: int = MAX_PARSED_BODY_BYTES) -> None:
     app.add_middleware(ParsedBodyLimit, owner=app, max_bytes=max_bytes)
+
+
+def _stalled(seconds: float) -> StarletteHTTPException:
+    # an HTTP exception, as `_too_large`: FastAPI lets it through its body parsing; the
+    # connection is closed after the answer (RFC 9110 15.5.9)
+    return StarletteHTTPException(
+        408,
+        f'No part of the request body arrived within {seconds:g} s.',
+        headers={'Connection': 'close'},
+    )
+
+
+class BodyChunkTimeout:
+    """ASGI middleware: the wait for each chunk of a request body is bounded.
+
+    While a body is not yet whole, every `receive` waits at most `seconds` for the next
+    message. One that does not come in time is `408 request_timeout` when the app is
+    reading the body before answering: raised from `receive`, as the size limit's `413`,
+    so an upload's staged content is removed on the way to the problem handlers and the
+    answer closes the connection. When the answer has started (the app answered without
+    reading, and what is left of the body is read after it, api/drain.py), the request
+    ends as if the client had gone. Either way every later `receive` answers
+    `http.disconnect` at once: the rest of the body is never waited for. Once the body
+    is whole, `receive` is left unbounded: what it waits for then is the client going.
+    """
+
+    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+        self.app = app
+        self._seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope['type'] != 'http':
+            await self.app(scope, receive, send)
+            return
+        seconds = self._seconds
+        whole = timed_out = answering = False
+
+        async def bounded_receive() -> Message:
+            nonlocal whole, timed_out
+            if whole:
+                return await receive()
+            if timed_out:
+                return {'type': 'http.disconnect'}
+            deadline = asyncio.timeout(seconds)
+            try:
+                async with deadline:
+                    message = await receive()
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                timed_out = True
+                if answering:
+                    return {'type': 'http.disconnect'}
+                raise _stalled(seconds) from None
+            if message['type'] != 'http.request' or not message.get('more_body', False):
+                whole = True
+            return message
+
+        async def answering_send(message: Message) -> None:
+            nonlocal answering
+            answering = True
+            await send(message)
+
+        await self.app(scope, bounded_receive, answering_send)
+
+
+def install_body_chunk_timeout(app: FastAPI, seconds: float) -> None:
+    """Wrap the whole stack, the drain of unread bodies (api/drain.py) included, whose
+    reads are bounded too."""
+    build_stack = app.build_middleware_stack
+
+    def build_bounded_stack() -> ASGIApp:
+        return BodyChunkTimeout(build_stack(), seconds=seconds)
+
+    app.build_middleware_stack = build_bounded_stack  # type: ignore[method-assign]

@@ -4,7 +4,8 @@ An upload refused early (413 by its `Content-Length`, 401, 404 before the body) 
 client still sending. Granian (hyper) closes such a connection at once, and a close with
 unread bytes in the socket makes the kernel reset it: the client may never see the
 answer. Reading the rest first lets it arrive; only bodies that declare a length of at
-most `DRAIN_LIMIT_BYTES` are read, others are cut off as before.
+most `DRAIN_LIMIT_BYTES` are read, others are cut off as before, and each wait for a
+chunk is bounded (`api/body.py:BodyChunkTimeout`, which wraps this middleware).
 """
 
 from fastapi import FastAPI

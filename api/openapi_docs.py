@@ -268,8 +268,9 @@ def finish_openapi(
     never_invalid: frozenset[tuple[str, str]] = frozenset(),
     body_models: Sequence[type[BaseModel]] = (),
 ) -> Json:
-    """The last pass: the shared `Problem` schema, our 422 instead of FastAPI's default, and
-    `X-User-Id` described as what the gateway sends.
+    """The last pass: the shared `Problem` schema, our 422 instead of FastAPI's default, the
+    408 of a stalled body on every operation with one, and `X-User-Id` described as what
+    the gateway sends.
 
     `never_invalid`: the operations (path, method) none of whose parameters can fail to
     validate, which FastAPI gives a 422 all the same. `body_models`: the schemas of
@@ -277,9 +278,13 @@ def finish_openapi(
     components = schema.setdefault('components', {}).setdefault('schemas', {})
     _add_schemas(components, [Problem, *body_models])
     validation_problem = problem_responses('validation_error')[422]
+    timeout_problem = problem_responses('request_timeout')[408]
     for path, operations in schema['paths'].items():
         for method, operation in operations.items():
             responses = operation['responses']
+            if 'requestBody' in operation:
+                # any body may stall: `api/body.py:BodyChunkTimeout` bounds every route's
+                responses.setdefault('408', timeout_problem)
             if (path, method) in never_invalid:
                 responses.pop('422', None)
             elif 'HTTPValidationError' in repr(responses.get('422')):

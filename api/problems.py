@@ -293,6 +293,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 _HTTP_CODES = {
     404: 'not_found',
     405: 'method_not_allowed',
+    408: 'request_timeout',
     413: 'request_too_large',
     415: 'unsupported_media_type',
 }
@@ -377,6 +378,11 @@ HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
         401, HTTPStatus(401).phrase, lambda _: 'The X-User-Id header is required.'
     ),
     'not_found': ProblemType(404, HTTPStatus(404).phrase, lambda _: 'No such route.'),
+    'request_timeout': ProblemType(
+        408,
+        HTTPStatus(408).phrase,
+        lambda _: 'No part of the request body arrived within 30 s.',
+    ),
     'request_too_large': ProblemType(
         413, HTTPStatus(413).phrase, lambda _: 'This request body may have at most 65536 bytes.'
     ),
@@ -396,8 +402,9 @@ HTTP_PROBLEM_TYPES: dict[str, ProblemType] = {
     'internal_error': INTERNAL_ERROR,
 }
 # codes documented only where a route names them: every route exists, so `not_found` is
-# never the 404 of a route unless it says so; only JSON bodies are `request_too_large`
-_ONLY_WHEN_NAMED = frozenset({'not_found', 'request_too_large'})
+# never the 404 of a route unless it says so; only JSON bodies are `request_too_large`;
+# only routes with a body are `request_timeout` (added to each by `finish_openapi`)
+_ONLY_WHEN_NAMED = frozenset({'not_found', 'request_too_large', 'request_timeout'})
 
 _EXAMPLE_CHAT_ID = '3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f'
 _EXAMPLE_FILE_ID = '7e8f9a0b-1c2d-4e3f-9a4b-5c6d7e8f9a0b'

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     postgres_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     default_quota_bytes: int = Field(default=1_073_741_824, ge=0)
     max_file_bytes: int = Field(default=104_857_600, ge=1)
+    body_chunk_timeout_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     gateway_token: SecretStr | None = None
     link_secret: SecretStr | None = None
     host: str = '127.0.0.1'
