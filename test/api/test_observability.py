@@ -1,5 +1,6 @@
 """Request ids, the access log, `/metrics` and tracing, on the app in-process."""
 
+import contextvars
 import importlib.util
 import json
 import logging
@@ -24,7 +25,15 @@ from adapter.id_generator import UuidGenerator
 from adapter.otel_tracing import OtelTracer
 from adapter.tracing import NoopTracer
 from api.app import create_app
-from api.logs import ACCESS_LOGGER, REQUEST_ID, JsonFormatter, TextFormatter, logging_config
+from api.logs import (
+    ACCESS_LOGGER,
+    REQUEST_ID,
+    RESPONSE_CUT_SHORT,
+    CutShortFilter,
+    JsonFormatter,
+    TextFormatter,
+    logging_config,
+)
 from api.observability import (
     UNMATCHED_ROUTE,
     HttpMetrics,
@@ -502,3 +511,22 @@ async def test_a_body_sent_by_path_counts_its_content_length(
     assert sent[1] == {'type': 'http.response.pathsend', 'path': '/somewhere/file'}
     [line] = access_records(caplog)
     assert (line['bytes_sent'], line['status'], line['route']) == (123456, 200, UNMATCHED_ROUTE)
+
+
+def _uvicorn_record(message: str) -> logging.LogRecord:
+    return logging.LogRecord('uvicorn.error', logging.ERROR, __file__, 1, message, None, None)
+
+
+def test_uvicorns_line_for_a_response_cut_short_on_purpose_is_dropped() -> None:
+    unfinished = _uvicorn_record('ASGI callable returned without completing response.')
+    raised = _uvicorn_record('Exception in ASGI application\n')
+    cut_short_filter = CutShortFilter()
+
+    def in_a_request_cut_short() -> tuple[bool, bool]:
+        RESPONSE_CUT_SHORT.set('chat_changed_during_export')
+        return cut_short_filter.filter(unfinished), cut_short_filter.filter(raised)
+
+    assert contextvars.copy_context().run(in_a_request_cut_short) == (False, True)
+    # any other request's unfinished response is still an error worth a line
+    assert cut_short_filter.filter(unfinished)
+    assert logging_config()['loggers']['uvicorn.error']['filters'] == ['cut_short']
