@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.drain import mark_content_body
 from api.problems import UNSUPPORTED_MEDIA_TYPE_DETAIL, validation_problem
 from api.routing import app_path
 
@@ -57,7 +56,6 @@ def checked_content_type(value: str | None, location: list[str]) -> str | None:
 
 
 def body_stream(request: Request) -> AsyncIterator[bytes]:
-    mark_content_body(request.scope)  # a refused upload's rest is read (api/drain.py)
     return _cut_short_is_invalid(request.stream())
 
 

@@ -20,6 +20,12 @@ ACCESS_LOGGER = 'chat_storage.access'
 
 # the request being served by this task, added to every record logged while it runs
 REQUEST_ID: ContextVar[str | None] = ContextVar('chat_storage_request_id', default=None)
+# why the app cut the response of this task short on purpose (api/observability.py)
+RESPONSE_CUT_SHORT: ContextVar[str | None] = ContextVar(
+    'chat_storage_response_cut_short', default=None
+)
+# uvicorn's line for a response the app ended without its last message
+_UVICORN_UNFINISHED = 'ASGI callable returned without completing response.'
 
 
 def _entry(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, Any]:
@@ -102,15 +108,24 @@ class TextFormatter(logging.Formatter):
         return f'{head}{tail}' + (f'\n{trace}' if trace else '')
 
 
+class CutShortFilter(logging.Filter):
+    """Drops uvicorn's error line for a response the app cut short on purpose: the app
+    has logged why, as a warning. Granian closes such a connection without a word."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (RESPONSE_CUT_SHORT.get() is not None and record.msg == _UVICORN_UNFINISHED)
+
+
 def logging_config(level: str = 'info', log_format: LogFormat = 'json') -> dict[str, Any]:
     """A dictConfig: everything to stderr through one formatter; the server's access log off."""
     level_name = level.upper()
     formatter = JsonFormatter if log_format == 'json' else TextFormatter
-    server_loggers = ('uvicorn', 'uvicorn.error', 'uvicorn.asgi', '_granian', 'granian')
+    server_loggers = ('uvicorn', 'uvicorn.asgi', '_granian', 'granian')
     return {
         'version': 1,
         'disable_existing_loggers': False,
         'formatters': {'chat_storage': {'()': f'{formatter.__module__}.{formatter.__name__}'}},
+        'filters': {'cut_short': {'()': f'{CutShortFilter.__module__}.{CutShortFilter.__name__}'}},
         'handlers': {
             'stderr': {
                 'class': 'logging.StreamHandler',
@@ -123,6 +138,13 @@ def logging_config(level: str = 'info', log_format: LogFormat = 'json') -> dict[
             **{
                 name: {'level': level_name, 'handlers': [], 'propagate': True}
                 for name in server_loggers
+            },
+            # uvicorn's connection and ASGI errors
+            'uvicorn.error': {
+                'level': level_name,
+                'handlers': [],
+                'propagate': True,
+                'filters': ['cut_short'],
             },
             # ours is `chat_storage.access`: one line a request with the route template
             'uvicorn.access': {'level': 'CRITICAL', 'handlers': [], 'propagate': False},

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapter.id_generator import UuidGenerator
 from adapter.tracing import NoopTracer
 from api.dependencies import ServicesDep
-from api.logs import ACCESS_LOGGER, REQUEST_ID
+from api.logs import ACCESS_LOGGER, REQUEST_ID, RESPONSE_CUT_SHORT
 from api.problems import PROBLEM_CODE_SCOPE_KEY, problem_responses
 from api.routing import UNMATCHED_ROUTE, method_label, route_template
 from api.settings import TRACING_PACKAGES_MISSING, Settings
@@ -46,6 +46,9 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 logger = logging.getLogger('chat_storage.observability')
 
 REQUEST_ID_HEADER = b'x-request-id'
+# where a response the app cut short on purpose after its head (an export whose file
+# changed: api/routers/export.py) leaves the code of the reason
+CUT_SHORT_SCOPE_KEY = 'chat_storage.cut_short'
 # a caller's id is echoed only when it is short and plain; anything else gets a new one
 SANE_REQUEST_ID = re.compile(r'[A-Za-z0-9._-]{1,128}')
 TRACE_HEADERS = frozenset({b'traceparent', b'tracestate'})
@@ -94,6 +97,13 @@ class HttpMetrics:
             ['status', 'code'],
             registry=self.registry,
         )
+        self.cut_short = Counter(
+            'chat_storage_http_cut_short',
+            'Responses cut short on purpose after their status was sent, by method, route '
+            'template and reason (an export whose file changed): the client retries.',
+            ['method', 'route', 'code'],
+            registry=self.registry,
+        )
         if not self.multiprocess:
             ProcessCollector(registry=self.registry)
 
@@ -107,6 +117,8 @@ class HttpMetrics:
             self.sent.labels(exchange.method, exchange.route).inc(exchange.bytes_sent)
         if exchange.problem_code is not None:
             self.problems.labels(status, exchange.problem_code).inc()
+        if exchange.cut_short is not None:
+            self.cut_short.labels(exchange.method, exchange.route, exchange.cut_short).inc()
 
     def exposition(self, active_sandbox_sessions: int | None) -> bytes:
         """The text format of every metric, plus the gauges read at scrape time."""
@@ -154,6 +166,7 @@ class Exchange:
     bytes_received: int = 0
     bytes_sent: int = 0
     problem_code: str | None = None
+    cut_short: str | None = None
     content_length: int = 0  # of the response, for bodies the server sends by path
 
     def fields(self) -> dict[str, Any]:
@@ -168,6 +181,8 @@ class Exchange:
         }
         if self.problem_code is not None:
             fields['problem_code'] = self.problem_code
+        if self.cut_short is not None:
+            fields['cut_short'] = self.cut_short
         return fields
 
 
@@ -255,6 +270,12 @@ def _settle(exchange: Exchange, scope: Scope, seconds: float, span: Span) -> Non
     exchange.status = exchange.status or 500
     code = scope.get(PROBLEM_CODE_SCOPE_KEY)
     exchange.problem_code = code if isinstance(code, str) else None
+    cut_short = scope.get(CUT_SHORT_SCOPE_KEY)
+    if isinstance(cut_short, str):
+        exchange.cut_short = cut_short
+        # left set for the rest of the server's task, whose own line about the unfinished
+        # response api/logs.py then drops
+        RESPONSE_CUT_SHORT.set(cut_short)
     span.update_name(f'{exchange.method} {exchange.route}')
     span.set_attribute('http.request.method', exchange.method)
     span.set_attribute('http.route', exchange.route)

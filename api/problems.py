@@ -34,6 +34,7 @@ from domain.error import (
     WorkspaceNotFoundError,
     WorkspaceQuotaExceededError,
 )
+from usecase.export_chat import ExportedContentChangedError
 
 logger = logging.getLogger('chat_storage.errors')
 
@@ -114,6 +115,14 @@ PROBLEM_TYPES: dict[type[DomainError], ProblemType] = {
     ),
     InvalidLinkError: ProblemType(
         403, 'Invalid link', lambda _: 'The link is invalid, expired, or its file changed.'
+    ),
+    ExportedContentChangedError: ProblemType(
+        409,
+        'Chat changed during export',
+        lambda _: (
+            'A file of the chat was replaced or deleted as the export started; '
+            'export it again to get the chat as it is now.'
+        ),
     ),
     HistoryPreconditionFailedError: ProblemType(
         412,
@@ -431,6 +440,7 @@ _EXAMPLE_INSTANCES = {
     'unsupported_media_type': '/v1/chats',
     'insufficient_storage': f'/v1/chats/{_EXAMPLE_CHAT_ID}/files',
     'sandbox_already_active': f'/v1/chats/{_EXAMPLE_CHAT_ID}/sandbox',
+    'chat_changed_during_export': f'/v1/chats/{_EXAMPLE_CHAT_ID}/export',
     'sandbox_session_not_found': f'/v1/chats/{_EXAMPLE_CHAT_ID}/sandbox',
     'service_unavailable': '/v1/chats',
 }

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.error import (
-    ServiceUnavailableError,
+    DomainError,
     StoredContentMissingError,
     StoredVersionChangingError,
 )
@@ -21,13 +21,16 @@ from usecase.interface import ChatStorage, UnitOfWorkFactory
 HASHED_IN_THREAD_BYTES = 64 * 1024
 
 
-class ExportedContentChangedError(ServiceUnavailableError):
-    """A file listed at the start of an export no longer has the listed bytes.
+class ExportedContentChangedError(DomainError):
+    """A file listed at the start of an export no longer has the listed bytes: another
+    write replaced or deleted it since, or a history write replaced `history.md`.
 
-    Raised while the archive streams, so it cuts the response short rather than send a
-    file under a record it does not match; raised before anything was sent, it is a
-    `503`: the export may be retried at once (until session 11 a `500`).
+    A race with a write, not a fault: raised before anything was sent it is a `409`, and
+    an export started again lists the chat anew; raised while the archive streams, it cuts
+    the response short rather than send a file under a record it does not match.
     """
+
+    code = 'chat_changed_during_export'
 
     def __init__(self, chat_id: UUID, name: str) -> None:
         super().__init__()

@@ -1,10 +1,19 @@
 """`GET /v1/chats/{chat_id}/export`: a ZIP of `history.md` and every attachment."""
 
 import io
+import logging
 import zipfile
+from collections.abc import AsyncIterator
 from urllib.parse import quote
+from uuid import UUID
 
 import httpx
+import pytest
+from starlette.types import Message
+
+from api.observability import CUT_SHORT_SCOPE_KEY
+from api.routers.export import ArchiveResponse
+from usecase.export_chat import ChatExport, ExportChat, ExportedContentChangedError
 
 UNICODE_NAME = 'Résumé 東京 🚀 ü.txt'
 
@@ -141,3 +150,70 @@ async def test_export_needs_the_caller(client: httpx.AsyncClient, chat_id: str) 
 
     assert response.status_code == 401
     assert response.json()['code'] == 'unauthenticated'
+
+
+async def test_a_file_replaced_before_the_first_byte_is_409_and_logs_no_error(
+    client: httpx.AsyncClient,
+    chat_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'aaa')
+    listing = ExportChat.__call__
+
+    async def listed_then_replaced(self: ExportChat, user_id: UUID, listed: UUID) -> ChatExport:
+        export = await listing(self, user_id, listed)
+        # same size, other bytes: a write that lands between the listing and the first read
+        replaced = await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'AAA')
+        assert replaced.status_code == 200
+        return export
+
+    monkeypatch.setattr(ExportChat, '__call__', listed_then_replaced)
+    caplog.set_level(logging.INFO)
+
+    response = await client.get(f'/v1/chats/{chat_id}/export')
+
+    assert response.status_code == 409
+    assert response.headers['content-type'] == 'application/problem+json'
+    assert 'retry-after' not in response.headers
+    problem = response.json()
+    assert problem['code'] == 'chat_changed_during_export'
+    assert 'unreachable' not in problem['detail']
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+    monkeypatch.undo()
+    assert unzip(await client.get(f'/v1/chats/{chat_id}/export')) == {
+        'history.md': b'',
+        'a.txt': b'AAA',
+    }
+
+
+async def _archive_that_changes() -> AsyncIterator[bytes]:
+    yield b'PK first bytes'
+    raise ExportedContentChangedError(UUID(int=1), 'a.txt')
+
+
+async def test_an_archive_cut_short_sends_no_last_message_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scope: dict[str, object] = {'type': 'http', 'asgi': {'spec_version': '2.4'}}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {'type': 'http.disconnect'}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    caplog.set_level(logging.INFO)
+    await ArchiveResponse(_archive_that_changes())(scope, receive, send)
+
+    # no message without `more_body`: the server closes before the final chunk
+    assert [(m['type'], m.get('more_body')) for m in sent] == [
+        ('http.response.start', None),
+        ('http.response.body', True),
+    ]
+    assert [(r.levelname, r.name, r.exc_info) for r in caplog.records] == [
+        ('WARNING', 'chat_storage.export', None)
+    ]
+    assert scope[CUT_SHORT_SCOPE_KEY] == 'chat_changed_during_export'

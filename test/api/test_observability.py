@@ -1,5 +1,6 @@
 """Request ids, the access log, `/metrics` and tracing, on the app in-process."""
 
+import contextvars
 import errno
 import importlib.util
 import json
@@ -26,7 +27,15 @@ from adapter.id_generator import UuidGenerator
 from adapter.otel_tracing import OtelTracer
 from adapter.tracing import NoopTracer
 from api.app import create_app
-from api.logs import ACCESS_LOGGER, REQUEST_ID, JsonFormatter, TextFormatter, logging_config
+from api.logs import (
+    ACCESS_LOGGER,
+    REQUEST_ID,
+    RESPONSE_CUT_SHORT,
+    CutShortFilter,
+    JsonFormatter,
+    TextFormatter,
+    logging_config,
+)
 from api.observability import HttpMetrics, RequestObservability, build_tracer
 from api.routing import UNMATCHED_ROUTE
 from api.settings import Settings, SettingsError, load_settings
@@ -592,3 +601,22 @@ def test_a_traceback_leaves_out_both_paths_of_a_failed_rename(tmp_path: Path) ->
         assert "[Errno 2] No such file or directory: '<path>' -> '<path>'" in line
         assert 'secret' not in line
         assert str(tmp_path) not in line
+
+
+def _uvicorn_record(message: str) -> logging.LogRecord:
+    return logging.LogRecord('uvicorn.error', logging.ERROR, __file__, 1, message, None, None)
+
+
+def test_uvicorns_line_for_a_response_cut_short_on_purpose_is_dropped() -> None:
+    unfinished = _uvicorn_record('ASGI callable returned without completing response.')
+    raised = _uvicorn_record('Exception in ASGI application\n')
+    cut_short_filter = CutShortFilter()
+
+    def in_a_request_cut_short() -> tuple[bool, bool]:
+        RESPONSE_CUT_SHORT.set('chat_changed_during_export')
+        return cut_short_filter.filter(unfinished), cut_short_filter.filter(raised)
+
+    assert contextvars.copy_context().run(in_a_request_cut_short) == (False, True)
+    # any other request's unfinished response is still an error worth a line
+    assert cut_short_filter.filter(unfinished)
+    assert logging_config()['loggers']['uvicorn.error']['filters'] == ['cut_short']

@@ -125,7 +125,7 @@ async def test_a_file_deleted_after_the_start_fails_its_entry(chat: Chat) -> Non
     await chat.delete_attachment(USER, chat.chat_id, file_id)
 
     entries = [entry async for entry in export.entries()]
-    with pytest.raises(ExportedContentChangedError):  # a 503 before anything is sent
+    with pytest.raises(ExportedContentChangedError):  # a 409 before anything is sent
         await read(entries[1].chunks)
 
 

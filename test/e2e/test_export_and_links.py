@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import io
+import json
 import random
 import socket
 import zipfile
@@ -12,7 +13,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from e2e_support import HTTP_TIMEOUT, Caller, MakeServer, assert_problem
+from e2e_support import HTTP_TIMEOUT, Caller, MakeServer, ServerProcess, assert_problem
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +68,23 @@ def test_export_of_another_users_chat_is_not_found(
     assert_problem(response, 404, 'chat_not_found')
 
 
+def _log_entries(server: ServerProcess) -> list[dict[str, object]]:
+    return [json.loads(line) for line in server.stderr().splitlines() if line.strip()]
+
+
+def _metric(server: ServerProcess, name: str, **labels: str) -> float:
+    text = httpx.get(f'{server.base_url}/metrics', timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+CUT_SHORT_ID = 'e2e-export-cut-short'
+
+
 def test_a_file_replaced_during_the_export_cuts_the_archive_short(
     make_server: MakeServer,
 ) -> None:
@@ -88,7 +107,7 @@ def test_a_file_replaced_during_the_export_cuts_the_archive_short(
         # ahead of us, so the server is still on big.bin when we pause
         slow_reader = httpx.Client(
             base_url=server.base_url,
-            headers=caller.http.headers,
+            headers={**caller.http.headers, 'X-Request-Id': CUT_SHORT_ID},
             timeout=HTTP_TIMEOUT,
             transport=httpx.HTTPTransport(
                 socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
@@ -114,6 +133,22 @@ def test_a_file_replaced_during_the_export_cuts_the_archive_short(
         }
     finally:
         caller.close()
+
+    # a race with a write, not a fault: one warning without a traceback, an access line
+    # that says the response was cut short, and a count of its own
+    entries = _log_entries(server)
+    cut = [entry for entry in entries if entry.get('request_id') == CUT_SHORT_ID]
+    assert [(e['level'], e['logger']) for e in cut] == [
+        ('WARNING', 'chat_storage.export'),
+        ('INFO', 'chat_storage.access'),
+    ]
+    assert 'exc_info' not in cut[0]
+    assert (cut[1]['status'], cut[1]['cut_short']) == (200, 'chat_changed_during_export')
+    assert [e for e in entries if e['level'] not in {'INFO', 'WARNING'}] == []
+    assert 'Traceback' not in server.stderr()
+    export_route = '/v1/chats/{chat_id}/export'
+    assert _metric(server, 'chat_storage_http_cut_short_total', route=export_route) == 1
+    assert _metric(server, 'chat_storage_problems_total', code='internal_error') == 0
 
 
 def _generated(size: int, seed: int) -> Iterator[bytes]:
