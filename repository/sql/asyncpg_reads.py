@@ -94,18 +94,38 @@ class ReadConnections:
         return await self._connect()
 
     def release(self, connection: asyncpg.Connection) -> None:
-        """Give a connection back: kept for the next unit unless it is closed, expired or
-        (against all expectation) in a transaction, which is closed instead."""
-        self._in_use.discard(connection)
-        expired = connection in self._expired
-        self._expired.discard(connection)
-        if self._closed or expired or connection.is_in_transaction():
+        """Give a connection back: kept for the next unit unless it is closed (terminated
+        by the unit, or lost), expired or (against all expectation) in a transaction,
+        which is closed instead. The unit's slot is free again whatever happens here."""
+        try:
+            self._in_use.discard(connection)
+            expired = connection in self._expired
+            self._expired.discard(connection)
+            # a closed one (`invalidate` terminated it) has no protocol left to ask
+            # whether it is in a transaction: it is only let go
+            if not connection.is_closed():
+                if self._closed or expired or connection.is_in_transaction():
+                    connection.terminate()
+                else:
+                    self._idle.append(connection)
+        finally:
+            self._slots.release()
+            if not self._in_use:
+                self._all_back.set()
+
+    async def probe(self) -> None:
+        """Run `SELECT 1` on a connection, as a unit would get one; raises what that
+        raises (`TimeoutError` when none came back in time)."""
+        connection = await self.acquire()
+        try:
+            await connection.fetchval('SELECT 1')
+        except BaseException as error:
             connection.terminate()
-        elif not connection.is_closed():
-            self._idle.append(connection)
-        self._slots.release()
-        if not self._in_use:
-            self._all_back.set()
+            if is_unavailable(error):
+                self.expire()
+            raise
+        finally:
+            self.release(connection)
 
     def expire(self) -> None:
         """Close every idle connection; those in use are closed when they come back."""

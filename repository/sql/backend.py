@@ -477,6 +477,18 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             return AsyncpgTransactionConnection(connection, driver, self.engine().dialect)
         raise ServiceUnavailableError
 
+    async def health_check(self) -> bool:
+        """The pool of units in a transaction answers, and so do the connections of the
+        one-statement reads (`ReadConnections`): each kind of unit can run now."""
+        if not await super().health_check():
+            return False
+        try:
+            async with asyncio.timeout(self._health_timeout_seconds):
+                await self._read_connections().probe()
+        except Exception:  # noqa: BLE001 - readiness answers, it never raises
+            return False
+        return True
+
     def _read_connections(self) -> ReadConnections:
         """The asyncpg connections of autocommit read units, made on first use (each
         connects only when a unit needs it)."""

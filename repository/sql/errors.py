@@ -39,15 +39,30 @@ def _is_unavailable_driver_error(error: BaseException | None) -> bool:
     sqlstate = getattr(error, 'sqlstate', None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(_RETRYABLE_SQLSTATE_CLASSES) or sqlstate in _RETRYABLE_SQLSTATES
-    # asyncpg's connection-level errors (ConnectionDoesNotExistError, ...), and its
+    # asyncpg's connection-level errors (ConnectionDoesNotExistError, ...), its
     # InterfaceError for a connection closed under it (other InterfaceErrors are misuse)
+    # and its InternalClientError for a protocol a lost connection left mid-exchange
     module = type(error).__module__
     if not module.startswith('asyncpg'):
         return False
-    return 'Connection' in type(error).__name__ or str(error) == _ASYNCPG_CLOSED
+    name = type(error).__name__
+    if name == 'InternalClientError':
+        return str(error).startswith(_ASYNCPG_BROKEN_PROTOCOL)
+    return 'Connection' in name or str(error) == _ASYNCPG_CLOSED
 
 
 _ASYNCPG_CLOSED = 'connection is closed'  # asyncpg.exceptions.InterfaceError's message
+# asyncpg.exceptions.InternalClientError's messages for a connection whose protocol
+# cannot run a statement: the server's last words (the FATAL it sends before it closes
+# the connection: an admin's pg_terminate_backend, a shutdown) arrived while no
+# statement ran, and the connection is not yet seen closed. 'another operation (2) is in
+# progress' names that state; asyncpg aborts the connection with the error, so the next
+# unit gets another. Other InternalClientErrors are asyncpg's own bugs or misuse.
+_ASYNCPG_BROKEN_PROTOCOL = (
+    'cannot switch to state ',
+    'cannot process message ',
+    'not connected',
+)
 
 
 # SQLSTATE classes of an answer to `COMMIT` that says it rolled back: transaction

@@ -131,6 +131,26 @@ async def test_a_connection_left_in_a_transaction_is_closed_not_kept(
     connections.release(fresh)
 
 
+async def test_a_connection_terminated_by_its_unit_gives_its_slot_back(
+    make_connections: Callable[..., ReadConnections],
+) -> None:
+    """What a unit does after a failed statement (`invalidate`): the slot is free again,
+    and the closed connection is never handed out."""
+    connections = make_connections(size=1, timeout=0.5)
+    try:
+        broken = await connections.acquire()
+        broken.terminate()
+
+        connections.release(broken)
+
+        fresh = await asyncio.wait_for(connections.acquire(), timeout=5)
+        assert fresh is not broken
+        assert await backend_pid(fresh) > 0
+        connections.release(fresh)
+    finally:
+        await connections.close(1.0)
+
+
 async def test_expire_closes_idle_connections_and_those_in_use_once_back(
     connections: ReadConnections,
 ) -> None:

@@ -16,6 +16,23 @@ from repository.sql.errors import is_unavailable, refused_reason, unavailable_on
         (asyncpg.InterfaceError('connection is closed'), True),
         (asyncpg.ConnectionDoesNotExistError('connection was closed'), True),
         (asyncpg.CannotConnectNowError('the database system is starting up'), True),
+        # the server's FATAL reached an idle connection ahead of the connection's end
+        (
+            asyncpg.InternalClientError(
+                'cannot switch to state 12; another operation (2) is in progress'
+            ),
+            True,
+        ),
+        (
+            asyncpg.InternalClientError(
+                'cannot switch to state 15; protocol is in the "failed" state'
+            ),
+            True,
+        ),
+        (asyncpg.InternalClientError('not connected'), True),
+        # asyncpg's own bugs, and its outdated statement cache, are not an outage
+        (asyncpg.InternalClientError('_on_result: waiter is None'), False),
+        (asyncpg.exceptions.OutdatedSchemaCacheError('cached statement plan is invalid'), False),
         # misuse is a bug, not an outage
         (asyncpg.InterfaceError('the server expects 2 arguments, 1 was passed'), False),
         (asyncpg.UniqueViolationError('duplicate key'), False),
