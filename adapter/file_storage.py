@@ -73,7 +73,8 @@ _SYNCED_DIRS_KEPT = 4096
 _log = logging.getLogger(__name__)
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR})
+# ENXIO: a FIFO with no reader, opened for writing without blocking
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.ENXIO})
 # O_NOFOLLOW: a sandbox may plant a symlink in a chat directory; it must not lead us out.
 # O_NONBLOCK: opening a planted FIFO must not hang a worker thread; regular files ignore it.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -1066,6 +1066,21 @@ async def test_read_attachment_of_a_planted_fifo_raises_without_blocking(
         await asyncio.wait_for(read_all(file_storage.read_attachment(CHAT, NAME)), timeout=5)
 
 
+async def test_append_to_a_fifo_planted_as_history_is_stored_content_missing(
+    file_storage: FileSystemChatStorage,
+    chat_dir: Path,
+) -> None:
+    await file_storage.ensure_chat(CHAT)
+    chat = await write_history(file_storage, b'abc')
+    (chat_dir / 'history.md').unlink()
+    os.mkfifo(chat_dir / 'history.md')
+
+    with pytest.raises(StoredContentMissingError):
+        await asyncio.wait_for(
+            file_storage.append_history(chat, await stage(file_storage, b'def')), timeout=5
+        )
+
+
 async def test_read_attachment_abandoned_midway_releases_the_file(
     file_storage: FileSystemChatStorage,
 ) -> None:
