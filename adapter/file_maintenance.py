@@ -424,8 +424,8 @@ class FileSystemMaintenance:
 def _still_recorded(backup: Path, recorded: str | None) -> bool:
     """Whether the replaced file may go back: not when it is a file the service wrote
     (its version mark names its sha256) that the rows no longer name, since a delete or a
-    put of the name committed after this change (found in review: it came back without a
-    record). An unmarked file (a sandbox's, or written before marks) goes back, as before.
+    put of the name committed after this change, and it would come back without a record.
+    An unmarked file (a sandbox's, or written before marks) goes back, as before.
     """
     return is_attachment_version(recorded)(version_at(backup))
 

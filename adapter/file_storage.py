@@ -362,7 +362,7 @@ class _SentDescriptor:
         """Whether a descriptor that is not this storage's, opened after this one, holds
         the same file, while no other download of the file waits for the server: the
         server's open of another download's path could not be told from one of this
-        one's (found in review), so then the grace period decides."""
+        one's, so then the grace period decides."""
         if _OUTSTANDING.get(self._inode, 0) > 1:
             return False
         # /proc is memory, not disk: these lookups never wait

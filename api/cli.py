@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         '--server',
         choices=SERVERS,
-        # read only when serving: fsck needs no server (found in review: a bad
-        # $CHAT_STORAGE_SERVER refused `chat-storage fsck` too)
+        # read only when serving: fsck needs no server, so a bad $CHAT_STORAGE_SERVER
+        # must not refuse `chat-storage fsck`
         default=None,
         help=f'HTTP server (default: ${SERVER_ENV}, else granian)',
     )

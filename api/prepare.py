@@ -66,8 +66,8 @@ def listen_problem(host: str, port: int) -> str | None:
     """Why the server could not listen on `host:port` (in use, not an address of this
     machine, a privileged port), in one line naming the variable, or None.
 
-    Checked before the server starts (found in review: a port in use was Granian's
-    Python and Rust traceback of 71 lines). The probe binds as servers do, with
+    Checked before the server starts: otherwise a port in use is Granian's Python and
+    Rust traceback of 71 lines. The probe binds as servers do, with
     SO_REUSEADDR, so a connection of an earlier run in TIME_WAIT is no problem.
     """
     version = ipaddress.ip_address(host).version
@@ -89,8 +89,8 @@ _TRACING_MODULES = ('adapter.otel_tracing', 'opentelemetry.exporter.otlp.proto.h
 
 def tracing_problem(settings: Settings) -> str | None:
     """`TRACING_PACKAGES_MISSING` when tracing is on and its packages cannot be imported,
-    else None. Asked before the server starts (found in review: only the worker found out,
-    after Granian listened and before it logged the worker's unexpected exit)."""
+    else None. Asked before the server starts: otherwise only the worker finds out, after
+    Granian listened and before it logs the worker's unexpected exit."""
     if settings.tracing == 'off':
         return None
     try:

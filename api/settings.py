@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     @classmethod
     def _path_not_empty(cls, value: object) -> object:
         # an empty value would be Path('.'): the data in whatever directory the service
-        # was started from, or a directory for a SQLite file (found in review)
+        # was started from, or a directory for a SQLite file
         if isinstance(value, str) and not value.strip():
             raise ValueError('must not be empty (unset it for the default)')
         return value

@@ -66,8 +66,8 @@ class HistoriesInDoubt:
     commit's outcome was unknown there) is not in this process's list: its file carries
     the revision it would have made (the version mark, ADR 011), newer than the row. With
     `maintenance`, the write settles the chat's pending changes from their sidecars then,
-    still under the lock (session 11, found in review: another replica's append had cut
-    such a put's bytes and written on, losing the committed history).
+    still under the lock, so that no replica's append cuts such a put's bytes and writes
+    on, which would lose the committed history.
     """
 
     def __init__(self, maintenance: StorageMaintenance | None = None) -> None:
@@ -122,7 +122,7 @@ class WriteHistory:
     _stage_durably = True
     # a body declared at most this long is read before the chat is looked up, and
     # checked (chat, `If-Match`, quota) under the lock only: refusing it before reading
-    # it would save less than the lookup costs (ADR 019, ninth pass)
+    # it would save less than the lookup costs (ADR 019)
     _read_first_bytes = 0
 
     # the write replaces the whole file (a swap): one in doubt is settled by the next

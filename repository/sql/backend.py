@@ -460,8 +460,7 @@ class PostgresMetadataBackend(SqlMetadataBackend):
     async def _transaction_connection(self) -> AsyncpgTransactionConnection:
         """A pooled connection that is still open: one the server closed while it sat in
         the pool (a restart, a failover, an idle kill) is replaced before the unit sends
-        anything on it, instead of failing the unit (found in review: one `500` for each
-        such connection)."""
+        anything on it, instead of failing the unit (a `500` for each such connection)."""
         for _ in range(self._pool_size + 1):
             connection = await open_async_unit(self._autocommit())
             try:

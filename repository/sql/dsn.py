@@ -2,7 +2,7 @@
 
 SQLAlchemy's asyncpg dialect hands every query option of the URL to `asyncpg.connect()`
 as a keyword, which has no `sslmode`, `connect_timeout` or `application_name`: the usual
-libpq options crashed every connection with a `TypeError` (found in review). They are
+libpq options would crash every connection with a `TypeError`. They are
 taken out of the URL here and passed as asyncpg's own arguments; any other option is
 refused before anything connects. No message here ever holds the DSN (it may hold a
 password).

@@ -138,7 +138,7 @@ async def test_connections_the_server_closed_in_the_pool_are_replaced(
     fresh_postgres_dsn: str,
 ) -> None:
     """A restart, a failover or an idle kill closes pooled connections: the next units
-    get fresh ones instead of failing (found in review: a 500 for each dead one)."""
+    get fresh ones instead of failing (a 500 for each dead one)."""
     backend = PostgresMetadataBackend(fresh_postgres_dsn, pool_size=3)
     try:
         await backend.migrate()

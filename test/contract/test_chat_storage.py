@@ -1210,7 +1210,7 @@ async def test_a_put_over_a_planted_directory_replaces_it(
     file_storage: FileSystemChatStorage, chat_dir: Path, *, commit: bool
 ) -> None:
     """No hard link can name a directory: the put moves it away whole, restorable until
-    the commit (found in review: every such put answered 503, retry as one might)."""
+    the commit, rather than a 503 for every such put, retry as one might."""
     await file_storage.ensure_chat(CHAT)
     planted = chat_dir / NAME.value
     planted.mkdir()

@@ -303,7 +303,7 @@ def test_a_missing_data_directory_is_a_usage_error(tmp_path: Path) -> None:
 
 
 async def test_fsck_needs_no_http_server_choice(store: Store) -> None:
-    # found in review: a bad $CHAT_STORAGE_SERVER (a choice of `serve`) refused fsck
+    # $CHAT_STORAGE_SERVER is a choice of `serve` only: a bad one does not concern fsck
     store = replace(store, env={**store.env, 'CHAT_STORAGE_SERVER': 'bogus'})
 
     result = await asyncio.to_thread(fsck_script, store)

@@ -122,7 +122,7 @@ async def test_standalone_chat_file_repository() -> None:
     assert await repo.get_by_chat_id_and_name(CHAT_A, ChatAttachmentName('a.txt')) == chat_file
 
 
-# --- libpq options of the DSN (found in review: `?sslmode=` crashed every connection) -------
+# --- libpq options of the DSN (`?sslmode=` must not crash every connection) ---------------
 
 
 def test_libpq_options_become_asyncpg_arguments_and_leave_the_url() -> None:

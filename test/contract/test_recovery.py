@@ -126,8 +126,8 @@ async def test_a_committed_replace_keeps_the_new_bytes_and_drops_the_backup(
 
 async def test_a_replaced_file_deleted_since_does_not_come_back(world: World) -> None:
     """A put crashed between its swap and its commit; another process then deleted the
-    name (committed). The old file must not come back without a record (found in review:
-    it did, outside the quota and out of the API's reach)."""
+    name (committed). The old file must not come back without a record, outside the
+    quota and out of the API's reach."""
     await world.crashed_put(NEW, storage=FileSystemChatStorage(world.data_dir))
     async with world.backend.unit_of_work() as uow:
         old = await uow.chat_files.get_by_chat_id_and_name(world.chat.chat_id, NAME)
@@ -162,7 +162,7 @@ async def test_an_uncommitted_put_over_a_planted_directory_puts_it_back(world: W
 
 async def test_a_replaced_file_edited_in_place_comes_back(world: World) -> None:
     """The rows still name the file (a sandbox appended to it in place): an uncommitted
-    put gives it back as it was, edits and all (found in review: it was deleted)."""
+    put gives it back as it was, edits and all, never deletes it."""
     with world.path.open('ab') as edited:
         edited.write(b' + notes the sandbox added')
     before = world.path.read_bytes()
@@ -331,8 +331,8 @@ async def test_another_process_s_history_put_is_settled_before_an_append(
     world: World, tmp_path: Path, *, committed: bool, crashed: bool
 ) -> None:
     """A put another process left (in doubt there, or swapped in before it crashed) is
-    not in this process's list; the file's version mark shows it (session 11, found in
-    review: the append had cut the put's bytes and written on, losing the history)."""
+    not in this process's list; the file's version mark shows it, so the append never
+    cuts the put's bytes and writes on, which would lose the history."""
     uow, clock = world.backend.unit_of_work, SystemClock()
     other = FileSystemChatStorage(world.data_dir)  # another replica on the data directory
     await WriteHistory(uow, other, clock, 10_000)(USER_ID, world.chat.chat_id, chunks(OLD))
@@ -418,7 +418,7 @@ async def test_a_download_of_a_file_a_crashed_replica_was_replacing_settles_it(
 async def test_a_mark_a_sandbox_moved_over_a_file_is_dropped_not_a_503(world: World) -> None:
     """`mv other.txt report.pdf` in the chat directory carries the other file's version
     mark to a recorded name: no write explains it, so the read drops it and goes on
-    (found in review: every read answered 503 after 1.6 s)."""
+    instead of answering 503 after 1.6 s."""
     other = ChatAttachmentName('other.txt')
     await UploadAttachment(
         world.backend.unit_of_work, world.storage, SystemClock(), UuidGenerator(), 10_000

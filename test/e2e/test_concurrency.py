@@ -174,7 +174,7 @@ async def test_reads_racing_deletes_answer_404_never_500(
     server: ServerProcess, caller: Caller
 ) -> None:
     """A read that found the record, then lost the file to a delete that committed, is a
-    `404` like a read after it (found in review: `500`)."""
+    `404` like a read after it, never a `500`."""
     caller.workspace()
     statuses: Counter[int] = Counter()
 

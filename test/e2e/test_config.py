@@ -131,10 +131,10 @@ BAD_VALUES = {
     'gateway token with a space at its end': ('STORAGE_GATEWAY_TOKEN', 'secret '),
     'data dir that cannot be made': ('STORAGE_DATA_DIR', '/proc/chat-storage-data'),
     'data dir that is a file': ('STORAGE_DATA_DIR', '/dev/null'),
-    # found in review: empty was Path('.'), the data written where the service started
+    # empty must not mean Path('.'): the data written wherever the service started
     'empty data dir': ('STORAGE_DATA_DIR', ''),
     'empty sqlite path': ('STORAGE_SQLITE_PATH', ''),
-    # found in review: Granian binds IP literals only, a host name was a traceback
+    # Granian binds IP literals only: a host name must be one line, not a traceback
     'host name instead of an address': ('STORAGE_HOST', 'localhost'),
     'host that is no address': ('STORAGE_HOST', 'not an address'),
     'host that is no address of this machine': ('STORAGE_HOST', '192.0.2.1'),
@@ -201,7 +201,7 @@ def taken_port() -> Iterator[int]:
 
 
 def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path, taken_port: int) -> None:
-    # found in review: 71 lines of Python and Rust traceback under Granian
+    # one line, not Granian's 71 lines of Python and Rust traceback
     code, lines, stderr = refused_start(tmp_path, {'STORAGE_PORT': str(taken_port)})
 
     assert code == 2
@@ -284,7 +284,7 @@ def test_a_secret_value_is_not_echoed_when_refused(tmp_path: Path) -> None:
 
 POSTGRES = {'STORAGE_METADATA_BACKEND': 'postgres'}
 BAD_STORES = {
-    # found in review: each was every worker's traceback, not one line
+    # each one line before any worker starts, not every worker's traceback
     'dsn of another database': {**POSTGRES, 'STORAGE_POSTGRES_DSN': 'mysql://u:hunter2@h/db'},
     'dsn with an unknown option': {
         **POSTGRES,

@@ -12,7 +12,7 @@ from repository.sql.errors import is_unavailable, refused_reason, unavailable_on
 @pytest.mark.parametrize(
     ('error', 'unavailable'),
     [
-        # a pooled connection the server closed (a restart, an idle kill): found in review
+        # a pooled connection the server closed (a restart, an idle kill)
         (asyncpg.InterfaceError('connection is closed'), True),
         (asyncpg.ConnectionDoesNotExistError('connection was closed'), True),
         (asyncpg.CannotConnectNowError('the database system is starting up'), True),
@@ -45,7 +45,7 @@ def test_connection_errors_are_unavailable_and_misuse_is_not(
     assert is_unavailable(error) is unavailable
 
 
-# --- the reason an operator reads (found in review: a causeless ServiceUnavailableError) ---
+# --- the reason an operator reads (never a causeless ServiceUnavailableError) ------------
 
 
 @pytest.mark.parametrize(
