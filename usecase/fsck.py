@@ -114,7 +114,7 @@ class CheckStorage:
         await self._recover()
         await self._repair_rows(scan.findings)
         after = await self._scan(hash_files=False, progress=None)
-        # a hash mismatch is never repaired; the second pass does not hash
+        # a hash mismatch is never repaired; the scan after the repair does not hash
         left = {f.key for f in after.findings} | {
             f.key for f in scan.findings if f.kind is FindingKind.SHA256_MISMATCH
         }
