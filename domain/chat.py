@@ -54,6 +54,9 @@ class Chat:
     # increases with every committed change of history.md; the history's ETag derives from it
     history_revision: int = 0
     file_count: int = 0
+    # the blob holding the history as of its last `PUT` or compaction; the segments of
+    # later appends follow it (None: an empty base)
+    history_blob_id: UUID | None = None
 
     @property
     def history_version(self) -> str:
@@ -70,3 +73,18 @@ class ChatFile:
     size_bytes: int
     created_at: datetime
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySegment:
+    """Bytes one append added to a chat's history after its base blob, immutable.
+
+    `revision` is the chat's `history_revision` the append committed; the bytes are in a
+    blob (`blob_id`) or, for a small append, in the row itself (`content`).
+    """
+
+    chat_id: UUID
+    revision: int
+    size_bytes: int
+    blob_id: UUID | None = None
+    content: bytes | None = None

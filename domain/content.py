@@ -1,14 +1,19 @@
 from dataclasses import dataclass
+from uuid import UUID
 
 
 @dataclass(frozen=True, slots=True)
 class StagedContent:
-    """Bytes staged outside every chat directory, not yet visible anywhere: a staging
-    file (fsynced unless staged for an append), or memory for a small append."""
+    """Bytes written where no committed row points yet, hashed while they streamed.
 
-    token: str
+    Either a new immutable blob (`blob_id`, fsynced with its directory entry) or, for
+    content small enough to live in a metadata row (`inline`), the bytes themselves.
+    """
+
     size_bytes: int
     sha256: str
+    blob_id: UUID | None = None
+    inline: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from types import TracebackType
+from dataclasses import dataclass
 from typing import Protocol, Self, TypeAlias, runtime_checkable
 from uuid import UUID
 
-from domain.chat import Chat, ChatAttachmentName, ChatFile
+from domain.chat import Chat, ChatAttachmentName, ChatFile, HistorySegment
 from domain.content import ByteRange, StagedContent
 from domain.idempotency import IdempotencyRecord
 from domain.page import PageKey
-from domain.recovery import ChatDirectory, Leftover, PendingChange, StoredEntry
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 
@@ -235,6 +235,8 @@ class UnitOfWork(Protocol):
     chat_files: ChatFileRepository
     sandbox_sessions: SandboxSessionRepository
     idempotency_keys: IdempotencyKeyRepository
+    history_segments: HistorySegmentRepository
+    inventory: StoreInventory
 
     async def __aenter__(self) -> Self: ...
 
@@ -307,117 +309,82 @@ class UnitOfWorkFactory(Protocol):
         ...
 
 
-@runtime_checkable
-class StorageChange(PendingSync, Protocol):
-    """A file system change made inside a unit of work, settled after it ends.
+class HistorySegmentRepository(Protocol):
+    """The segments appended to each chat's history after its base blob."""
 
-    Pass it to `UnitOfWork.commit`, which makes it durable before the metadata commits.
-    """
-
-    async def commit(self) -> None:
-        """The metadata committed: make the change final (drop backups)."""
+    async def list_by_chat_id(self, chat_id: UUID) -> list[HistorySegment]:
+        """The chat's segments in the order they were appended (by revision)."""
         ...
 
-    async def rollback(self) -> None:
-        """The metadata did not commit: put the disk back as it was."""
+    async def add(self, segment: HistorySegment) -> None:
+        """Insert a segment."""
+        ...
+
+    async def delete_up_to(self, chat_id: UUID, revision: int) -> None:
+        """Delete the chat's segments of `revision` and older (folded into a new base)."""
+        ...
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        """Delete every segment of the chat (a history `PUT`, a chat delete)."""
         ...
 
 
-class ChatStorage(Protocol):
-    """Owns the chat directories: `history.md` and the attachments, named as they are."""
+class StoreInventory(Protocol):
+    """Which blobs the rows name (attachments' `file_id`, history bases and segments),
+    and which chats changed: what garbage collection and the view sweep ask."""
 
-    async def ensure_chat(self, chat: Chat) -> PendingSync:
-        """Create the chat directory with an empty `history.md` (idempotent).
-
-        Its entries are durable once the returned `PendingSync` has run: pass it to the
-        `UnitOfWork.commit` of the chat's row.
-        """
+    async def named(self, blob_ids: Collection[UUID]) -> set[UUID]:
+        """Those of `blob_ids` that some row names."""
         ...
+
+    async def of_chat(self, chat_id: UUID) -> list[UUID]:
+        """Every blob the chat's rows name."""
+        ...
+
+    async def of_workspace(self, workspace_id: UUID) -> list[UUID]:
+        """Every blob the rows of the workspace's chats name."""
+        ...
+
+    async def chats_changed_since(
+        self, since: datetime, *, after: UUID | None, limit: int
+    ) -> list[Chat]:
+        """Chats whose `updated_at` is at or after `since`, by `chat_id`, strictly after
+        `after`."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Immutable blobs: written once under a new id, fsynced, never changed in place."""
 
     async def stage(
-        self, content: ByteStream, *, limit_bytes: int, durable: bool = True
+        self, content: ByteStream, *, limit_bytes: int, inline_bytes: int = 0
     ) -> StagedContent:
-        """Write the stream to a staging file outside every chat directory and fsync it.
+        """Write the stream to a new blob, hashing it, and fsync the blob and its entry.
 
-        Not `durable`: no fsync, for content that is only ever appended
-        (`append_history`) and made durable there before anything refers to it; small
-        content may then be held in memory instead of a file. Hashes while writing.
-        Raises `ContentLimitExceededError` as soon as more than `limit_bytes` arrive, and
-        `InsufficientStorageError` when the disk is full; in both cases nothing is left
-        behind.
+        Content of at most `inline_bytes` is kept in memory instead (`inline`), for a row
+        to hold. Raises `ContentLimitExceededError` as soon as more than `limit_bytes`
+        arrive and `InsufficientStorageError` when the disk is full; in both cases
+        nothing is left behind.
         """
         ...
 
     async def discard(self, staged: StagedContent) -> None:
-        """Remove a staged file that will not be used; a missing one is no error."""
+        """Remove a staged blob no row will name; a missing one is no error."""
         ...
 
-    async def put_attachment(
-        self,
-        chat: Chat,
-        name: ChatAttachmentName,
-        staged: StagedContent,
-    ) -> StorageChange:
-        """Atomically place staged content at `name`, keeping the old file until commit."""
+    def read(self, blob_id: UUID, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
+        """The blob's bytes (or the range of them) in chunks; the blob is opened on the
+        first chunk, and a missing one raises `StoredContentMissingError`."""
         ...
 
-    async def delete_attachments(
-        self,
-        chat: Chat,
-        names: list[ChatAttachmentName],
-    ) -> StorageChange:
-        """Take the named files out of the chat directory, restorable until commit."""
+    async def path(self, blob_id: UUID) -> str:
+        """The path of an existing blob, for a server that sends files by path; a
+        committed blob's path never changes. `StoredContentMissingError` when missing."""
         ...
 
-    async def put_history(self, chat: Chat, staged: StagedContent) -> StorageChange:
-        """Atomically replace `history.md` with staged content."""
-        ...
-
-    async def append_history(
-        self,
-        chat: Chat,
-        staged: StagedContent,
-    ) -> StorageChange:
-        """Append staged content at `chat.history_bytes`, cutting any uncommitted tail; fsync."""
-        ...
-
-    async def delete_chat(self, chat: Chat) -> StorageChange:
-        """Take the chat directory away, restorable until commit."""
-        ...
-
-    async def delete_workspace(self, workspace_id: UUID) -> StorageChange:
-        """Take the workspace directory with all its chats away, restorable until commit."""
-        ...
-
-    async def history_in_doubt(self, chat: Chat) -> bool:
-        """Whether `history.md` holds a put newer than `chat` (read under the lock: a put
-        that never committed, on any process)."""
-        ...
-
-    async def drop_stale_mark(self, chat: Chat, record: ChatFile | None = None) -> bool:
-        """Under the workspace lock, after pending changes are settled: forget the version
-        of `history.md` (no `record`) or of the record's file when it is not the rows'
-        (a sandbox moved, copied or set it), so that it is read as a sandbox's file."""
-        ...
-
-    def read_history(self, chat: Chat) -> AsyncIterator[bytes]:
-        """The first `chat.history_bytes` bytes of `history.md`, in chunks; a file that a
-        history put newer than `chat` has put there raises `StoredVersionChangingError`."""
-        ...
-
-    def read_attachment(
-        self,
-        chat: Chat,
-        name: ChatAttachmentName,
-        byte_range: ByteRange | None = None,
-        *,
-        record: ChatFile | None = None,
-    ) -> AsyncIterator[bytes]:
-        """The file's bytes (or the range of them), in chunks.
-
-        With `record`, a whole read stops at the record's size, and a file that another
-        write has put at the name raises `StoredVersionChangingError` on the first chunk.
-        """
+    async def release(self, blob_ids: Collection[UUID]) -> None:
+        """No committed row names these blobs any more: they become garbage once they are
+        older than the grace period (a reader may still hold their path)."""
         ...
 
     async def is_writable(self) -> bool:
@@ -425,96 +392,72 @@ class ChatStorage(Protocol):
         ...
 
 
-class SendableFile(Protocol):
-    """A path naming one opened version of a stored file, for a server that sends files by
-    path; valid until released."""
+@dataclass(frozen=True, slots=True)
+class BlobState:
+    size_bytes: int
+    sha256: str
+    writable: bool
 
-    @property
-    def path(self) -> str: ...
 
-    @property
-    def size_bytes(self) -> int: ...
+class BlobInventory(Protocol):
+    """What is stored in the blob area, for garbage collection and `fsck`."""
 
-    async def release(self, *, sent: bool = True) -> None:
-        """Free the path: once the server holds the file when it was `sent`, else now."""
+    async def older_than(self, age_seconds: float) -> list[UUID]:
+        """Every blob (and staging leftover) last changed more than `age_seconds` ago."""
+        ...
+
+    async def remove(self, blob_ids: Collection[UUID]) -> int:
+        """Remove these blobs now; how many were there."""
+        ...
+
+    async def inspect(self, blob_id: UUID) -> BlobState | None:
+        """Size, sha256 and mode of a blob (reads it whole); None when missing."""
         ...
 
 
-@runtime_checkable
-class SendableAttachments(Protocol):
-    """A `ChatStorage` that can name an attachment's bytes by a path no sandbox can change."""
+class ChatViews(Protocol):
+    """The chat directories: a view of the rows, never read by the API.
 
-    async def sendable_attachment(
-        self, chat: Chat, name: ChatAttachmentName, *, record: ChatFile | None = None
-    ) -> SendableFile | None:
-        """The file as it is now, under a path that names only it; None when there is none.
-
-        Raises what `read_attachment` raises when the file is missing or not a regular file.
-        """
-        ...
-
-
-class StorageMaintenance(Protocol):
-    """Inspection and repair of the data directory: start-up recovery and `fsck` (ADR 016).
-
-    Entries a live process may still own are never touched: `alone` (yielded by
-    `exclusive`) says that no other process uses the data directory.
+    Every change is idempotent and atomic per name (staged next to the blobs, renamed
+    into place); nothing of the service's own is left in a chat directory.
     """
 
-    def exclusive(self) -> AbstractAsyncContextManager[bool]:
-        """Hold the maintenance lock of the data directory; yields `alone`."""
+    async def ensure_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
+        """Create the chat directory with an empty `history.md` unless it exists."""
         ...
 
-    async def sweep(self, *, alone: bool) -> int:
-        """Remove staging and trash entries of dead processes that no pending change needs.
-
-        Returns how many entries were removed.
-        """
+    async def show_file(self, workspace_id: UUID, chat_id: UUID, name: str, blob_id: UUID) -> None:
+        """Make `name` the blob (a hard link), replacing whatever is there."""
         ...
 
-    async def pending_changes(self, *, alone: bool) -> list[PendingChange]:
-        """Unsettled changes of dead processes, newest first."""
+    async def hide_file(self, workspace_id: UUID, chat_id: UUID, name: str) -> None:
+        """Remove `name` from the chat directory; a missing one is no error."""
         ...
 
-    async def pending_changes_of(self, chat_id: UUID) -> list[PendingChange]:
-        """The chat's pending changes of any process, newest first. Only for a caller that
-        holds the workspace lock: no change of the chat is then in flight, so what is
-        left was a crash's or a commit of unknown outcome's (ADR 025)."""
-        ...
-
-    async def settle(
-        self, change: PendingChange, *, committed: bool, recorded_sha256: str | None = None
+    async def show_history(
+        self, workspace_id: UUID, chat_id: UUID, chunks: AsyncIterable[bytes]
     ) -> None:
-        """Drop the change's backup (committed) or put the disk back as it was (not).
-
-        For an attachment put that did not commit, `recorded_sha256` is the sha256 the
-        rows hold for its name (None: no file): the replaced file goes back only when it is
-        that one (a delete or another put may have committed since)."""
+        """Make `history.md` hold exactly `chunks`."""
         ...
 
-    async def leftovers(self) -> list[Leftover]:
-        """Every entry of the staging and trash areas."""
+    async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
+        """Remove the chat directory and all in it; a missing one is no error."""
         ...
 
-    async def chat_directories(self) -> list[ChatDirectory]:
-        """Every chat directory on disk."""
+    async def remove_workspace(self, workspace_id: UUID) -> None:
+        """Remove the workspace directory and all in it; a missing one is no error."""
         ...
 
-    async def chat_entries(self, directory: ChatDirectory) -> list[StoredEntry] | None:
-        """The entries of a chat directory; None when the directory does not exist."""
+    async def differs(
+        self, workspace_id: UUID, chat_id: UUID, files: Mapping[str, UUID], history_bytes: int
+    ) -> list[str]:
+        """The names at which the directory is not the rows' view: a name of `files` that
+        is not its blob, a name not in `files`, a `history.md` of another size, and the
+        directory itself (`.`) when missing."""
         ...
 
-    async def file_sha256(self, directory: ChatDirectory, name: str) -> str | None:
-        """sha256 of a regular file of the chat directory; None when there is none."""
-        ...
-
-    async def cut_histories(self, committed: Mapping[ChatDirectory, int]) -> int:
-        """Truncate each directory's `history.md` to its committed length (the value);
-        the number of tails cut."""
-        ...
-
-    async def remove_if_empty(self, directory: ChatDirectory) -> bool:
-        """Remove a chat directory holding nothing but an empty `history.md`; True if removed."""
+    async def chats(self) -> list[tuple[UUID, UUID]]:
+        """(workspace_id, chat_id) of every chat directory on disk."""
         ...
 
 
