@@ -1,0 +1,155 @@
+"""Keeping a chat directory in step with the rows: the view of ADR 027.
+
+A write commits its rows first (the only commit point), then publishes: the directory is
+brought to what the rows say *now*, not to what the write itself wrote. Each round reads
+the rows, changes the directory, and reads the rows again; once two reads agree, no
+publication that started earlier can have left an older state behind this one (its own
+re-read sees the newer rows and publishes again). Two replicas publishing one chat at once
+therefore converge on the latest rows, serialised by the database alone.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+from uuid import UUID
+
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName, ChatFile, HistorySegment
+from usecase.interface import BlobStore, ChatViews, UnitOfWorkFactory
+
+logger = logging.getLogger('chat_storage.views')
+
+# rounds before a publication gives up and leaves the chat to the sweep; each further
+# round needs another write to commit on the same name within one round
+MAX_ROUNDS: Final = 8
+_UNSEEN: Final = object()
+
+
+async def history_chunks(
+    blobs: BlobStore, chat: Chat, segments: list[HistorySegment]
+) -> AsyncIterator[bytes]:
+    """The committed history: its base blob, then each segment in order."""
+    if chat.history_blob_id is not None:
+        async for chunk in blobs.read(chat.history_blob_id):
+            yield chunk
+    for segment in segments:
+        if segment.content is not None:
+            yield segment.content
+        elif segment.blob_id is not None:
+            async for chunk in blobs.read(segment.blob_id):
+                yield chunk
+
+
+def _chat_version(chat: Chat) -> tuple[object, ...]:
+    return (chat.updated_at, chat.history_revision, chat.history_bytes, chat.file_count)
+
+
+class Publisher:
+    """Publishes committed rows into the chat directories (`ChatViews`).
+
+    A publication that fails (a disk error) is logged and left: the rows are committed,
+    the answer stands, and the next write on the chat, the sweep or `fsck --repair`
+    brings the directory up to date.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, blobs: BlobStore, views: ChatViews) -> None:
+        self._uow = uow
+        self._blobs = blobs
+        self._views = views
+
+    async def file(self, workspace_id: UUID, chat_id: UUID, name: ChatAttachmentName) -> None:
+        """Show the file the rows name at `name`, or nothing there when none."""
+        shown: object = _UNSEEN
+        try:
+            for _ in range(MAX_ROUNDS):
+                async with self._uow(write=False, one_statement=True) as uow:
+                    record = await uow.chat_files.get_by_chat_id_and_name(chat_id, name)
+                current = None if record is None else record.file_id
+                if current == shown:
+                    return
+                if current is None:
+                    await self._views.hide_file(workspace_id, chat_id, name.value)
+                else:
+                    await self._views.ensure_chat(workspace_id, chat_id)
+                    await self._views.show_file(workspace_id, chat_id, name.value, current)
+                shown = current
+        except Exception:
+            logger.warning('publication of a file failed; the sweep retries it', exc_info=True)
+            return
+        logger.warning('publication of a file did not settle; the sweep retries it')
+
+    async def history(self, workspace_id: UUID, chat_id: UUID, revision: int) -> None:
+        """Show the committed history; nothing to do once a write later than `revision`
+        committed (that write publishes)."""
+        shown: object = _UNSEEN
+        try:
+            for _ in range(MAX_ROUNDS):
+                async with self._uow(write=False) as uow:
+                    chat = await uow.chats.get(chat_id)
+                    if chat is None or chat.history_revision > revision:
+                        return
+                    segments = await uow.history_segments.list_by_chat_id(chat_id)
+                version = (chat.history_revision, chat.history_bytes)
+                if version == shown:
+                    return
+                await self._views.ensure_chat(workspace_id, chat_id)
+                chunks = history_chunks(self._blobs, chat, segments)
+                await self._views.show_history(workspace_id, chat_id, chunks)
+                shown = version
+        except Exception:
+            logger.warning('publication of a history failed; the sweep retries it', exc_info=True)
+            return
+        logger.warning('publication of a history did not settle; the sweep retries it')
+
+    async def chat(self, workspace_id: UUID, chat_id: UUID) -> bool:
+        """Bring the whole directory of a chat to its rows; a chat without a row loses its
+        directory. True when the directory was out of step. Errors are raised."""
+        changed = False
+        shown: object = _UNSEEN
+        for _ in range(MAX_ROUNDS):
+            async with self._uow(write=False) as uow:
+                chat = await uow.chats.get(chat_id)
+                files: list[ChatFile] = []
+                segments: list[HistorySegment] = []
+                if chat is not None:
+                    files = await uow.chat_files.list_by_chat_id(chat_id)
+                    segments = await uow.history_segments.list_by_chat_id(chat_id)
+            if chat is None:
+                if await self._views.differs(workspace_id, chat_id, {}, 0) != ['.']:
+                    await self._views.remove_chat(workspace_id, chat_id)
+                    changed = True
+                return changed
+            version = _chat_version(chat)
+            if version == shown:
+                return changed
+            named = {f.name.value: f.file_id for f in files}
+            out_of_step = await self._views.differs(
+                workspace_id, chat_id, named, chat.history_bytes
+            )
+            changed = changed or bool(out_of_step)
+            await self._show(chat, named, segments, out_of_step)
+            shown = version
+        return changed
+
+    async def _show(
+        self,
+        chat: Chat,
+        named: dict[str, UUID],
+        segments: list[HistorySegment],
+        out_of_step: list[str],
+    ) -> None:
+        workspace_id, chat_id = chat.workspace_id, chat.chat_id
+        if '.' in out_of_step:
+            await self._views.ensure_chat(workspace_id, chat_id)
+            out_of_step = await self._views.differs(
+                workspace_id, chat_id, named, chat.history_bytes
+            )
+        for name in out_of_step:
+            if name in {HISTORY_FILE_NAME, '.'}:
+                continue
+            if name in named:
+                await self._views.show_file(workspace_id, chat_id, name, named[name])
+            else:
+                await self._views.hide_file(workspace_id, chat_id, name)
+        if HISTORY_FILE_NAME in out_of_step:
+            chunks = history_chunks(self._blobs, chat, segments)
+            await self._views.show_history(workspace_id, chat_id, chunks)
