@@ -8,8 +8,8 @@ from typing import TypedDict
 from fastapi import FastAPI
 
 from adapter.clock import SystemClock
-from adapter.file_maintenance import FileSystemMaintenance, OwnerLock
-from adapter.file_storage import FileSystemChatStorage
+from adapter.blob_store import BlobStore
+from adapter.chat_view import ChatViews
 from adapter.id_generator import UuidGenerator
 from api.body import install_body_chunk_timeout, install_parsed_body_limit
 from api.container import Services, build_services
@@ -23,7 +23,6 @@ from api.routers import chats, export, files, health, history, links, sandbox, w
 from api.settings import Settings, SettingsError, load_settings, metadata_config
 from repository.factory import create_metadata_backend
 from usecase.interface import Clock, IdGenerator, Tracer
-from usecase.recover_storage import RecoverStorage
 
 logger = logging.getLogger('chat_storage')
 
@@ -63,25 +62,13 @@ def create_app(
         await backend.connect()
         try:
             await backend.migrate()
-            # registered before recovery: other starting processes see this one as alive
-            owner = OwnerLock(resolved.data_dir)
-            storage = FileSystemChatStorage(resolved.data_dir, owner=owner.owner)
-            maintenance = FileSystemMaintenance(resolved.data_dir, own_owner=owner.owner)
-            await RecoverStorage(backend.unit_of_work, maintenance)()
+            blobs = BlobStore(resolved.data_dir)
+            views = ChatViews(resolved.data_dir)
             services = build_services(
-                resolved,
-                backend,
-                storage,
-                clock or SystemClock(),
-                ids or UuidGenerator(),
-                maintenance,
+                resolved, backend, blobs, views, clock or SystemClock(), ids or UuidGenerator()
             )
             logger.info('chat-storage ready (metadata: %s)', backend.backend_name)
-            try:
-                yield {'services': services}
-            finally:
-                await storage.close()
-                owner.release()
+            yield {'services': services}
         finally:
             await backend.close()
 

@@ -13,11 +13,11 @@ from usecase.export_chat import ExportChat
 from usecase.get_attachment import GetAttachment, ReadAttachment
 from usecase.get_chat import GetChat
 from usecase.get_workspace import GetWorkspace, GetWorkspaceUsage
-from usecase.interface import ChatStorage, Clock, IdGenerator, MetadataBackend, StorageMaintenance
+from usecase.interface import BlobStore, ChatViews, Clock, IdGenerator, MetadataBackend
 from usecase.list_attachments import ListAttachments
 from usecase.list_chats import ListChats
 from usecase.read_history import ReadHistory
-from usecase.recover_storage import SettleChatChanges
+from usecase.publish import Publisher
 from usecase.rename_chat import RenameChat
 from usecase.sandbox_session import (
     CountActiveSandboxSessions,
@@ -27,14 +27,15 @@ from usecase.sandbox_session import (
 )
 from usecase.signed_link import CreateDownloadLink, OpenLinkedAttachment
 from usecase.upload_attachment import UploadAttachment
-from usecase.write_history import HistoriesInDoubt, WriteHistory
+from usecase.write_history import WriteHistory
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
     backend: MetadataBackend
-    storage: ChatStorage
+    blobs: BlobStore
+    publisher: Publisher
     clock: Clock
     ensure_workspace: EnsureWorkspace
     get_workspace: GetWorkspace
@@ -67,46 +68,46 @@ class Services:
 def build_services(
     settings: Settings,
     backend: MetadataBackend,
-    storage: ChatStorage,
+    blobs: BlobStore,
+    views: ChatViews,
     clock: Clock,
     ids: IdGenerator,
-    maintenance: StorageMaintenance | None = None,
 ) -> Services:
     uow = backend.unit_of_work
     max_file = settings.max_file_bytes
-    histories_in_doubt = HistoriesInDoubt(maintenance)
-    settle = None if maintenance is None else SettleChatChanges(uow, maintenance, storage)
+    publisher = Publisher(uow, blobs, views)
     # an empty secret is no secret: links stay off
     secret_text = settings.link_secret.get_secret_value() if settings.link_secret else ''
     link_secret = secret_text.encode() or None
     return Services(
         settings=settings,
         backend=backend,
-        storage=storage,
+        blobs=blobs,
+        publisher=publisher,
         clock=clock,
         ensure_workspace=EnsureWorkspace(uow, clock, ids, settings.default_quota_bytes),
         get_workspace=GetWorkspace(uow),
         get_workspace_usage=GetWorkspaceUsage(uow),
-        delete_workspace=DeleteWorkspace(uow, storage, clock),
-        create_chat=CreateChat(uow, storage, clock, ids),
+        delete_workspace=DeleteWorkspace(uow, blobs, views, clock),
+        create_chat=CreateChat(uow, views, clock, ids),
         list_chats=ListChats(uow),
         get_chat=GetChat(uow),
         rename_chat=RenameChat(uow, clock),
-        delete_chat=DeleteChat(uow, storage, clock),
-        read_history=ReadHistory(uow, storage, settle),
-        write_history=WriteHistory(uow, storage, clock, max_file, in_doubt=histories_in_doubt),
-        append_history=AppendHistory(uow, storage, clock, max_file, in_doubt=histories_in_doubt),
-        upload_attachment=UploadAttachment(uow, storage, clock, ids, max_file),
+        delete_chat=DeleteChat(uow, blobs, views, clock),
+        read_history=ReadHistory(uow, blobs),
+        write_history=WriteHistory(uow, blobs, publisher, clock, max_file),
+        append_history=AppendHistory(uow, blobs, publisher, clock, max_file),
+        upload_attachment=UploadAttachment(uow, blobs, publisher, clock, max_file),
         list_attachments=ListAttachments(uow),
         get_attachment=GetAttachment(uow),
-        read_attachment=ReadAttachment(uow, storage, settle),
-        export_chat=ExportChat(uow, storage),
+        read_attachment=ReadAttachment(uow, blobs),
+        export_chat=ExportChat(uow, blobs),
         create_download_link=(
             None if link_secret is None else CreateDownloadLink(uow, clock, link_secret)
         ),
-        open_linked_attachment=OpenLinkedAttachment(uow, storage, clock, link_secret, settle),
-        delete_attachment=DeleteAttachment(uow, storage, clock),
-        clear_attachments=ClearAttachments(uow, storage, clock),
+        open_linked_attachment=OpenLinkedAttachment(uow, blobs, clock, link_secret),
+        delete_attachment=DeleteAttachment(uow, blobs, publisher, clock),
+        clear_attachments=ClearAttachments(uow, blobs, publisher, clock),
         start_sandbox_session=StartSandboxSession(uow, clock, ids),
         get_sandbox_session=GetSandboxSession(uow, clock),
         end_sandbox_session=EndSandboxSession(uow),

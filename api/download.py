@@ -74,7 +74,7 @@ async def attachment_response(
             # Content-Length from the bytes read: a file changed in place is never misframed
             return Response(await read_small(content.open()), headers=headers)
         headers['Content-Length'] = str(chat_file.size_bytes)
-        return WholeFileResponse(content.sendable, content.open, headers)
+        return WholeFileResponse(content.path, content.open, headers)
     headers['Content-Length'] = str(byte_range.length)
     headers['Content-Range'] = f'bytes {byte_range.first}-{byte_range.last}/{chat_file.size_bytes}'
     return StreamingResponse(

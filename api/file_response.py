@@ -5,7 +5,6 @@ stream. A large file goes by `http.response.pathsend` when the server offers it 
 sends it from Rust); otherwise (uvicorn, the in-process test client) it is streamed.
 """
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from fastapi import Response
@@ -13,7 +12,6 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from usecase.common import primed
-from usecase.interface import SendableFile
 
 # read whole and sent as one body up to this size; streamed (or sent by path) above it
 SMALL_BODY_BYTES = 64 * 1024
@@ -51,30 +49,23 @@ class WholeFileResponse(Response):
 
     The decision needs the ASGI scope, so it is taken when the response is sent; nothing
     has been sent when the file turns out to be missing, so that is still a problem
-    response.
+    response. A committed blob's path never changes, and a blob no row names any more
+    stays for a grace period, so the server can open the path after `send` returns.
     """
 
     def __init__(
         self,
-        sendable: Callable[[], Awaitable[SendableFile | None]],
+        path: Callable[[], Awaitable[str]],
         chunks: Callable[[], AsyncIterator[bytes]],
         headers: Mapping[str, str],
     ) -> None:
         super().__init__(headers=headers)
-        self._sendable = sendable
+        self._path = path
         self._chunks = chunks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if PATHSEND in scope.get('extensions', {}):
-            sendable = await self._sendable()
-            if sendable is not None:
-                await self._send_path(sendable, receive, send)
-                return
-        stream = StreamingResponse(await primed(self._chunks()), headers=self.headers)
-        await stream(scope, receive, send)
-
-    async def _send_path(self, sendable: SendableFile, receive: Receive, send: Send) -> None:
-        try:
+            path = await self._path()
             await send(
                 {
                     'type': 'http.response.start',
@@ -82,20 +73,7 @@ class WholeFileResponse(Response):
                     'headers': self.raw_headers,
                 }
             )
-            await send({'type': PATHSEND, 'path': sendable.path})
-            # the server opens the path after `send` returns: the storage keeps what the
-            # path names until the server holds it (or a grace period has passed)
-            while (await receive())['type'] != 'http.disconnect':
-                pass
-        finally:
-            _release_in_background(sendable)
-
-
-# releases still waiting for the server, kept so that they are not collected
-_RELEASING: set[asyncio.Task[None]] = set()
-
-
-def _release_in_background(sendable: SendableFile) -> None:
-    task = asyncio.get_running_loop().create_task(sendable.release())
-    _RELEASING.add(task)
-    task.add_done_callback(_RELEASING.discard)
+            await send({'type': PATHSEND, 'path': path})
+            return
+        stream = StreamingResponse(await primed(self._chunks()), headers=self.headers)
+        await stream(scope, receive, send)

@@ -1,73 +1,20 @@
-"""Steps shared by several use cases: ownership checks and settling file system changes."""
+"""Steps shared by several use cases: ownership checks, staging within limits, usage."""
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 from uuid import UUID
 
 from domain.chat import Chat
 from domain.content import StagedContent
 from domain.error import (
     ChatNotFoundError,
-    CommitOutcomeUnknownError,
     ContentLimitExceededError,
     DomainError,
     FileTooLargeError,
-    StoredContentMissingError,
-    StoredVersionChangingError,
     WorkspaceNotFoundError,
     WorkspaceQuotaExceededError,
 )
 from domain.workspace import Workspace
-from usecase.interface import ByteStream, ChatStorage, StorageChange, UnitOfWork
-
-T = TypeVar('T')
-
-# the pauses of a read whose file is a version another write has put at the name: that
-# write holds the workspace lock until it commits or rolls back (milliseconds); about 1.6 s
-# in all before the read answers `service_unavailable`
-VERSION_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
-# after the pause of this index (about 87 ms of pauses in all) a write in flight is
-# normally over: what is still in the way is looked into under the lock (`repair`), once
-REPAIR_AFTER = 4
-
-
-async def once_settled(
-    attempt: Callable[[], Awaitable[T]],
-    between: Callable[[], Awaitable[None]] | None = None,
-    repair: Callable[[bool], Awaitable[None]] | None = None,
-) -> T:
-    """`attempt()` (which opens a stored file) until the file is the record's version.
-
-    A write swaps its file in before its metadata commits (ADR 011), so a reader may open a
-    version its record does not describe; it pauses, runs `between` (a fresh look at the
-    record, which raises once the record is gone), and tries again. A file that stays
-    another version, or is missing under its record, gets one `repair` (under the
-    workspace lock: settling what a crashed or cut-off write left, ADR 025; its argument
-    says whether the file was missing).
-    """
-    missing = repaired = False
-    for index, wait in enumerate(VERSION_WAITS):
-        try:
-            return await attempt()
-        except StoredVersionChangingError:
-            await asyncio.sleep(wait)
-            due = index >= REPAIR_AFTER
-        except StoredContentMissingError:
-            # a delete may have taken the file since the record was read: a fresh look at
-            # the record tells (`between` raises once it is gone); missing again after that
-            # (and after the repair) is missing
-            if missing:
-                if between is not None:
-                    await between()  # the repair waited for a delete in flight: gone now?
-                raise
-            missing = due = True
-        if between is not None:
-            await between()
-        if due and repair is not None and not repaired:
-            repaired = True
-            await repair(missing)
-    return await attempt()
+from usecase.interface import BlobStore, ByteStream, UnitOfWork
 
 
 async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -123,24 +70,6 @@ async def owned_chat(
     return workspace, chat
 
 
-async def commit_with(uow: UnitOfWork, change: StorageChange) -> None:
-    """Make `change` durable and commit the metadata; if that fails, put the disk back
-    before re-raising.
-
-    When the commit's outcome is unknown, the rows may have committed: the change is
-    left applied and unsettled, as a crash at that moment would leave it, for start-up
-    recovery to settle against the rows (ADR 016). Putting it back could lose committed
-    bytes; leaving it loses none.
-    """
-    try:
-        await uow.commit(change)
-    except CommitOutcomeUnknownError:
-        raise
-    except BaseException:
-        await change.rollback()
-        raise
-
-
 def _refusal(size: int, *, workspace: Workspace | None, max_file_bytes: int) -> DomainError:
     if size > max_file_bytes or workspace is None:
         return FileTooLargeError(max_file_bytes)
@@ -148,14 +77,14 @@ def _refusal(size: int, *, workspace: Workspace | None, max_file_bytes: int) -> 
 
 
 async def stage_within_limits(
-    storage: ChatStorage,
+    blobs: BlobStore,
     content: ByteStream,
     *,
     workspace: Workspace | None,
     max_file_bytes: int,
     declared_size: int | None,
     credit_bytes: int = 0,
-    durable: bool = True,
+    inline_bytes: int = 0,
 ) -> StagedContent:
     """Stage a request body, refusing it as soon as it passes the size limit or the quota.
 
@@ -169,7 +98,7 @@ async def stage_within_limits(
     if declared_size is not None and declared_size > limit:
         raise _refusal(declared_size, workspace=workspace, max_file_bytes=max_file_bytes)
     try:
-        return await storage.stage(content, limit_bytes=limit, durable=durable)
+        return await blobs.stage(content, limit_bytes=limit, inline_bytes=inline_bytes)
     except ContentLimitExceededError:
         raise _refusal(limit + 1, workspace=workspace, max_file_bytes=max_file_bytes) from None
 

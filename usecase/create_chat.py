@@ -13,21 +13,14 @@ from usecase.idempotency import (
     record_response,
     replay,
 )
-from usecase.interface import ChatStorage, Clock, IdGenerator, UnitOfWorkFactory
-
-
-async def remove_new_chat_directory(storage: ChatStorage, chat: Chat) -> None:
-    """Take away the directory of a chat whose row never committed.
-
-    Best effort: should this fail too, start-up recovery removes the empty directory.
-    """
-    with contextlib.suppress(DomainError):
-        change = await storage.delete_chat(chat)
-        await change.commit()
+from usecase.interface import ChatViews, Clock, IdGenerator, UnitOfWorkFactory
 
 
 class CreateChat:
     """Create a chat in the caller's workspace with its directory and an empty history.
+
+    The directory is made before the row commits, so that a chat is never listed without
+    it; a directory whose row never committed is taken away again (or by the sweep).
 
     With an `IdempotencyRequest` the answer is recorded with the chat and the call returns
     it; a retry of the same request returns the recorded answer and creates nothing.
@@ -36,12 +29,12 @@ class CreateChat:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
-        storage: ChatStorage,
+        views: ChatViews,
         clock: Clock,
         ids: IdGenerator,
     ) -> None:
         self._uow = uow
-        self._storage = storage
+        self._views = views
         self._clock = clock
         self._ids = ids
 
@@ -63,6 +56,12 @@ class CreateChat:
         idempotency: IdempotencyRequest[Chat] | None = None,
     ) -> Chat | RecordedResponse:
         answer: RecordedResponse | None = None
+        chat_id = self._ids.new()
+        async with self._uow(write=False, one_statement=True) as uow:
+            found = await uow.workspaces.get_by_user_id(user_id)
+        if found is not None:
+            # before the transaction, which never waits on the disk
+            await self._views.ensure_chat(found.workspace_id, chat_id)
         try:
             # ends with its commit: it may be committed with other writers' (group commit)
             async with self._uow(group=True) as uow:
@@ -72,18 +71,18 @@ class CreateChat:
                 if idempotency is not None:
                     earlier = await live_record(uow, user_id, idempotency.key, now)
                     if earlier is not None:
+                        if found is not None:
+                            await self._views.remove_chat(found.workspace_id, chat_id)
                         return replay(earlier, idempotency.fingerprint)
-                if workspace is None:
+                if workspace is None or found is None:
                     raise WorkspaceNotFoundError(user_id)
                 chat = Chat(
-                    chat_id=self._ids.new(),
+                    chat_id=chat_id,
                     workspace_id=workspace.workspace_id,
                     created_at=now,
                     updated_at=now,
                     title=title,
                 )
-                # the directory first: a chat row never exists without its directory
-                directory = await self._storage.ensure_chat(chat)
                 try:
                     await uow.chats.save(chat)
                     if idempotency is not None:
@@ -95,14 +94,13 @@ class CreateChat:
                             result=chat,
                             now=now,
                         )
-                    await uow.commit(directory)
+                    await uow.commit()
                 except CommitOutcomeUnknownError:
-                    # the row may have committed: the directory stays (ADR 016 removes
-                    # an empty one that no row names)
-                    raise
+                    raise  # the row may have committed: the sweep decides, by the rows
                 except BaseException:
-                    # no row will ever point at the new directory: take it away again
-                    await remove_new_chat_directory(self._storage, chat)
+                    # no row will ever name the new directory: take it away again
+                    with contextlib.suppress(DomainError):
+                        await self._views.remove_chat(found.workspace_id, chat_id)
                     raise
         except IdempotencyKeyTakenError as taken:
             return await answer_after_race(self._uow, taken, user_id=user_id, now=now)

@@ -1,17 +1,21 @@
 from dataclasses import replace
 from uuid import UUID
 
-from usecase.common import commit_with, owned_chat
+from usecase.common import owned_chat
 from usecase.get_attachment import owned_file
-from usecase.interface import ChatStorage, Clock, UnitOfWorkFactory
+from usecase.interface import BlobStore, Clock, UnitOfWorkFactory
+from usecase.publish import Publisher
 
 
 class DeleteAttachment:
     """Delete one file of a chat and give its bytes back to the workspace."""
 
-    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, blobs: BlobStore, publisher: Publisher, clock: Clock
+    ) -> None:
         self._uow = uow
-        self._storage = storage
+        self._blobs = blobs
+        self._publisher = publisher
         self._clock = clock
 
     async def __call__(self, user_id: UUID, chat_id: UUID, file_id: UUID) -> None:
@@ -21,17 +25,20 @@ class DeleteAttachment:
             await uow.workspaces.add_used_bytes(chat.workspace_id, -chat_file.size_bytes)
             updated = replace(chat, file_count=chat.file_count - 1, updated_at=self._clock.now())
             await uow.chats.save(updated)
-            change = await self._storage.delete_attachments(chat, [chat_file.name])
-            await commit_with(uow, change)
-        await change.commit()
+            await uow.commit()
+        await self._publisher.file(chat.workspace_id, chat_id, chat_file.name)
+        await self._blobs.release([file_id])
 
 
 class ClearAttachments:
     """Delete every file of a chat; `history.md` stays."""
 
-    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, blobs: BlobStore, publisher: Publisher, clock: Clock
+    ) -> None:
         self._uow = uow
-        self._storage = storage
+        self._blobs = blobs
+        self._publisher = publisher
         self._clock = clock
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> None:
@@ -42,6 +49,6 @@ class ClearAttachments:
             freed = sum(f.size_bytes for f in files)
             await uow.workspaces.add_used_bytes(workspace.workspace_id, -freed)
             await uow.chats.save(replace(chat, file_count=0, updated_at=self._clock.now()))
-            change = await self._storage.delete_attachments(chat, [f.name for f in files])
-            await commit_with(uow, change)
-        await change.commit()
+            await uow.commit()
+        await self._publisher.chat_quietly(workspace.workspace_id, chat_id)
+        await self._blobs.release([f.file_id for f in files])

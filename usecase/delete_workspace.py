@@ -1,16 +1,22 @@
 from uuid import UUID
 
 from domain.error import ChatHasActiveSandboxError
-from usecase.common import commit_with, owned_workspace
-from usecase.interface import ChatStorage, Clock, UnitOfWorkFactory
+from usecase.common import owned_workspace
+from usecase.interface import BlobStore, ChatViews, Clock, UnitOfWorkFactory
 
 
 class DeleteWorkspace:
-    """Delete the caller's workspace with all chats and files, unless a sandbox is active."""
+    """Delete the caller's workspace with all chats and files, unless a sandbox is active.
 
-    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage, clock: Clock) -> None:
+    The rows go in one commit; the directory and the blobs follow it.
+    """
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, blobs: BlobStore, views: ChatViews, clock: Clock
+    ) -> None:
         self._uow = uow
-        self._storage = storage
+        self._blobs = blobs
+        self._views = views
         self._clock = clock
 
     async def __call__(self, user_id: UUID) -> None:
@@ -21,10 +27,11 @@ class DeleteWorkspace:
                 workspace_id, self._clock.now()
             ):
                 raise ChatHasActiveSandboxError(None)
+            released = await uow.inventory.of_workspace(workspace_id)
             await uow.sandbox_sessions.delete_by_workspace_id(workspace_id)
             await uow.chat_files.delete_by_workspace_id(workspace_id)
             await uow.chats.delete_by_workspace_id(workspace_id)
             await uow.workspaces.delete(workspace_id)
-            change = await self._storage.delete_workspace(workspace_id)
-            await commit_with(uow, change)
-        await change.commit()
+            await uow.commit()
+        await self._views.remove_workspace(workspace_id)
+        await self._blobs.release(released)

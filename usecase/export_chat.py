@@ -7,14 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
-from domain.error import (
-    DomainError,
-    StoredContentMissingError,
-    StoredVersionChangingError,
-)
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile, HistorySegment
+from domain.error import ChatNotFoundError, DomainError, StoredContentMissingError
 from usecase.common import owned_chat
-from usecase.interface import ChatStorage, UnitOfWorkFactory
+from usecase.interface import BlobStore, UnitOfWorkFactory
+from usecase.publish import history_chunks
 
 # a chunk at least this large is hashed in a worker thread (hashlib lets go of the GIL):
 # an export of gigabytes of attachments does not hold the event loop for seconds
@@ -22,8 +19,9 @@ HASHED_IN_THREAD_BYTES = 64 * 1024
 
 
 class ExportedContentChangedError(DomainError):
-    """A file listed at the start of an export no longer has the listed bytes: another
-    write replaced or deleted it since, or a history write replaced `history.md`.
+    """A file listed at the start of an export no longer has the listed bytes: its blob
+    was collected as garbage (a write replaced or deleted it longer ago than the grace
+    period) or does not hold what its row says.
 
     A race with a write, not a fault: raised before anything was sent it is a `409`, and
     an export started again lists the chat anew; raised while the archive streams, it cuts
@@ -53,8 +51,9 @@ class ChatExport:
     """What the export lists at its start; each file is opened only when it is reached."""
 
     chat: Chat
+    segments: tuple[HistorySegment, ...]
     files: tuple[ChatFile, ...]
-    storage: ChatStorage
+    blobs: BlobStore
 
     async def entries(self) -> AsyncIterator[ExportEntry]:
         """`history.md` first, then the attachments by `created_at`, then `file_id`."""
@@ -63,7 +62,12 @@ class ChatExport:
             name=HISTORY_FILE_NAME,
             size_bytes=chat.history_bytes,
             modified_at=chat.updated_at,
-            chunks=_checked(self.storage.read_history(chat), chat, HISTORY_FILE_NAME, None),
+            chunks=_checked(
+                history_chunks(self.blobs, chat, list(self.segments)),
+                chat,
+                HISTORY_FILE_NAME,
+                None,
+            ),
         )
         for chat_file in self.files:
             name = chat_file.name.value
@@ -72,7 +76,7 @@ class ChatExport:
                 size_bytes=chat_file.size_bytes,
                 modified_at=chat_file.created_at,
                 chunks=_checked(
-                    self.storage.read_attachment(chat, chat_file.name, record=chat_file),
+                    self.blobs.read(chat_file.file_id),
                     chat,
                     name,
                     chat_file,
@@ -86,9 +90,8 @@ async def _checked(
     """The chunks, as long as they are the listed bytes: the listed size, and the listed
     sha256 for attachments (the history has no digest, only its committed length).
 
-    Storage opens a file once, so the bytes are all of one version; if that version is
-    not the listed one (replaced or truncated since), the stream fails at the first chunk
-    past the listed size or, at the latest, after its last chunk.
+    Blobs are immutable, so this fails only for a blob collected or damaged since the
+    listing: at the first chunk past the listed size or, at the latest, after the last.
     """
     expected = chat.history_bytes if chat_file is None else chat_file.size_bytes
     digest = None if chat_file is None else hashlib.sha256()
@@ -104,9 +107,8 @@ async def _checked(
                 else:
                     digest.update(chunk)
             yield chunk
-    except (StoredVersionChangingError, StoredContentMissingError):
-        # another write has put its file at the name since the listing, or a delete has
-        # taken it: a retry lists the chat anew (or finds it gone)
+    except StoredContentMissingError:
+        # collected since the listing: a retry lists the chat anew (or finds it gone)
         raise ExportedContentChangedError(chat.chat_id, name) from None
     finally:
         if isinstance(chunks, AsyncGenerator):
@@ -118,14 +120,19 @@ async def _checked(
 
 
 class ExportChat:
-    """List a chat for export: its record and every file record, in one read."""
+    """List a chat for export: its record, its history's segments and every file record."""
 
-    def __init__(self, uow: UnitOfWorkFactory, storage: ChatStorage) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, blobs: BlobStore) -> None:
         self._uow = uow
-        self._storage = storage
+        self._blobs = blobs
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> ChatExport:
         async with self._uow(write=False) as uow:
             _, chat = await owned_chat(uow, user_id, chat_id)
+            found, segments = await uow.history_segments.history(chat_id)
             files = await uow.chat_files.list_by_chat_id(chat_id)
-        return ChatExport(chat=chat, files=tuple(files), storage=self._storage)
+        if found is None:
+            raise ChatNotFoundError(chat_id)
+        return ChatExport(
+            chat=found, segments=tuple(segments), files=tuple(files), blobs=self._blobs
+        )

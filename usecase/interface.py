@@ -316,6 +316,17 @@ class HistorySegmentRepository(Protocol):
         """The chat's segments in the order they were appended (by revision)."""
         ...
 
+    async def history(self, chat_id: UUID) -> tuple[Chat | None, list[HistorySegment]]:
+        """The chat and its segments, read together (one statement: one snapshot)."""
+        ...
+
+    async def history_of_user(
+        self, user_id: UUID, chat_id: UUID
+    ) -> tuple[Workspace | None, Chat | None, list[HistorySegment]]:
+        """The user's workspace and, when it belongs to it, the chat and its segments,
+        read together (one statement: one snapshot)."""
+        ...
+
     async def add(self, segment: HistorySegment) -> None:
         """Insert a segment."""
         ...
@@ -361,8 +372,8 @@ class BlobStore(Protocol):
     ) -> StagedContent:
         """Write the stream to a new blob, hashing it, and fsync the blob and its entry.
 
-        Content of at most `inline_bytes` is kept in memory instead (`inline`), for a row
-        to hold. Raises `ContentLimitExceededError` as soon as more than `limit_bytes`
+        When `inline_bytes` is positive, content of at most that many bytes is kept in
+        memory instead (`inline`, no blob), for a row to hold. Raises `ContentLimitExceededError` as soon as more than `limit_bytes`
         arrive and `InsufficientStorageError` when the disk is full; in both cases
         nothing is left behind.
         """

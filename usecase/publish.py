@@ -83,11 +83,10 @@ class Publisher:
         shown: object = _UNSEEN
         try:
             for _ in range(MAX_ROUNDS):
-                async with self._uow(write=False) as uow:
-                    chat = await uow.chats.get(chat_id)
-                    if chat is None or chat.history_revision > revision:
-                        return
-                    segments = await uow.history_segments.list_by_chat_id(chat_id)
+                async with self._uow(write=False, one_statement=True) as uow:
+                    chat, segments = await uow.history_segments.history(chat_id)
+                if chat is None or chat.history_revision > revision:
+                    return
                 version = (chat.history_revision, chat.history_bytes)
                 if version == shown:
                     return
@@ -100,6 +99,13 @@ class Publisher:
             return
         logger.warning('publication of a history did not settle; the sweep retries it')
 
+    async def chat_quietly(self, workspace_id: UUID, chat_id: UUID) -> None:
+        """`chat`, with a failure logged and left to the sweep."""
+        try:
+            await self.chat(workspace_id, chat_id)
+        except Exception:
+            logger.warning('publication of a chat failed; the sweep retries it', exc_info=True)
+
     async def chat(self, workspace_id: UUID, chat_id: UUID) -> bool:
         """Bring the whole directory of a chat to its rows; a chat without a row loses its
         directory. True when the directory was out of step. Errors are raised."""
@@ -107,12 +113,10 @@ class Publisher:
         shown: object = _UNSEEN
         for _ in range(MAX_ROUNDS):
             async with self._uow(write=False) as uow:
-                chat = await uow.chats.get(chat_id)
+                chat, segments = await uow.history_segments.history(chat_id)
                 files: list[ChatFile] = []
-                segments: list[HistorySegment] = []
                 if chat is not None:
                     files = await uow.chat_files.list_by_chat_id(chat_id)
-                    segments = await uow.history_segments.list_by_chat_id(chat_id)
             if chat is None:
                 if await self._views.differs(workspace_id, chat_id, {}, 0) != ['.']:
                     await self._views.remove_chat(workspace_id, chat_id)

@@ -3,10 +3,10 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from domain.chat import Chat
-from domain.error import StoredContentMissingError, StoredVersionChangingError
-from usecase.common import once_settled, owned_chat, primed
-from usecase.interface import ChatStorage, UnitOfWorkFactory
-from usecase.recover_storage import SettleChatChanges
+from domain.error import ChatNotFoundError, WorkspaceNotFoundError
+from usecase.common import primed
+from usecase.interface import BlobStore, UnitOfWorkFactory
+from usecase.publish import history_chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,41 +16,20 @@ class HistoryContent:
 
 
 class ReadHistory:
-    """The committed bytes of a chat's `history.md`, streamed; the file already opened."""
+    """The committed history of a chat, streamed: its rows, read in one statement, name
+    immutable blobs and segments, so every read is of one committed version."""
 
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        storage: ChatStorage,
-        settle: SettleChatChanges | None = None,
-    ) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, blobs: BlobStore) -> None:
         self._uow = uow
-        self._storage = storage
-        self._settle = settle
+        self._blobs = blobs
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> HistoryContent:
-        try:
-            return await self._read(user_id, chat_id)  # nearly always: one read
-        except (StoredVersionChangingError, StoredContentMissingError):
-            pass  # a history put in flight, or a delete: again, with a fresh record each time
-        read: list[Chat] = []
-
-        async def attempt() -> HistoryContent:
-            return await self._read(user_id, chat_id, read)
-
-        async def settle(missing: bool) -> None:
-            if self._settle is not None and read:
-                await self._settle(read[-1].workspace_id, chat_id, missing=missing)
-
-        return await once_settled(attempt, repair=settle)
-
-    async def _read(
-        self, user_id: UUID, chat_id: UUID, read: list[Chat] | None = None
-    ) -> HistoryContent:
-        # owned_chat is one statement (the workspace and the chat, joined)
         async with self._uow(write=False, one_statement=True) as uow:
-            _, chat = await owned_chat(uow, user_id, chat_id)
-        if read is not None:
-            read.append(chat)
-        # opened now, so that a file of another version is found here
-        return HistoryContent(chat=chat, chunks=await primed(self._storage.read_history(chat)))
+            workspace, chat, segments = await uow.history_segments.history_of_user(user_id, chat_id)
+        if workspace is None:
+            raise WorkspaceNotFoundError(user_id)
+        if chat is None or chat.workspace_id != workspace.workspace_id:
+            raise ChatNotFoundError(chat_id)
+        # opened now, so that a missing blob is an error response, not a cut body
+        chunks = await primed(history_chunks(self._blobs, chat, segments))
+        return HistoryContent(chat=chat, chunks=chunks)

@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from domain.error import InvalidLinkError
-from usecase.get_attachment import AttachmentContent, owned_file, repair_of
-from usecase.interface import ChatStorage, Clock, UnitOfWorkFactory
-from usecase.recover_storage import SettleChatChanges
+from usecase.get_attachment import AttachmentContent, owned_file
+from usecase.interface import BlobStore, Clock, UnitOfWorkFactory
 
 MIN_LINK_SECONDS = 1
 MAX_LINK_SECONDS = 86_400
@@ -86,16 +85,14 @@ class OpenLinkedAttachment:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
-        storage: ChatStorage,
+        blobs: BlobStore,
         clock: Clock,
         secret: bytes | None,
-        settle: SettleChatChanges | None = None,
     ) -> None:
         self._uow = uow
-        self._storage = storage
+        self._blobs = blobs
         self._clock = clock
         self._secret = secret
-        self._settle = settle
 
     async def __call__(self, file_id: UUID, expires: int, signature: str) -> AttachmentContent:
         secret = self._secret
@@ -110,17 +107,4 @@ class OpenLinkedAttachment:
             chat = await uow.chats.get(chat_file.chat_id)
         if chat is None:
             raise InvalidLinkError
-
-        async def still_recorded() -> None:
-            async with self._uow(write=False) as uow:
-                if await uow.chat_files.get(file_id) is None:
-                    raise InvalidLinkError
-
-        settle = self._settle
-        return AttachmentContent(
-            chat=chat,
-            chat_file=chat_file,
-            storage=self._storage,
-            still_recorded=still_recorded,
-            repair=None if settle is None else repair_of(settle, chat, file_id),
-        )
+        return AttachmentContent(chat=chat, chat_file=chat_file, blobs=self._blobs)

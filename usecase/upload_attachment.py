@@ -5,12 +5,8 @@ from uuid import UUID
 from domain.chat import ChatAttachmentName, ChatFile
 from domain.content import StagedContent
 from domain.idempotency import RecordedResponse
-from usecase.common import (
-    charge_usage,
-    commit_with,
-    owned_chat,
-    stage_within_limits,
-)
+from domain.error import CommitOutcomeUnknownError
+from usecase.common import charge_usage, owned_chat, stage_within_limits
 from usecase.idempotency import (
     IdempotencyKeyTakenError,
     IdempotencyRequest,
@@ -20,7 +16,8 @@ from usecase.idempotency import (
     replay_under_lock,
     replay_unstaged,
 )
-from usecase.interface import ByteStream, ChatStorage, Clock, IdGenerator, UnitOfWorkFactory
+from usecase.interface import BlobStore, ByteStream, Clock, UnitOfWorkFactory
+from usecase.publish import Publisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +26,20 @@ class UploadedAttachment:
     replaced: bool
 
 
+def staged_blob_id(staged: StagedContent) -> UUID:
+    """The id of a staged blob (attachments are always staged as blobs)."""
+    if staged.blob_id is None:
+        raise ValueError('content kept in memory has no blob')
+    return staged.blob_id
+
+
 class UploadAttachment:
     """Store a file in a chat under its name; a file of the same name is replaced.
 
-    The old file stays readable until the new one is committed, and a refused or failed
-    upload leaves it, the usage and the directory as they were.
+    The body becomes a new blob (its id is the new `file_id`) before any lock is taken;
+    the commit of its row is the upload. The chat directory follows after the commit
+    (`Publisher`). A refused or failed upload leaves the rows, the usage and the
+    directory as they were.
 
     With an `IdempotencyRequest` the answer is recorded with the file and the call returns
     it. A retry whose key is already recorded is read through a hash only (nothing is
@@ -43,15 +49,15 @@ class UploadAttachment:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
-        storage: ChatStorage,
+        blobs: BlobStore,
+        publisher: Publisher,
         clock: Clock,
-        ids: IdGenerator,
         max_file_bytes: int,
     ) -> None:
         self._uow = uow
-        self._storage = storage
+        self._blobs = blobs
+        self._publisher = publisher
         self._clock = clock
-        self._ids = ids
         self._max_file_bytes = max_file_bytes
 
     @overload
@@ -104,7 +110,7 @@ class UploadAttachment:
             workspace, _ = await owned_chat(uow, user_id, chat_id)
             old = await uow.chat_files.get_by_chat_id_and_name(chat_id, attachment_name)
         staged = await stage_within_limits(
-            self._storage,
+            self._blobs,
             content,
             workspace=workspace,
             max_file_bytes=self._max_file_bytes,
@@ -112,15 +118,27 @@ class UploadAttachment:
             credit_bytes=old.size_bytes if old else 0,
         )
         try:
-            return await self._store(
+            stored, released, answer = await self._store(
                 user_id, chat_id, attachment_name, content_type, staged, idempotency
             )
         except IdempotencyKeyTakenError as taken:
-            await self._storage.discard(staged)
+            await self._blobs.discard(staged)
             return await answer_after_race(self._uow, taken, user_id=user_id, now=self._clock.now())
+        except CommitOutcomeUnknownError:
+            raise  # the row may name the blob: garbage collection decides, by the rows
         except BaseException:
-            await self._storage.discard(staged)
+            await self._blobs.discard(staged)
             raise
+        if stored is None:
+            await self._blobs.discard(staged)  # a recorded answer replayed
+        else:
+            chat_file = stored.chat_file
+            await self._publisher.file(workspace.workspace_id, chat_id, chat_file.name)
+            await self._blobs.release(released)
+        if answer is not None:
+            return answer
+        assert stored is not None  # noqa: S101 - no answer recorded: the upload committed
+        return stored
 
     async def _store(
         self,
@@ -130,7 +148,9 @@ class UploadAttachment:
         content_type: str | None,
         staged: StagedContent,
         idempotency: IdempotencyRequest[UploadedAttachment] | None,
-    ) -> UploadedAttachment | RecordedResponse:
+    ) -> tuple[UploadedAttachment | None, list[UUID], RecordedResponse | None]:
+        """What was stored (None when a recorded answer was replayed), the blob no row
+        names any more (a replaced file's), and the recorded answer."""
         # ends with its commit: it may be committed with other writers' (group commit)
         async with self._uow(group=True) as uow:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
@@ -139,14 +159,13 @@ class UploadAttachment:
                     uow, user_id, idempotency, staged.sha256, self._clock.now()
                 )
                 if recorded is not None:
-                    await self._storage.discard(staged)
-                    return recorded
+                    return None, [], recorded
             old = await uow.chat_files.get_by_chat_id_and_name(chat_id, attachment_name)
             freed = old.size_bytes if old else 0
             await charge_usage(uow, workspace, staged.size_bytes - freed)
             now = self._clock.now()
             chat_file = ChatFile(
-                file_id=self._ids.new(),
+                file_id=staged_blob_id(staged),
                 chat_id=chat_id,
                 name=attachment_name,
                 content_type=content_type,
@@ -160,7 +179,6 @@ class UploadAttachment:
             uploaded = UploadedAttachment(chat_file=chat_file, replaced=old is not None)
             answer = None
             if idempotency is not None:
-                # before the disk changes: a lost race then has nothing to undo but staging
                 answer = await record_response(
                     uow,
                     user_id=user_id,
@@ -169,7 +187,5 @@ class UploadAttachment:
                     result=uploaded,
                     now=now,
                 )
-            change = await self._storage.put_attachment(chat, attachment_name, staged)
-            await commit_with(uow, change)
-        await change.commit()
-        return uploaded if answer is None else answer
+            await uow.commit()
+        return uploaded, [] if old is None else [old.file_id], answer

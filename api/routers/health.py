@@ -28,6 +28,6 @@ async def healthz() -> Health:
     responses=problem_responses(500, 503),
 )
 async def readyz(services: ServicesDep) -> Health:
-    if not await services.backend.health_check() or not await services.storage.is_writable():
+    if not await services.backend.health_check() or not await services.blobs.is_writable():
         raise ServiceUnavailableError
     return Health(status='ready')
