@@ -5,11 +5,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
+from adapter.blob_store import BlobStore
+from adapter.chat_view import ChatViews
 from fastapi import FastAPI
 
 from adapter.clock import SystemClock
-from adapter.blob_store import BlobStore
-from adapter.chat_view import ChatViews
 from adapter.id_generator import UuidGenerator
 from api.body import install_body_chunk_timeout, install_parsed_body_limit
 from api.container import Services, build_services

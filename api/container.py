@@ -16,8 +16,8 @@ from usecase.get_workspace import GetWorkspace, GetWorkspaceUsage
 from usecase.interface import BlobStore, ChatViews, Clock, IdGenerator, MetadataBackend
 from usecase.list_attachments import ListAttachments
 from usecase.list_chats import ListChats
-from usecase.read_history import ReadHistory
 from usecase.publish import Publisher
+from usecase.read_history import ReadHistory
 from usecase.rename_chat import RenameChat
 from usecase.sandbox_session import (
     CountActiveSandboxSessions,

@@ -9,11 +9,12 @@ import sys
 from typing import TextIO
 
 from adapter.file_maintenance import FileSystemMaintenance
+from usecase.recover_storage import RecoverStorage
+
 from api.settings import Settings, metadata_config
 from domain.error import DomainError, ServiceUnavailableError
 from repository.factory import create_metadata_backend
 from usecase.fsck import CheckStorage, FsckReport
-from usecase.recover_storage import RecoverStorage
 
 EXIT_CLEAN = 0
 EXIT_DAMAGE = 1

@@ -56,7 +56,9 @@ class AppendHistory(WriteHistory):
             try:
                 await self._compact(user_id, chat.chat_id)
             except Exception:
-                logger.warning('compaction of a history failed; a later append retries it')
+                logger.warning(
+                    'compaction of a history failed; a later append retries it', exc_info=True
+                )
 
     async def _compact(self, user_id: UUID, chat_id: UUID) -> None:
         """Fold the base and the segments into a new base blob; the bytes stay the same."""

@@ -128,7 +128,7 @@ class ExportChat:
 
     async def __call__(self, user_id: UUID, chat_id: UUID) -> ChatExport:
         async with self._uow(write=False) as uow:
-            _, chat = await owned_chat(uow, user_id, chat_id)
+            await owned_chat(uow, user_id, chat_id)
             found, segments = await uow.history_segments.history(chat_id)
             files = await uow.chat_files.list_by_chat_id(chat_id)
         if found is None:

@@ -5,8 +5,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from uuid import UUID
 
-from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.recovery import ChatDirectory, StoredEntry
+
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.workspace import Workspace
 from usecase.interface import StorageMaintenance, UnitOfWorkFactory
 from usecase.recover_storage import RecoverStorage, all_workspaces, lock_workspace

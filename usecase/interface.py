@@ -5,11 +5,11 @@ only these protocols. Every metadata call happens inside a `UnitOfWork`.
 """
 
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from dataclasses import dataclass
-from typing import Protocol, Self, TypeAlias, runtime_checkable
+from typing import Protocol, Self, TypeAlias
 from uuid import UUID
 
 from domain.chat import Chat, ChatAttachmentName, ChatFile, HistorySegment
@@ -214,6 +214,61 @@ class IdempotencyKeyRepository(Protocol):
         ...
 
 
+class HistorySegmentRepository(Protocol):
+    """The segments appended to each chat's history after its base blob."""
+
+    async def list_by_chat_id(self, chat_id: UUID) -> list[HistorySegment]:
+        """The chat's segments in the order they were appended (by revision)."""
+        ...
+
+    async def history(self, chat_id: UUID) -> tuple[Chat | None, list[HistorySegment]]:
+        """The chat and its segments, read together (one statement: one snapshot)."""
+        ...
+
+    async def history_of_user(
+        self, user_id: UUID, chat_id: UUID
+    ) -> tuple[Workspace | None, Chat | None, list[HistorySegment]]:
+        """The user's workspace and, when it belongs to it, the chat and its segments,
+        read together (one statement: one snapshot)."""
+        ...
+
+    async def add(self, segment: HistorySegment) -> None:
+        """Insert a segment."""
+        ...
+
+    async def delete_up_to(self, chat_id: UUID, revision: int) -> None:
+        """Delete the chat's segments of `revision` and older (folded into a new base)."""
+        ...
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        """Delete every segment of the chat (a history `PUT`, a chat delete)."""
+        ...
+
+
+class StoreInventory(Protocol):
+    """Which blobs the rows name (attachments' `file_id`, history bases and segments),
+    and which chats changed: what garbage collection and the view sweep ask."""
+
+    async def named(self, blob_ids: Collection[UUID]) -> set[UUID]:
+        """Those of `blob_ids` that some row names."""
+        ...
+
+    async def of_chat(self, chat_id: UUID) -> list[UUID]:
+        """Every blob the chat's rows name."""
+        ...
+
+    async def of_workspace(self, workspace_id: UUID) -> list[UUID]:
+        """Every blob the rows of the workspace's chats name."""
+        ...
+
+    async def chats_changed_since(
+        self, since: datetime, *, after: UUID | None, limit: int
+    ) -> list[Chat]:
+        """Chats whose `updated_at` is at or after `since`, by `chat_id`, strictly after
+        `after`."""
+        ...
+
+
 class PendingSync(Protocol):
     """File system work applied but not yet durable, which a metadata commit waits for."""
 
@@ -309,61 +364,6 @@ class UnitOfWorkFactory(Protocol):
         ...
 
 
-class HistorySegmentRepository(Protocol):
-    """The segments appended to each chat's history after its base blob."""
-
-    async def list_by_chat_id(self, chat_id: UUID) -> list[HistorySegment]:
-        """The chat's segments in the order they were appended (by revision)."""
-        ...
-
-    async def history(self, chat_id: UUID) -> tuple[Chat | None, list[HistorySegment]]:
-        """The chat and its segments, read together (one statement: one snapshot)."""
-        ...
-
-    async def history_of_user(
-        self, user_id: UUID, chat_id: UUID
-    ) -> tuple[Workspace | None, Chat | None, list[HistorySegment]]:
-        """The user's workspace and, when it belongs to it, the chat and its segments,
-        read together (one statement: one snapshot)."""
-        ...
-
-    async def add(self, segment: HistorySegment) -> None:
-        """Insert a segment."""
-        ...
-
-    async def delete_up_to(self, chat_id: UUID, revision: int) -> None:
-        """Delete the chat's segments of `revision` and older (folded into a new base)."""
-        ...
-
-    async def delete_by_chat_id(self, chat_id: UUID) -> None:
-        """Delete every segment of the chat (a history `PUT`, a chat delete)."""
-        ...
-
-
-class StoreInventory(Protocol):
-    """Which blobs the rows name (attachments' `file_id`, history bases and segments),
-    and which chats changed: what garbage collection and the view sweep ask."""
-
-    async def named(self, blob_ids: Collection[UUID]) -> set[UUID]:
-        """Those of `blob_ids` that some row names."""
-        ...
-
-    async def of_chat(self, chat_id: UUID) -> list[UUID]:
-        """Every blob the chat's rows name."""
-        ...
-
-    async def of_workspace(self, workspace_id: UUID) -> list[UUID]:
-        """Every blob the rows of the workspace's chats name."""
-        ...
-
-    async def chats_changed_since(
-        self, since: datetime, *, after: UUID | None, limit: int
-    ) -> list[Chat]:
-        """Chats whose `updated_at` is at or after `since`, by `chat_id`, strictly after
-        `after`."""
-        ...
-
-
 class BlobStore(Protocol):
     """Immutable blobs: written once under a new id, fsynced, never changed in place."""
 
@@ -373,8 +373,8 @@ class BlobStore(Protocol):
         """Write the stream to a new blob, hashing it, and fsync the blob and its entry.
 
         When `inline_bytes` is positive, content of at most that many bytes is kept in
-        memory instead (`inline`, no blob), for a row to hold. Raises `ContentLimitExceededError` as soon as more than `limit_bytes`
-        arrive and `InsufficientStorageError` when the disk is full; in both cases
+        memory instead (`inline`, no blob), for a row to hold. Raises
+        `ContentLimitExceededError` as soon as more than `limit_bytes` arrive and `InsufficientStorageError` when the disk is full; in both cases
         nothing is left behind.
         """
         ...

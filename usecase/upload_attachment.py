@@ -4,8 +4,8 @@ from uuid import UUID
 
 from domain.chat import ChatAttachmentName, ChatFile
 from domain.content import StagedContent
-from domain.idempotency import RecordedResponse
 from domain.error import CommitOutcomeUnknownError
+from domain.idempotency import RecordedResponse
 from usecase.common import charge_usage, owned_chat, stage_within_limits
 from usecase.idempotency import (
     IdempotencyKeyTakenError,
