@@ -374,8 +374,9 @@ class BlobStore(Protocol):
 
         When `inline_bytes` is positive, content of at most that many bytes is kept in
         memory instead (`inline`, no blob), for a row to hold. Raises
-        `ContentLimitExceededError` as soon as more than `limit_bytes` arrive and `InsufficientStorageError` when the disk is full; in both cases
-        nothing is left behind.
+        `ContentLimitExceededError` as soon as more than `limit_bytes` arrive and
+        `InsufficientStorageError` when the disk is full; in both cases nothing is left
+        behind.
         """
         ...
 
