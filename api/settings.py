@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(default=10, ge=1, le=1000)
     postgres_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     postgres_statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    # a session idle inside a transaction this long is ended by PostgreSQL, with its locks
+    postgres_idle_in_transaction_timeout_seconds: float = Field(default=10.0, gt=0)
+    # a blob no row names is garbage once it is this old (a released one: since release)
+    garbage_grace_seconds: float = Field(default=900.0, gt=0, allow_inf_nan=False)
     default_quota_bytes: int = Field(default=1_073_741_824, ge=0)
     max_file_bytes: int = Field(default=104_857_600, ge=1)
     body_chunk_timeout_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
@@ -121,4 +125,5 @@ def metadata_config(settings: Settings) -> MetadataConfig:
         pool_size=settings.postgres_pool_size,
         connect_timeout_seconds=settings.postgres_connect_timeout_seconds,
         statement_timeout_seconds=settings.postgres_statement_timeout_seconds,
+        idle_in_transaction_timeout_seconds=settings.postgres_idle_in_transaction_timeout_seconds,
     )

@@ -16,6 +16,7 @@ class MetadataConfig:
     pool_size: int = 10
     connect_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 30.0
+    idle_in_transaction_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.backend not in {'memory', 'sqlite', 'postgres'}:
