@@ -120,6 +120,7 @@ class SqlChatRepository(ChatRepository):
             'history_bytes': chat.history_bytes,
             'history_revision': chat.history_revision,
             'file_count': chat.file_count,
+            'history_blob_id': chat.history_blob_id,
         }
         await self._session.execute_prebuilt_write(
             CHAT_UPSERT[self._session.dialect_name],

@@ -5,14 +5,18 @@ Each family lives in its own module; this one names them all for the unit of wor
 
 from repository.sql.chat import SqlChatRepository
 from repository.sql.chat_file import SqlChatFileRepository
+from repository.sql.history_segment import SqlHistorySegmentRepository
 from repository.sql.idempotency_key import SqlIdempotencyKeyRepository
+from repository.sql.inventory import SqlStoreInventory
 from repository.sql.sandbox_session import SqlSandboxSessionRepository
 from repository.sql.workspace import SqlWorkspaceRepository
 
 __all__ = [
     'SqlChatFileRepository',
     'SqlChatRepository',
+    'SqlHistorySegmentRepository',
     'SqlIdempotencyKeyRepository',
     'SqlSandboxSessionRepository',
+    'SqlStoreInventory',
     'SqlWorkspaceRepository',
 ]
