@@ -2,7 +2,6 @@
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, CompoundSelect, select, union
@@ -71,5 +70,4 @@ class SqlStoreInventory(StoreInventory):
 
     async def _ids(self, statement: CompoundSelect[UUID]) -> list[UUID]:
         result = await self._session.execute(statement)
-        ids: list[Any] = list(result.scalars())
-        return ids
+        return list(result.scalars())
