@@ -52,9 +52,13 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         self._for_write().chats[chat.chat_id] = chat
 
     async def delete(self, chat_id: UUID) -> None:
-        self._for_write().chats.pop(chat_id, None)
+        store = self._for_write()
+        store.chats.pop(chat_id, None)
+        # the segments go with their chat, as the SQL schema's ON DELETE CASCADE does
+        store.history_segments.pop(chat_id, None)
 
     async def delete_by_workspace_id(self, workspace_id: UUID) -> None:
         store = self._for_write()
         for chat_id in [c.chat_id for c in store.chats.values() if c.workspace_id == workspace_id]:
             del store.chats[chat_id]
+            store.history_segments.pop(chat_id, None)

@@ -7,7 +7,9 @@ from typing import Self
 from repository.chat import InMemoryChatRepository
 from repository.chat_file import InMemoryChatFileRepository
 from repository.common import to_the_end
+from repository.history_segment import InMemoryHistorySegmentRepository
 from repository.idempotency_key import InMemoryIdempotencyKeyRepository
+from repository.inventory import InMemoryStoreInventory
 from repository.memory_store import MemoryStore
 from repository.sandbox_session import InMemorySandboxSessionRepository
 from repository.workspace import InMemoryWorkspaceRepository
@@ -36,6 +38,8 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.chat_files = InMemoryChatFileRepository(store, writable=self._write)
         self.sandbox_sessions = InMemorySandboxSessionRepository(store, writable=self._write)
         self.idempotency_keys = InMemoryIdempotencyKeyRepository(store, writable=self._write)
+        self.history_segments = InMemoryHistorySegmentRepository(store, writable=self._write)
+        self.inventory = InMemoryStoreInventory(store, writable=self._write)
 
     async def __aenter__(self) -> Self:
         if self._entered:

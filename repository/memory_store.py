@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from domain.chat import Chat, ChatFile
+from domain.chat import Chat, ChatFile, HistorySegment
 from domain.idempotency import IdempotencyRecord
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
@@ -21,6 +21,8 @@ class MemoryStore:
     file_id_by_chat_and_name: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
     sandbox_sessions: dict[UUID, SandboxSession] = field(default_factory=dict)
     idempotency_keys: dict[tuple[UUID, str], IdempotencyRecord] = field(default_factory=dict)
+    # each chat's segments by revision, as a tuple: a copy of the dict shares no list
+    history_segments: dict[UUID, tuple[HistorySegment, ...]] = field(default_factory=dict)
 
     def copy(self) -> 'MemoryStore':
         return MemoryStore(
@@ -31,6 +33,7 @@ class MemoryStore:
             file_id_by_chat_and_name=dict(self.file_id_by_chat_and_name),
             sandbox_sessions=dict(self.sandbox_sessions),
             idempotency_keys=dict(self.idempotency_keys),
+            history_segments=dict(self.history_segments),
         )
 
     def load(self, other: 'MemoryStore') -> None:
@@ -43,6 +46,7 @@ class MemoryStore:
         self.file_id_by_chat_and_name = copied.file_id_by_chat_and_name
         self.sandbox_sessions = copied.sandbox_sessions
         self.idempotency_keys = copied.idempotency_keys
+        self.history_segments = copied.history_segments
 
 
 class MemoryRepository:

@@ -16,9 +16,8 @@ shares with the units that queued for the lock behind it:
   units that were waiting when the first member committed: it runs every member's
   `PendingSync` and `COMMIT` in one thread call, then answers them all. A group holds
   at most `MAX_GROUP_UNITS` units;
-- when that fails, nothing of the group committed: the members' file changes are rolled
-  back newest first (as start-up recovery does, ADR 016), and every member's `commit`
-  raises the error;
+- when that fails, nothing of the group committed and every member's `commit` raises
+  the error: what the members staged is named by no row, garbage like any unnamed blob;
 - a unit that did not promise (`group=False`) ends an open group before it begins, and
   runs alone as before.
 """
@@ -36,7 +35,7 @@ from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.loop_sqlite import LoopConnection, Savepoint
 from repository.sql.session import UnitConnection
 from repository.sql.unit_of_work import SqlUnitOfWork, discard
-from usecase.interface import PendingSync, StorageChange
+from usecase.interface import PendingSync
 
 # units in one group at most: bounds the wait of its first member and the time another
 # process waits for SQLite's write lock
@@ -190,10 +189,7 @@ class WriteGroups:
             await _commit(group)
         except Exception as error:  # noqa: BLE001 - every member's commit raises it
             # nothing of the group committed
-            try:
-                await _undo(group)
-            finally:
-                group.outcome.set_exception(error)
+            group.outcome.set_exception(error)
         except BaseException:
             group.outcome.cancel()
             raise
@@ -220,17 +216,6 @@ async def _commit(group: _Group) -> None:
 async def _outcome(outcome: asyncio.Future[None]) -> None:
     # shielded: the future is shared, and a waiter's cancellation must not cancel it
     await asyncio.shield(outcome)
-
-
-async def _undo(group: _Group) -> None:
-    """Roll back the members' file changes, newest first, as they were applied."""
-    for pending in reversed(group.members):
-        if isinstance(pending, StorageChange):
-            try:
-                await pending.rollback()
-            except Exception:  # noqa: BLE001 - the others are undone all the same
-                # its sidecars stay in the trash, for start-up recovery to finish (ADR 016)
-                _log.warning('a change of a failed group could not be rolled back', exc_info=True)
 
 
 class GroupedUnitOfWork(SqlUnitOfWork):

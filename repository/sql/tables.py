@@ -6,6 +6,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -44,7 +45,12 @@ chats = Table(
     Column('history_bytes', BigInteger, nullable=False),
     Column('history_revision', BigInteger, nullable=False),
     Column('file_count', Integer, nullable=False),
+    # the blob of the history's base (`Chat.history_blob_id`); NULL: an empty base
+    Column('history_blob_id', Uuid, nullable=True),
     Index('ix_chats_workspace_id_created_at_chat_id', 'workspace_id', 'created_at', 'chat_id'),
+    # `StoreInventory.named` looks blobs up here, `chats_changed_since` by the time
+    Index('ix_chats_history_blob_id', 'history_blob_id'),
+    Index('ix_chats_updated_at', 'updated_at'),
 )
 
 chat_files = Table(
@@ -78,6 +84,24 @@ sandbox_sessions = Table(
     Column('sandbox_session_id', Uuid, nullable=False),
     Column('started_at', UtcDateTime, nullable=False),
     Column('expires_at', UtcDateTime, nullable=False),
+)
+
+# what each append added to a chat's history after its base blob: the bytes in a blob
+# (`blob_id`) or, when small, in the row (`content`); gone with their chat
+history_segments = Table(
+    'history_segments',
+    metadata,
+    Column(
+        'chat_id',
+        Uuid,
+        ForeignKey('chats.chat_id', name='fk_history_segments_chat_id', ondelete='CASCADE'),
+        primary_key=True,
+    ),
+    Column('revision', BigInteger, primary_key=True),
+    Column('size_bytes', BigInteger, nullable=False),
+    Column('blob_id', Uuid, nullable=True),
+    Column('content', LargeBinary, nullable=True),
+    Index('ix_history_segments_blob_id', 'blob_id'),
 )
 
 # the Idempotency-Key store (ADR 015): one row per user and key

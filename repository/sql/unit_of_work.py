@@ -13,8 +13,10 @@ from repository.sql.loop_sqlite import LoopConnection
 from repository.sql.repositories import (
     SqlChatFileRepository,
     SqlChatRepository,
+    SqlHistorySegmentRepository,
     SqlIdempotencyKeyRepository,
     SqlSandboxSessionRepository,
+    SqlStoreInventory,
     SqlWorkspaceRepository,
 )
 from repository.sql.session import SqlSession, UnitConnection
@@ -61,6 +63,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.chat_files = SqlChatFileRepository(self._session)
         self.sandbox_sessions = SqlSandboxSessionRepository(self._session)
         self.idempotency_keys = SqlIdempotencyKeyRepository(self._session)
+        self.history_segments = SqlHistorySegmentRepository(self._session)
+        self.inventory = SqlStoreInventory(self._session)
 
     async def __aenter__(self) -> Self:
         if self._entered:

@@ -66,7 +66,8 @@ async def _empty_postgres(dsn: str) -> None:
     connection = await asyncpg.connect(dsn, timeout=5)
     try:
         await connection.execute(
-            'TRUNCATE workspaces, chats, chat_files, sandbox_sessions, idempotency_keys'
+            'TRUNCATE workspaces, chats, chat_files, sandbox_sessions, idempotency_keys, '
+            'history_segments'
         )
     finally:
         await connection.close()

@@ -12,7 +12,7 @@ from repository.sql.backend import PostgresMetadataBackend, SqliteMetadataBacken
 from usecase.interface import MetadataBackend
 
 BackendFactory = Callable[[], MetadataBackend]
-TABLES = 'workspaces, chats, chat_files, sandbox_sessions, idempotency_keys'
+TABLES = 'workspaces, chats, chat_files, sandbox_sessions, idempotency_keys, history_segments'
 
 
 @pytest.fixture(scope='session')

@@ -15,8 +15,9 @@ from sqlalchemy.exc import DBAPIError
 from domain.workspace import Workspace
 from repository.sql.asyncpg_reads import AsyncpgTransactionConnection
 from repository.sql.backend import PostgresMetadataBackend
-from repository.sql.repositories import _ADD_USED_BYTES, _ADD_USED_BYTES_WITHIN_QUOTA, _CHAT_UPSERT
+from repository.sql.chat import CHAT_UPSERT
 from repository.sql.tables import chats
+from repository.sql.workspace import ADD_USED_BYTES, ADD_USED_BYTES_WITHIN_QUOTA
 
 pytestmark = pytest.mark.postgres
 
@@ -72,10 +73,10 @@ async def test_prebuilt_writes_count_what_sqlalchemy_counts(
         connection = connection_of(uow)
         counts = []
         for statement, parameters in [
-            (_ADD_USED_BYTES_WITHIN_QUOTA, within),
-            (_ADD_USED_BYTES_WITHIN_QUOTA, beyond),
-            (_CHAT_UPSERT['postgresql'], chat),
-            (_CHAT_UPSERT['postgresql'], {**chat, 'b_title': 'again'}),
+            (ADD_USED_BYTES_WITHIN_QUOTA, within),
+            (ADD_USED_BYTES_WITHIN_QUOTA, beyond),
+            (CHAT_UPSERT['postgresql'], chat),
+            (CHAT_UPSERT['postgresql'], {**chat, 'b_title': 'again'}),
         ]:
             await connection.execute(text('SAVEPOINT counted'))
             fast = await connection.write(statement, parameters)
@@ -125,7 +126,7 @@ async def test_sqlalchemys_statements_run_in_the_same_transaction(
 ) -> None:
     async with backend.unit_of_work() as uow:
         connection = connection_of(uow)
-        await connection.write(_ADD_USED_BYTES, {'b_workspace_id': WORKSPACE, 'b_delta': 1})
+        await connection.write(ADD_USED_BYTES, {'b_workspace_id': WORKSPACE, 'b_delta': 1})
         seen = await connection.execute(
             text('SELECT used_bytes, txid_current_if_assigned() IS NOT NULL FROM workspaces')
         )

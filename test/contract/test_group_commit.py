@@ -89,7 +89,7 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[SqliteMetadataBackend]:
 
 
 class Probe:
-    """A `PendingSync` (or, with `rollback`, a `StorageChange`) that records what it saw."""
+    """A `PendingSync` that records what it saw."""
 
     def __init__(
         self, backend: MetadataBackend, n: int, log: list[str], *, fails: bool = False
@@ -111,14 +111,6 @@ class Probe:
         self._log.append(f'sync {self._n}')
         if self._fails:
             raise InsufficientStorageError
-
-    async def commit(self) -> None:
-        self._log.append(f'commit {self._n}')
-
-    async def rollback(self) -> None:
-        entry = f'rollback {self._n}'
-        if entry not in self._log:  # a second rollback is no change
-            self._log.append(entry)
 
 
 async def commit_grouped(backend: MetadataBackend, n: int, pending: Probe) -> None:
@@ -143,7 +135,7 @@ async def test_units_that_queue_together_commit_together_in_groups_of_at_most_th
     assert await stored(sqlite, *range(1, 7)) == [1, 2, 3, 4, 5, 6]
 
 
-async def test_a_failed_group_commits_nothing_and_undoes_its_changes_newest_first(
+async def test_a_failed_group_commits_nothing_and_fails_every_member(
     sqlite: SqliteMetadataBackend,
 ) -> None:
     log: list[str] = []
@@ -154,34 +146,11 @@ async def test_a_failed_group_commits_nothing_and_undoes_its_changes_newest_firs
     )
 
     assert [type(outcome) for outcome in outcomes] == [InsufficientStorageError] * 3
-    assert log == ['sync 1', 'sync 2', 'rollback 3', 'rollback 2', 'rollback 1']
+    assert log == ['sync 1', 'sync 2']
     assert await stored(sqlite, 1, 2, 3) == []
     # the writer's lock is free and the next group commits
     await commit_grouped(sqlite, 4, Probe(sqlite, 4, log))
     assert await stored(sqlite, 1, 2, 3, 4) == [4]
-
-
-async def test_a_change_that_cannot_be_undone_leaves_the_others_undone_and_answered(
-    sqlite: SqliteMetadataBackend,
-) -> None:
-    class Stuck(Probe):
-        async def rollback(self) -> None:
-            raise RuntimeError('cannot undo')
-
-    log: list[str] = []
-    probes = [Probe(sqlite, 1, log, fails=True), Probe(sqlite, 2, log), Stuck(sqlite, 3, log)]
-
-    outcomes = await asyncio.wait_for(
-        asyncio.gather(
-            *(commit_grouped(sqlite, n, probes[n - 1]) for n in (1, 2, 3)),
-            return_exceptions=True,
-        ),
-        timeout=10,
-    )
-
-    assert [type(outcome) for outcome in outcomes] == [InsufficientStorageError] * 3
-    assert log == ['sync 1', 'rollback 2', 'rollback 1']
-    assert await stored(sqlite, 1, 2, 3) == []
 
 
 async def test_a_unit_that_leaves_a_failed_group_fails_too(

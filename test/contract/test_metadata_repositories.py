@@ -913,7 +913,14 @@ async def test_migration_creates_every_table(backend: MetadataBackend, backend_n
         pytest.skip(f'{backend_name} has no schema')
     async with backend.engine().connect() as connection:
         names = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-    assert names >= {'workspaces', 'chats', 'chat_files', 'sandbox_sessions', 'idempotency_keys'}
+    assert names >= {
+        'workspaces',
+        'chats',
+        'chat_files',
+        'sandbox_sessions',
+        'idempotency_keys',
+        'history_segments',
+    }
 
 
 def test_head_revision_is_alembics_head() -> None:

@@ -27,21 +27,18 @@ from repository.sql.backend import (
     SqliteMetadataBackend,
     SqlMetadataBackend,
 )
+from repository.sql.chat import (
+    CHAT_BY_ID,
+    CHAT_PAGE_OF_USER,
+    CHAT_SHAPE,
+    CHAT_UPSERT,
+    CHAT_WITH_WORKSPACE,
+)
+from repository.sql.chat_file import CHAT_FILE_SHAPE, FILE_PAGE_OF_USER
 from repository.sql.loop_sqlite import AutocommitReadConnection, LoopConnection
 from repository.sql.read_plan import RowShape
-from repository.sql.repositories import (
-    _ADD_USED_BYTES,
-    _ADD_USED_BYTES_WITHIN_QUOTA,
-    _CHAT_BY_ID,
-    _CHAT_FILE_SHAPE,
-    _CHAT_PAGE_OF_USER,
-    _CHAT_SHAPE,
-    _CHAT_UPSERT,
-    _CHAT_WITH_WORKSPACE,
-    _FILE_PAGE_OF_USER,
-    _WORKSPACE_BY_USER,
-)
 from repository.sql.tables import chats
+from repository.sql.workspace import ADD_USED_BYTES, ADD_USED_BYTES_WITHIN_QUOTA, WORKSPACE_BY_USER
 
 USER = UUID('12345678-1234-5678-1234-567812345678')
 OTHER_USER = UUID('87654321-4321-8765-4321-876543218765')
@@ -151,17 +148,17 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
         files = await uow.chat_files.list_by_chat_id(page[0].chat_id)
     file = files[2]
     cases: list[tuple[Select[Any], dict[str, Any], int]] = [
-        (_WORKSPACE_BY_USER, {'user_id': USER}, 1),
-        (_WORKSPACE_BY_USER, {'user_id': OTHER_USER}, 0),
-        (_CHAT_BY_ID, {'chat_id': middle.chat_id}, 1),
-        (_CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': middle.chat_id}, 1),
+        (WORKSPACE_BY_USER, {'user_id': USER}, 1),
+        (WORKSPACE_BY_USER, {'user_id': OTHER_USER}, 0),
+        (CHAT_BY_ID, {'chat_id': middle.chat_id}, 1),
+        (CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': middle.chat_id}, 1),
         # the chat's columns are NULL: a missing chat of an existing workspace
-        (_CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': uuid4()}, 1),
+        (CHAT_WITH_WORKSPACE, {'user_id': USER, 'chat_id': uuid4()}, 1),
         # the one-statement pages of a list request: the user's, else none
-        (_CHAT_PAGE_OF_USER.first, {'b_user_id': USER, 'b_limit': 5}, 5),
-        (_CHAT_PAGE_OF_USER.first, {'b_user_id': OTHER_USER, 'b_limit': 5}, 0),
+        (CHAT_PAGE_OF_USER.first, {'b_user_id': USER, 'b_limit': 5}, 5),
+        (CHAT_PAGE_OF_USER.first, {'b_user_id': OTHER_USER, 'b_limit': 5}, 0),
         (
-            _CHAT_PAGE_OF_USER.after,
+            CHAT_PAGE_OF_USER.after,
             {
                 'b_user_id': USER,
                 'b_limit': 50,
@@ -171,23 +168,23 @@ async def test_rows_of_every_prebuilt_statement_equal_sqlalchemys(
             3,
         ),
         (
-            _FILE_PAGE_OF_USER.first,
+            FILE_PAGE_OF_USER.first,
             {'b_user_id': USER, 'b_chat_id': page[0].chat_id, 'b_limit': 4},
             4,
         ),
         (
-            _FILE_PAGE_OF_USER.first,
+            FILE_PAGE_OF_USER.first,
             {'b_user_id': OTHER_USER, 'b_chat_id': page[0].chat_id, 'b_limit': 4},
             0,
         ),
         # a chat of the user without files
         (
-            _FILE_PAGE_OF_USER.first,
+            FILE_PAGE_OF_USER.first,
             {'b_user_id': USER, 'b_chat_id': page[1].chat_id, 'b_limit': 4},
             0,
         ),
         (
-            _FILE_PAGE_OF_USER.after,
+            FILE_PAGE_OF_USER.after,
             {
                 'b_user_id': USER,
                 'b_chat_id': page[0].chat_id,
@@ -219,9 +216,9 @@ async def test_objects_of_the_list_pages_equal_those_of_sqlalchemys_rows(
     # a statement built per call has no plan: `objects` falls back to SQLAlchemy's rows
     per_call = select(chats).where(chats.c.workspace_id == WORKSPACE).limit(2)
     cases: list[tuple[Select[Any], dict[str, Any], RowShape[Any], int, type]] = [
-        (_CHAT_PAGE_OF_USER.first, chat_page, _CHAT_SHAPE, len(page), Chat),
-        (_FILE_PAGE_OF_USER.first, file_page, _CHAT_FILE_SHAPE, 5, ChatFile),
-        (per_call, {}, _CHAT_SHAPE, 2, Chat),
+        (CHAT_PAGE_OF_USER.first, chat_page, CHAT_SHAPE, len(page), Chat),
+        (FILE_PAGE_OF_USER.first, file_page, CHAT_FILE_SHAPE, 5, ChatFile),
+        (per_call, {}, CHAT_SHAPE, 2, Chat),
     ]
     for statement, parameters, shape, count, kind in cases:
         fast, slow = await _both_ways(backend, statement, parameters, shape)
@@ -240,9 +237,9 @@ async def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(
             connection, LoopConnection | AutocommitReadConnection | AsyncpgAutocommitConnection
         )
         with pytest.raises(SQLAlchemyError, match="value is required for bind parameter 'chat_id'"):
-            await _rows(connection, _CHAT_BY_ID, {})
+            await _rows(connection, CHAT_BY_ID, {})
         with pytest.raises(SQLAlchemyError, match="value is required for bind parameter 'chat_id'"):
-            await connection.execute(_CHAT_BY_ID, {})
+            await connection.execute(CHAT_BY_ID, {})
 
 
 async def test_a_statement_built_per_call_is_run_as_well(backend: SqlMetadataBackend) -> None:
@@ -300,15 +297,15 @@ async def test_prebuilt_writes_count_and_store_what_sqlalchemy_does(tmp_path: Pa
             assert isinstance(connection, LoopConnection)
             within = {'b_workspace_id': WORKSPACE, 'b_delta': 58}
             beyond = {'b_workspace_id': WORKSPACE, 'b_delta': 59}
-            quota_checked = _ADD_USED_BYTES_WITHIN_QUOTA
+            quota_checked = ADD_USED_BYTES_WITHIN_QUOTA
             assert await _count_both_ways(connection, quota_checked, within) == (1, 1)
             assert await _count_both_ways(connection, quota_checked, beyond) == (0, 0)
-            assert await _count_both_ways(connection, _ADD_USED_BYTES, beyond) == (1, 1)
+            assert await _count_both_ways(connection, ADD_USED_BYTES, beyond) == (1, 1)
             # each count above was undone but SQLAlchemy's: 42 + 58 + 59
-            assert connection.write(_ADD_USED_BYTES, {**within, 'b_delta': -1}) == 1
-            assert connection.write(_CHAT_UPSERT['sqlite'], new_chat) == 1
+            assert connection.write(ADD_USED_BYTES, {**within, 'b_delta': -1}) == 1
+            assert connection.write(CHAT_UPSERT['sqlite'], new_chat) == 1
             # the upsert of an existing chat updates it: still one row
-            assert connection.write(_CHAT_UPSERT['sqlite'], {**new_chat, 'b_title': None}) == 1
+            assert connection.write(CHAT_UPSERT['sqlite'], {**new_chat, 'b_title': None}) == 1
             await uow.commit()
         async with backend.unit_of_work(write=False) as uow:
             workspace = await uow.workspaces.get(WORKSPACE)
@@ -332,7 +329,7 @@ async def test_prebuilt_writes_count_and_store_what_sqlalchemy_does(tmp_path: Pa
 def test_a_write_rendered_at_execution_has_no_plan() -> None:
     statement = delete(chats).where(chats.c.chat_id.in_(bindparam('b_ids', expanding=True)))
     assert read_plan.WritePlan.of(statement, sqlite.dialect()) is None
-    assert read_plan.WritePlan.of(_ADD_USED_BYTES, sqlite.dialect()) is not None
+    assert read_plan.WritePlan.of(ADD_USED_BYTES, sqlite.dialect()) is not None
 
 
 @settings(max_examples=300)
@@ -413,12 +410,12 @@ async def test_a_page_after_a_key_starts_at_the_key_in_the_index(
     key = {'b_created_at': page[3].created_at, 'b_item_id': page[3].chat_id}
     for statement, parameters, index in (
         (
-            _CHAT_PAGE_OF_USER.after,
+            CHAT_PAGE_OF_USER.after,
             {'b_user_id': USER, 'b_limit': 2},
             'ix_chats_workspace_id_created_at_chat_id',
         ),
         (
-            _FILE_PAGE_OF_USER.after,
+            FILE_PAGE_OF_USER.after,
             {'b_user_id': USER, 'b_chat_id': page[0].chat_id, 'b_limit': 2},
             'ix_chat_files_chat_id_created_at_file_id',
         ),

@@ -1,0 +1,31 @@
+from uuid import UUID
+
+from domain.chat import HistorySegment
+from repository.memory_store import MemoryRepository
+from usecase.interface import HistorySegmentRepository
+
+
+class InMemoryHistorySegmentRepository(MemoryRepository, HistorySegmentRepository):
+    async def list_by_chat_id(self, chat_id: UUID) -> list[HistorySegment]:
+        return list(self._store.history_segments.get(chat_id, ()))
+
+    async def add(self, segment: HistorySegment) -> None:
+        store = self._for_write()
+        segments = store.history_segments.get(segment.chat_id, ())
+        if any(existing.revision == segment.revision for existing in segments):
+            # the SQL backends' primary key refuses it as well
+            raise ValueError(f'chat {segment.chat_id} has a segment of revision {segment.revision}')
+        store.history_segments[segment.chat_id] = tuple(
+            sorted((*segments, segment), key=lambda each: each.revision)
+        )
+
+    async def delete_up_to(self, chat_id: UUID, revision: int) -> None:
+        store = self._for_write()
+        kept = tuple(s for s in store.history_segments.get(chat_id, ()) if s.revision > revision)
+        if kept:
+            store.history_segments[chat_id] = kept
+        else:
+            store.history_segments.pop(chat_id, None)
+
+    async def delete_by_chat_id(self, chat_id: UUID) -> None:
+        self._for_write().history_segments.pop(chat_id, None)
