@@ -1,6 +1,7 @@
 from uuid import UUID
 
-from domain.chat import HistorySegment
+from domain.chat import Chat, HistorySegment
+from domain.workspace import Workspace
 from repository.memory_store import MemoryRepository
 from usecase.interface import HistorySegmentRepository
 
@@ -8,6 +9,21 @@ from usecase.interface import HistorySegmentRepository
 class InMemoryHistorySegmentRepository(MemoryRepository, HistorySegmentRepository):
     async def list_by_chat_id(self, chat_id: UUID) -> list[HistorySegment]:
         return list(self._store.history_segments.get(chat_id, ()))
+
+    async def history(self, chat_id: UUID) -> tuple[Chat | None, list[HistorySegment]]:
+        chat = self._store.chats.get(chat_id)
+        return chat, [] if chat is None else await self.list_by_chat_id(chat_id)
+
+    async def history_of_user(
+        self, user_id: UUID, chat_id: UUID
+    ) -> tuple[Workspace | None, Chat | None, list[HistorySegment]]:
+        workspace_id = self._store.workspace_id_by_user_id.get(user_id)
+        if workspace_id is None:
+            return None, None, []
+        chat, segments = await self.history(chat_id)
+        if chat is None or chat.workspace_id != workspace_id:
+            return self._store.workspaces[workspace_id], None, []
+        return self._store.workspaces[workspace_id], chat, segments
 
     async def add(self, segment: HistorySegment) -> None:
         store = self._for_write()
