@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterable, AsyncIterator, Collection
 from pathlib import Path
 from uuid import UUID
 
@@ -21,20 +21,17 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from adapter.blob_staging import stage_blob
 from adapter.file_system import (
     BLOBS_DIR_NAME,
     CREATE_FLAGS,
     DEFAULT_CHUNK_BYTES,
-    FILE_MODE,
     READ_FLAGS,
     TMP_DIR_NAME,
     UnexpectedFileError,
     blob_relative_path,
-    fsync_dir,
     open_regular,
     parse_hex_id,
-    staging_error,
-    start_writeback,
     storage_error,
     write_all,
 )
@@ -42,110 +39,6 @@ from adapter.id_generator import UuidGenerator
 from domain.content import ByteRange, StagedContent
 from domain.error import ContentLimitExceededError, StoredContentMissingError
 from usecase.interface import BlobState, IdGenerator
-
-
-class _BlobFile:
-    """A new blob written in batches by worker threads, hashed as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self.digest = hashlib.sha256()
-        self.written = 0
-        # the first failure of a write started without waiting (`_Pipeline`)
-        self.failure: OSError | None = None
-
-    def create(self) -> None:
-        try:
-            self.fd = os.open(self.path, CREATE_FLAGS, FILE_MODE)
-        except FileNotFoundError:
-            # the first blob of its prefix: the prefix directory's entry is made durable
-            # before any blob in it can be
-            self.path.parent.mkdir(exist_ok=True)
-            fsync_dir(self.path.parent.parent)
-            self.fd = os.open(self.path, CREATE_FLAGS, FILE_MODE)
-
-    def write(self, data: bytes | bytearray) -> None:
-        """Write a batch; the caller hashes it (`digest.update`) in another thread."""
-        if self.fd is None:
-            raise ValueError('file is not open')
-        write_all(self.fd, data)
-        start_writeback(self.fd, self.written, len(data))
-        self.written += len(data)
-
-    def finish(self) -> None:
-        """fsync the blob, close it and fsync its directory entry."""
-        if self.fd is None:
-            raise ValueError('file is not open')
-        os.fsync(self.fd)
-        fd, self.fd = self.fd, None
-        os.close(fd)
-        fsync_dir(self.path.parent)
-
-    def remove(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
-
-
-class _Pipeline:
-    """Writes and hashes each batch in two worker threads of their own (both release the
-    GIL) while the next batch arrives from the stream: one pass over the bytes."""
-
-    def __init__(self, task_group: anyio.abc.TaskGroup, file: _BlobFile) -> None:
-        self._task_group = task_group
-        self._file = file
-        self._running: list[anyio.Event] = []
-
-    async def push(self, batch: bytearray) -> None:
-        await self.settle()
-        if self._file.fd is None:
-            await _staging_call(self._file.create)
-        self._running = [self._start(self._file.write, batch), self._start(self._hash, batch)]
-
-    async def finish(self, batch: bytearray) -> None:
-        """Write the last batch, then fsync the blob and its directory entry."""
-        if batch or self._file.fd is None:
-            await self.push(batch)
-        await self.settle()
-        await _staging_call(self._file.finish)
-
-    async def settle(self) -> None:
-        """Wait for the batch in flight; its write's failure is raised here."""
-        for event in self._running:
-            await event.wait()
-        self._running = []
-        if self._file.failure is not None:
-            raise staging_error(self._file.failure) from self._file.failure
-
-    def _hash(self, batch: bytearray) -> None:
-        self._file.digest.update(batch)
-
-    def _start(self, func: Callable[[bytearray], None], batch: bytearray) -> anyio.Event:
-        done = anyio.Event()
-
-        async def run() -> None:
-            try:
-                await anyio.to_thread.run_sync(func, batch)
-            except OSError as exc:
-                # recorded, not raised: a failing child would cancel the stream's reader
-                if self._file.failure is None:
-                    self._file.failure = exc
-            finally:
-                done.set()
-
-        self._task_group.start_soon(run)
-        return done
-
-
-async def _staging_call(func: Callable[[], None]) -> None:
-    try:
-        await anyio.to_thread.run_sync(func)
-    except OSError as exc:
-        raise staging_error(exc) from exc
 
 
 class BlobStore:
@@ -189,55 +82,11 @@ class BlobStore:
             return StagedContent(
                 size_bytes=len(head), sha256=hashlib.sha256(head).hexdigest(), inline=bytes(head)
             )
-        return await self._stage_blob(head, chunks, limit_bytes)
-
-    async def _stage_blob(
-        self, head: bytearray, chunks: AsyncIterator[bytes], limit_bytes: int
-    ) -> StagedContent:
         blob_id = self._ids.new()
-        file = _BlobFile(self.blob_path(blob_id))
-        try:
-            try:
-                async with anyio.create_task_group() as task_group:
-                    size = await self._write(head, chunks, limit_bytes, _Pipeline(task_group, file))
-            except BaseExceptionGroup as group:
-                # the pipeline's children record their failures instead of raising: the
-                # one exception in here is the stream's or ours
-                if len(group.exceptions) != 1:
-                    raise
-                sole = group.exceptions[0]
-                raise sole from sole.__cause__
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(file.remove)
-            raise
-        return StagedContent(size_bytes=size, sha256=file.digest.hexdigest(), blob_id=blob_id)
-
-    async def _write(
-        self,
-        head: bytearray,
-        chunks: AsyncIterator[bytes],
-        limit_bytes: int,
-        pipeline: _Pipeline,
-    ) -> int:
-        """Write the stream in batches of about `chunk_bytes`; the number of bytes.
-
-        Only our own disk calls are translated: an OSError of the stream (a client that
-        went away) is not a disk error.
-        """
-        size = len(head)
-        batch = head
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit_bytes:
-                # stop reading: the rest of the stream is never pulled
-                raise ContentLimitExceededError(limit_bytes)
-            batch += chunk
-            if len(batch) >= self._chunk_bytes:
-                await pipeline.push(batch)
-                batch = bytearray()
-        await pipeline.finish(batch)
-        return size
+        size, sha256 = await stage_blob(
+            self.blob_path(blob_id), head, chunks, limit_bytes, self._chunk_bytes
+        )
+        return StagedContent(size_bytes=size, sha256=sha256, blob_id=blob_id)
 
     async def discard(self, staged: StagedContent) -> None:
         if staged.blob_id is not None:
