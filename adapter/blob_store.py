@@ -18,7 +18,6 @@ from pathlib import Path
 from uuid import UUID
 
 import anyio
-import anyio.abc
 import anyio.to_thread
 
 from adapter.blob_staging import stage_blob
@@ -39,6 +38,25 @@ from adapter.id_generator import UuidGenerator
 from domain.content import ByteRange, StagedContent
 from domain.error import ContentLimitExceededError, StoredContentMissingError
 from usecase.interface import BlobState, IdGenerator
+
+
+class _Reader:
+    """A blob opened by the worker thread of its first read; the descriptor is kept here,
+    not returned, so that a caller cancelled during the open still closes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def pread(self, size: int, offset: int) -> bytes:
+        if self.fd is None:
+            self.fd = open_regular(self.path, READ_FLAGS)
+        return os.pread(self.fd, size, offset)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class BlobStore:
@@ -95,19 +113,16 @@ class BlobStore:
     async def read(
         self, blob_id: UUID, byte_range: ByteRange | None = None
     ) -> AsyncIterator[bytes]:
-        path = self.blob_path(blob_id)
+        reader = _Reader(self.blob_path(blob_id))
         position = 0 if byte_range is None else byte_range.first
         stop = None if byte_range is None else byte_range.last + 1
-        fd: int | None = None
         try:
             while stop is None or position < stop:
                 size = (
                     self._chunk_bytes if stop is None else min(self._chunk_bytes, stop - position)
                 )
                 try:
-                    if fd is None:
-                        fd = await anyio.to_thread.run_sync(open_regular, path, READ_FLAGS)
-                    data = await anyio.to_thread.run_sync(os.pread, fd, size, position)
+                    data = await anyio.to_thread.run_sync(reader.pread, size, position)
                 except OSError as exc:
                     raise storage_error(exc) from exc
                 if not data:
@@ -115,9 +130,8 @@ class BlobStore:
                 position += len(data)
                 yield data
         finally:
-            if fd is not None:
-                # no thread uses it any more: a cancelled call waited for its thread
-                os.close(fd)
+            # no thread uses it any more: a cancelled call waited for its thread
+            reader.close()
 
     async def path(self, blob_id: UUID) -> str:
         path = self.blob_path(blob_id)
