@@ -92,9 +92,12 @@ class _Directories:
     def __init__(self, data_dir: Path) -> None:
         self._fds: list[int] = []
         self.data = self._keep(os.open(data_dir, DIR_FLAGS & ~os.O_NOFOLLOW))
-        self.tmp = self._keep(
-            os.open(f'{BLOBS_DIR_NAME}/{TMP_DIR_NAME}', DIR_FLAGS, dir_fd=self.data)
-        )
+        try:
+            tmp = os.open(f'{BLOBS_DIR_NAME}/{TMP_DIR_NAME}', DIR_FLAGS, dir_fd=self.data)
+        except BaseException:
+            self.close()
+            raise
+        self.tmp = self._keep(tmp)
 
     def _keep(self, fd: int) -> int:
         self._fds.append(fd)
