@@ -1,0 +1,368 @@
+"""The chat directories `<data>/<workspace_id>/<chat_id>/` as a view of the rows.
+
+An attachment is a hard link to its blob; `history.md` a file written whole. A sandbox
+mounts a chat directory and may plant anything in it (a symlink, a directory, a FIFO, a
+symlink in place of the directory itself), so every call works through directory
+descriptors opened with `O_NOFOLLOW`: nothing a sandbox plants leads a read or a write out
+of the data directory. Every change is staged in `.blobs/tmp` and renamed into place, so
+a name is always either its old or its new file, and nothing of the service's own is ever
+left in a chat directory. Nothing is fsynced: after a crash the views are rebuilt from the
+rows.
+"""
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+from uuid import UUID, uuid4
+
+import anyio
+import anyio.to_thread
+
+from adapter.file_system import (
+    BLOBS_DIR_NAME,
+    CREATE_FLAGS,
+    DEFAULT_CHUNK_BYTES,
+    DIR_FLAGS,
+    DIR_MODE,
+    FILE_MODE,
+    TMP_DIR_NAME,
+    blob_relative_path,
+    storage_error,
+    write_all,
+)
+from domain.chat import HISTORY_FILE_NAME
+
+T = TypeVar('T')
+P = ParamSpec('P')
+
+# what opening a directory with O_NOFOLLOW meets where a symlink or a file is planted
+_NOT_A_DIRECTORY = frozenset({errno.ELOOP, errno.ENOTDIR})
+# no directory of ours is at the name
+_ABSENT = _NOT_A_DIRECTORY | {errno.ENOENT}
+
+
+def _check_name(name: str) -> None:
+    if not name or name in {'.', '..'} or '/' in name:
+        raise ValueError('not a file name')
+
+
+def _open_dir(parent_fd: int, name: str, *, create: bool) -> int:
+    """Open the directory `name` in `parent_fd`, never through a symlink.
+
+    With `create`, a missing directory is made, and whatever else is at the name (a
+    symlink, a file) is replaced by one; without, `FileNotFoundError` or `NotADirectoryError`.
+    """
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except OSError as exc:
+        if not create or exc.errno not in _NOT_A_DIRECTORY:
+            raise
+        os.unlink(name, dir_fd=parent_fd)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, DIR_MODE, dir_fd=parent_fd)
+    return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+
+
+def _remove_entry(name: str, dir_fd: int) -> None:
+    """Remove the file, link or tree at `name` in `dir_fd`; a missing one is no error.
+
+    `shutil.rmtree` with `dir_fd` works through descriptors: a symlink inside the tree is
+    removed, never followed.
+    """
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(name, dir_fd=dir_fd)
+
+
+class _Directories:
+    """Descriptors of the data directory, `.blobs/tmp` and a chat directory, for one call."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._fds: list[int] = []
+        self.data = self._keep(os.open(data_dir, DIR_FLAGS & ~os.O_NOFOLLOW))
+        try:
+            tmp = os.open(f'{BLOBS_DIR_NAME}/{TMP_DIR_NAME}', DIR_FLAGS, dir_fd=self.data)
+        except BaseException:
+            self.close()
+            raise
+        self.tmp = self._keep(tmp)
+
+    def _keep(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def workspace(self, workspace_id: UUID, *, create: bool = False) -> int:
+        return self._keep(_open_dir(self.data, str(workspace_id), create=create))
+
+    def chat(self, workspace_id: UUID, chat_id: UUID, *, create: bool = False) -> int:
+        workspace = self.workspace(workspace_id, create=create)
+        return self._keep(_open_dir(workspace, str(chat_id), create=create))
+
+    def close(self) -> None:
+        for fd in reversed(self._fds):
+            os.close(fd)
+        self._fds.clear()
+
+
+@contextlib.contextmanager
+def _directories(data_dir: Path) -> Iterator[_Directories]:
+    directories = _Directories(data_dir)
+    try:
+        yield directories
+    finally:
+        directories.close()
+
+
+class ChatViews:
+    """`ChatViews` on a local file system; see the module docstring."""
+
+    def __init__(self, data_dir: Path, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        if chunk_bytes < 1:
+            raise ValueError('chunk_bytes must be positive')
+        self.data_dir = data_dir.absolute()
+        self._chunk_bytes = chunk_bytes
+        # start-up only
+        (self.data_dir / BLOBS_DIR_NAME / TMP_DIR_NAME).mkdir(parents=True, exist_ok=True)
+
+    def chat_dir(self, workspace_id: UUID, chat_id: UUID) -> Path:
+        return self.data_dir / str(workspace_id) / str(chat_id)
+
+    async def _run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        def call() -> T:
+            return func(*args, **kwargs)
+
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+
+    # --- changes ----------------------------------------------------------------------
+
+    async def ensure_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
+        await self._run(self._ensure_chat, workspace_id, chat_id)
+
+    def _ensure_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
+        with _directories(self.data_dir) as directories:
+            chat = directories.chat(workspace_id, chat_id, create=True)
+            _create_history(chat)
+
+    async def show_file(self, workspace_id: UUID, chat_id: UUID, name: str, blob_id: UUID) -> None:
+        _check_name(name)
+        await self._run(self._show_file, workspace_id, chat_id, name, blob_id)
+
+    def _show_file(self, workspace_id: UUID, chat_id: UUID, name: str, blob_id: UUID) -> None:
+        with _directories(self.data_dir) as directories:
+            chat = directories.chat(workspace_id, chat_id, create=True)
+            _create_history(chat)
+            blob = blob_relative_path(blob_id)
+            shown = os.stat(blob, dir_fd=directories.data, follow_symlinks=False)
+            try:
+                present = os.stat(name, dir_fd=chat, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                if (present.st_dev, present.st_ino) == (shown.st_dev, shown.st_ino):
+                    return
+                if stat.S_ISDIR(present.st_mode):
+                    _remove_entry(name, chat)
+            staged = uuid4().hex
+            os.link(
+                blob,
+                staged,
+                src_dir_fd=directories.data,
+                dst_dir_fd=directories.tmp,
+                follow_symlinks=False,
+            )
+            try:
+                os.rename(staged, name, src_dir_fd=directories.tmp, dst_dir_fd=chat)
+            finally:
+                # a rename between two links of one inode changes nothing and leaves both
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(staged, dir_fd=directories.tmp)
+
+    async def hide_file(self, workspace_id: UUID, chat_id: UUID, name: str) -> None:
+        _check_name(name)
+        await self._run(self._hide_file, workspace_id, chat_id, name)
+
+    def _hide_file(self, workspace_id: UUID, chat_id: UUID, name: str) -> None:
+        with _directories(self.data_dir) as directories:
+            try:
+                chat = directories.chat(workspace_id, chat_id)
+            except OSError as exc:
+                if exc.errno not in _ABSENT:
+                    raise
+                return  # no directory of ours holds the name
+            _remove_entry(name, chat)
+
+    async def show_history(
+        self, workspace_id: UUID, chat_id: UUID, chunks: AsyncIterable[bytes]
+    ) -> None:
+        staged = _StagedHistory(self.data_dir)
+        try:
+            await self._run(staged.create)
+            batch = bytearray()
+            async for chunk in chunks:
+                batch += chunk
+                if len(batch) >= self._chunk_bytes:
+                    await self._run(staged.write, bytes(batch))
+                    batch.clear()
+            await self._run(staged.write, bytes(batch))
+            await self._run(staged.publish, workspace_id, chat_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(staged.remove)
+
+    async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
+        await self._run(self._remove, workspace_id, chat_id)
+
+    async def remove_workspace(self, workspace_id: UUID) -> None:
+        await self._run(self._remove, workspace_id, None)
+
+    def _remove(self, workspace_id: UUID, chat_id: UUID | None) -> None:
+        """Move the directory into `.blobs/tmp`, so that it vanishes at once, then remove
+        it there (a crash leaves it to garbage collection)."""
+        with _directories(self.data_dir) as directories:
+            if chat_id is None:
+                parent, name = directories.data, str(workspace_id)
+            else:
+                try:
+                    parent = directories.workspace(workspace_id)
+                except OSError as exc:
+                    if exc.errno not in _ABSENT:
+                        raise
+                    return  # no directory of ours holds the chat
+                name = str(chat_id)
+            removed = uuid4().hex
+            try:
+                os.rename(name, removed, src_dir_fd=parent, dst_dir_fd=directories.tmp)
+            except FileNotFoundError:
+                return
+            _remove_entry(removed, directories.tmp)
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def differs(
+        self, workspace_id: UUID, chat_id: UUID, files: Mapping[str, UUID], history_bytes: int
+    ) -> list[str]:
+        return await self._run(self._differs, workspace_id, chat_id, dict(files), history_bytes)
+
+    def _differs(
+        self, workspace_id: UUID, chat_id: UUID, files: dict[str, UUID], history_bytes: int
+    ) -> list[str]:
+        with _directories(self.data_dir) as directories:
+            try:
+                chat = directories.chat(workspace_id, chat_id)
+            except OSError as exc:
+                if exc.errno in _ABSENT:
+                    return ['.']
+                raise
+            with os.scandir(chat) as entries:
+                present = {entry.name for entry in entries}
+            out_of_step = {name for name in present - files.keys() if name != HISTORY_FILE_NAME}
+            for name, blob_id in files.items():
+                if not _is_link_of(directories.data, blob_relative_path(blob_id), chat, name):
+                    out_of_step.add(name)
+            try:
+                history = os.stat(HISTORY_FILE_NAME, dir_fd=chat, follow_symlinks=False)
+            except FileNotFoundError:
+                out_of_step.add(HISTORY_FILE_NAME)
+            else:
+                if not stat.S_ISREG(history.st_mode) or history.st_size != history_bytes:
+                    out_of_step.add(HISTORY_FILE_NAME)
+            return sorted(out_of_step)
+
+    async def chats(self) -> list[tuple[UUID, UUID]]:
+        return await self._run(self._chats)
+
+    def _chats(self) -> list[tuple[UUID, UUID]]:
+        found: list[tuple[UUID, UUID]] = []
+        with _directories(self.data_dir) as directories:
+            for workspace_id in _uuid_directories(directories.data):
+                try:
+                    workspace = directories.workspace(workspace_id)
+                except OSError:
+                    continue  # removed or replaced meanwhile
+                found.extend((workspace_id, chat_id) for chat_id in _uuid_directories(workspace))
+        return sorted(found)
+
+
+def _uuid_directories(dir_fd: int) -> list[UUID]:
+    """The directories (not symlinks) in `dir_fd` named by a UUID in its canonical form."""
+    found: list[UUID] = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            try:
+                parsed = UUID(entry.name)
+            except ValueError:
+                continue
+            if str(parsed) == entry.name and entry.is_dir(follow_symlinks=False):
+                found.append(parsed)
+    return found
+
+
+def _is_link_of(blob_dir_fd: int, blob: str, chat_fd: int, name: str) -> bool:
+    try:
+        shown = os.stat(blob, dir_fd=blob_dir_fd, follow_symlinks=False)
+        present = os.stat(name, dir_fd=chat_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (present.st_dev, present.st_ino) == (shown.st_dev, shown.st_ino)
+
+
+def _create_history(chat_fd: int) -> None:
+    """An empty `history.md` unless something is at the name."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(HISTORY_FILE_NAME, CREATE_FLAGS, FILE_MODE, dir_fd=chat_fd))
+
+
+class _StagedHistory:
+    """A new `history.md` written in `.blobs/tmp`, renamed into its chat directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / BLOBS_DIR_NAME / TMP_DIR_NAME / uuid4().hex
+        self.data_dir = data_dir
+        self.fd: int | None = None
+
+    def create(self) -> None:
+        self.fd = os.open(self.path, CREATE_FLAGS, FILE_MODE)
+
+    def write(self, data: bytes) -> None:
+        if self.fd is None:
+            raise ValueError('file is not open')
+        write_all(self.fd, data)
+
+    def publish(self, workspace_id: UUID, chat_id: UUID) -> None:
+        if self.fd is None:
+            raise ValueError('file is not open')
+        fd, self.fd = self.fd, None
+        os.close(fd)
+        with _directories(self.data_dir) as directories:
+            chat = directories.chat(workspace_id, chat_id, create=True)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISDIR(
+                    os.stat(HISTORY_FILE_NAME, dir_fd=chat, follow_symlinks=False).st_mode
+                ):
+                    _remove_entry(HISTORY_FILE_NAME, chat)
+            os.rename(
+                self.path.name, HISTORY_FILE_NAME, src_dir_fd=directories.tmp, dst_dir_fd=chat
+            )
+
+    def remove(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
