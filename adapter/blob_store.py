@@ -89,17 +89,20 @@ class BlobStore:
     ) -> StagedContent:
         chunks = aiter(content)
         head = bytearray()
-        async for chunk in chunks:
-            head += chunk
-            if len(head) > limit_bytes:
-                raise ContentLimitExceededError(limit_bytes)
-            if len(head) > inline_bytes:
-                break
-        else:
-            # all of it fits in a row: no blob, no thread
-            return StagedContent(
-                size_bytes=len(head), sha256=hashlib.sha256(head).hexdigest(), inline=bytes(head)
-            )
+        if inline_bytes > 0:
+            async for chunk in chunks:
+                head += chunk
+                if len(head) > limit_bytes:
+                    raise ContentLimitExceededError(limit_bytes)
+                if len(head) > inline_bytes:
+                    break
+            else:
+                # all of it fits in a row: no blob, no thread
+                return StagedContent(
+                    size_bytes=len(head),
+                    sha256=hashlib.sha256(head).hexdigest(),
+                    inline=bytes(head),
+                )
         blob_id = self._ids.new()
         size, sha256 = await stage_blob(
             self.blob_path(blob_id), head, chunks, limit_bytes, self._chunk_bytes

@@ -180,12 +180,24 @@ async def test_stage_writes_a_blob_of_content_one_byte_over_inline_bytes(
     assert store.blob_path(FIRST_ID).read_bytes() == b'small!'
 
 
-async def test_stage_of_empty_content_is_inline(store: BlobStore, data_dir: Path) -> None:
-    staged = await store.stage(chunks(), limit_bytes=LIMIT)
+async def test_stage_of_empty_content_is_inline_when_rows_may_hold_content(
+    store: BlobStore, data_dir: Path
+) -> None:
+    staged = await store.stage(chunks(), limit_bytes=LIMIT, inline_bytes=5)
 
     assert staged.inline == b''
     assert staged.size_bytes == 0
     assert files_under(data_dir) == []
+
+
+async def test_stage_of_empty_content_is_an_empty_blob_without_inline_bytes(
+    store: BlobStore,
+) -> None:
+    staged = await store.stage(chunks(), limit_bytes=LIMIT)
+
+    assert staged.inline is None
+    assert staged.size_bytes == 0
+    assert store.blob_path(FIRST_ID).read_bytes() == b''
 
 
 async def test_stage_accepts_exactly_limit_bytes(store: BlobStore) -> None:
