@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
-from adapter.file_storage import FileSystemChatStorage
+from adapter.blob_store import BlobStore
 from adapter.id_generator import UuidGenerator
 from adapter.otel_tracing import OtelTracer
 from adapter.tracing import NoopTracer
@@ -547,13 +547,11 @@ async def test_an_unexpected_error_is_logged_with_its_route_template_and_no_path
     await client.put('/v1/workspace')
     chat_id = (await client.post('/v1/chats', json={})).json()['chat_id']
 
-    async def refused(
-        storage: FileSystemChatStorage, chat: Chat, name: ChatAttachmentName, _: object
-    ) -> None:
-        target = storage.attachment_path(chat, name)
+    async def refused(store: BlobStore, *_: object, **__: object) -> None:
+        target = store.data_dir / chat_id / 'private-plans.csv'
         raise PermissionError(errno.EACCES, 'Permission denied', str(target))
 
-    monkeypatch.setattr(FileSystemChatStorage, 'put_attachment', refused)
+    monkeypatch.setattr(BlobStore, 'stage', refused)
     caplog.clear()
     response = await client.put(
         f'/v1/chats/{chat_id}/files/by-name/private-plans.csv', content=b'x'

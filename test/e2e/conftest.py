@@ -12,20 +12,15 @@ import pytest
 from e2e_support import Caller, MakeServer, ServerProcess
 
 
-@pytest.fixture(
-    scope='module',
-    params=['sqlite', 'memory', pytest.param('postgres', marks=pytest.mark.postgres)],
-)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """A server shared by the module's tests, once per metadata backend."""
-    backend = str(request.param)
-    root = tmp_path_factory.mktemp(f'server-{backend}')
-    env: dict[str, str] = {}
-    if backend == 'postgres':  # a throwaway database of its own
-        env['STORAGE_POSTGRES_DSN'] = request.getfixturevalue('make_postgres_database')()
-    with ServerProcess(root / 'data', root, backend=backend, extra_env=env) as process:
+@pytest.fixture(scope='module')
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server on SQLite shared by the module's tests.
+
+    The metadata backends are proven equal by the contract suite (test/contract); the
+    tests that need PostgreSQL as such (replicas, outages) start servers of their own.
+    """
+    root = tmp_path_factory.mktemp('server')
+    with ServerProcess(root / 'data', root, backend='sqlite') as process:
         yield process
 
 

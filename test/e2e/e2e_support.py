@@ -258,9 +258,24 @@ def dir_snapshot(path: Path) -> dict[str, str]:
     return snapshot
 
 
+def blob_area(data_dir: Path) -> set[str]:
+    """Every file in the blob area (blobs and staging names), relative to it: a refused or
+    failed write leaves it as it was."""
+    area = data_dir / '.blobs'
+    if not area.exists():
+        return set()
+    marks = {'views-swept-at'}
+    return {
+        str(path.relative_to(area))
+        for path in area.rglob('*')
+        if not path.is_dir() and path.name not in marks
+    }
+
+
 def staging_entries(data_dir: Path) -> set[str]:
-    staging = data_dir / '.staging'
-    return {entry.name for entry in staging.iterdir()} if staging.exists() else set()
+    """Staging names left in the blob area (`.blobs/tmp`): none once a write is over."""
+    tmp = data_dir / '.blobs' / 'tmp'
+    return {entry.name for entry in tmp.iterdir()} if tmp.exists() else set()
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> Json:

@@ -140,20 +140,12 @@ def test_the_walk_sees_every_kind_of_route() -> None:
     assert len(chat_scoped()) >= 16
 
 
-@pytest.fixture(
-    scope='module',
-    params=['sqlite', 'memory', pytest.param('postgres', marks=pytest.mark.postgres)],
-)
-def linked_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+@pytest.fixture(scope='module')
+def linked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with signed links on, so that the link routes check ownership too."""
-    backend = str(request.param)
-    root = tmp_path_factory.mktemp(f'isolation-{backend}')
+    root = tmp_path_factory.mktemp('isolation')
     env = {'STORAGE_LINK_SECRET': LINK_SECRET}
-    if backend == 'postgres':
-        env['STORAGE_POSTGRES_DSN'] = request.getfixturevalue('make_postgres_database')()
-    with ServerProcess(root / 'data', root, backend=backend, extra_env=env) as server:
+    with ServerProcess(root / 'data', root, backend='sqlite', extra_env=env) as server:
         yield server
 
 
