@@ -23,4 +23,5 @@ def create_metadata_backend(config: MetadataConfig) -> MetadataBackend:
         pool_size=config.pool_size,
         connect_timeout_seconds=config.connect_timeout_seconds,
         statement_timeout_seconds=config.statement_timeout_seconds,
+        idle_in_transaction_timeout_seconds=config.idle_in_transaction_timeout_seconds,
     )

@@ -46,6 +46,7 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         pool_size: int = 10,
         connect_timeout_seconds: float = 5.0,
         statement_timeout_seconds: float = 30.0,
+        idle_in_transaction_timeout_seconds: float = 10.0,
     ) -> None:
         target = parse_postgres_dsn(dsn)
         # the DSN's own connect_timeout, as libpq, wins over the setting
@@ -56,6 +57,7 @@ class PostgresMetadataBackend(SqlMetadataBackend):
         self._pool_size = pool_size
         self._connect_timeout_seconds = connect_timeout_seconds
         self._statement_timeout_seconds = statement_timeout_seconds
+        self._idle_in_transaction_timeout_seconds = idle_in_transaction_timeout_seconds
         # the asyncpg connections of autocommit read units (`_read_connections`)
         self._reads: ReadConnections | None = None
         self._autocommit_engine: AsyncEngine | None = None
@@ -80,6 +82,11 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             'command_timeout': self._statement_timeout_seconds + self._connect_timeout_seconds,
             'server_settings': {
                 'statement_timeout': str(statement_timeout_ms),
+                # a session that vanished mid-transaction (a stopped or cut-off replica)
+                # loses its transaction, and its row locks, after this long (ADR 027)
+                'idle_in_transaction_session_timeout': str(
+                    int(self._idle_in_transaction_timeout_seconds * 1000)
+                ),
                 'application_name': self._target.application_name or 'chat-storage',
             },
         }

@@ -1,5 +1,5 @@
 """What an export sees when the chat changes under it: the use cases on real metadata
-backends and a real data directory."""
+backends, the real blob store and chat views on a real data directory."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -8,7 +8,8 @@ from uuid import UUID
 import pytest
 
 from adapter.clock import SystemClock
-from adapter.file_storage import FileSystemChatStorage
+from adapter.blob_store import BlobStore
+from adapter.chat_view import ChatViews
 from adapter.id_generator import UuidGenerator
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
@@ -21,6 +22,7 @@ from usecase.export_chat import (
     ExportedContentChangedError,
 )
 from usecase.interface import MetadataBackend
+from usecase.publish import Publisher
 from usecase.upload_attachment import UploadAttachment
 
 USER = UUID('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')
@@ -43,13 +45,15 @@ class Chat:
         uow = backend.unit_of_work
         clock, ids = SystemClock(), UuidGenerator()
         # two-byte reads: a file is read in several chunks, so a change can land between them
-        self.storage = FileSystemChatStorage(data_dir, chunk_bytes=chunk_bytes)
+        self.blobs = BlobStore(data_dir, chunk_bytes=chunk_bytes)
+        views = ChatViews(data_dir)
+        publisher = Publisher(uow, self.blobs, views)
         self.ensure_workspace = EnsureWorkspace(uow, clock, ids, LIMIT)
-        self.create_chat = CreateChat(uow, self.storage, clock, ids)
-        self.upload_attachment = UploadAttachment(uow, self.storage, clock, ids, LIMIT)
-        self.delete_attachment = DeleteAttachment(uow, self.storage, clock)
-        self.append_history = AppendHistory(uow, self.storage, clock, LIMIT)
-        self.export_chat = ExportChat(uow, self.storage)
+        self.create_chat = CreateChat(uow, views, clock, ids)
+        self.upload_attachment = UploadAttachment(uow, self.blobs, publisher, clock, LIMIT)
+        self.delete_attachment = DeleteAttachment(uow, self.blobs, publisher, clock)
+        self.append_history = AppendHistory(uow, self.blobs, publisher, clock, LIMIT)
+        self.export_chat = ExportChat(uow, self.blobs)
         self.chat_id = UUID(int=0)
 
     async def start(self) -> None:
@@ -72,7 +76,6 @@ async def chat(backend: MetadataBackend, tmp_path: Path) -> AsyncIterator[Chat]:
     started = Chat(backend, tmp_path / 'data')
     await started.start()
     yield started
-    await started.storage.close()
 
 
 async def read_entries(export: ChatExport) -> dict[str, bytes]:
@@ -103,7 +106,7 @@ async def test_appends_and_uploads_after_the_start_are_not_exported(chat: Chat) 
 
 
 @pytest.mark.parametrize('replacement', [b'longer than before', b'AAA', b'a'])
-async def test_a_file_replaced_after_the_start_fails_its_entry(
+async def test_a_file_replaced_after_the_start_is_exported_as_listed(
     chat: Chat, replacement: bytes
 ) -> None:
     await chat.upload('a.txt', b'aaa')
@@ -111,34 +114,28 @@ async def test_a_file_replaced_after_the_start_fails_its_entry(
 
     await chat.upload('a.txt', replacement)  # longer, same size other bytes, shorter
 
-    entries = [entry async for entry in export.entries()]
-    assert await read(entries[0].chunks) == b''
-    with pytest.raises(ExportedContentChangedError) as raised:
-        await read(entries[1].chunks)
-    assert raised.value.name == 'a.txt'
+    assert await read_entries(export) == {'history.md': b'', 'a.txt': b'aaa'}
 
 
-async def test_a_file_deleted_after_the_start_fails_its_entry(chat: Chat) -> None:
+async def test_a_file_deleted_after_the_start_is_exported_as_listed(chat: Chat) -> None:
     file_id = await chat.upload('a.txt', b'aaa')
     export = await chat.export()
 
     await chat.delete_attachment(USER, chat.chat_id, file_id)
 
-    entries = [entry async for entry in export.entries()]
-    with pytest.raises(ExportedContentChangedError):  # a 409 before anything is sent
-        await read(entries[1].chunks)
+    assert await read_entries(export) == {'history.md': b'', 'a.txt': b'aaa'}
 
 
-async def test_a_file_opened_before_its_replacement_is_exported_whole(chat: Chat) -> None:
-    await chat.upload('a.txt', b'aaa')
+async def test_a_blob_collected_after_the_start_fails_its_entry(chat: Chat) -> None:
+    file_id = await chat.upload('a.txt', b'aaa')
     export = await chat.export()
+
+    await chat.blobs.remove([file_id])  # as garbage collection would, past the grace
+
     entries = [entry async for entry in export.entries()]
-    first = await anext(entries[1].chunks)  # opened: this version is the one read
-
-    await chat.upload('a.txt', b'replaced')
-
-    assert first == b'aa'
-    assert await read(entries[1].chunks) == b'a'
+    with pytest.raises(ExportedContentChangedError) as raised:  # a 409 before anything is sent
+        await read(entries[1].chunks)
+    assert raised.value.name == 'a.txt'
 
 
 async def test_large_chunks_are_hashed_as_well(backend: MetadataBackend, tmp_path: Path) -> None:
@@ -146,15 +143,15 @@ async def test_large_chunks_are_hashed_as_well(backend: MetadataBackend, tmp_pat
     chat = Chat(backend, tmp_path / 'data', chunk_bytes=HASHED_IN_THREAD_BYTES)
     await chat.start()
     content = bytes(range(256)) * (3 * HASHED_IN_THREAD_BYTES // 256)
-    try:
-        await chat.upload('big.bin', content)
-        assert (await read_entries(await chat.export()))['big.bin'] == content
+    file_id = await chat.upload('big.bin', content)
+    assert (await read_entries(await chat.export()))['big.bin'] == content
 
-        export = await chat.export()
-        # the same size, one byte other: only the digest can tell
-        await chat.upload('big.bin', content[:-1] + b'x')
-        entries = [entry async for entry in export.entries()]
-        with pytest.raises(ExportedContentChangedError):
-            await read(entries[1].chunks)
-    finally:
-        await chat.storage.close()
+    export = await chat.export()
+    # a blob changed in place (by root: blobs are read-only), the same size, one byte
+    # other: only the digest can tell
+    path = chat.blobs.blob_path(file_id)
+    path.chmod(0o644)
+    path.write_bytes(content[:-1] + b'x')
+    entries = [entry async for entry in export.entries()]
+    with pytest.raises(ExportedContentChangedError):
+        await read(entries[1].chunks)

@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -77,9 +77,9 @@ def replicas(
         yield first, second, dsn
 
 
-async def wait_until(condition: Callable[[], object], what: str) -> None:
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
-    while not await condition():  # type: ignore[misc]
+    while not await condition():
         assert time.monotonic() < deadline, f'timed out waiting for {what}'
         await asyncio.sleep(0.05)
 
@@ -116,7 +116,8 @@ async def test_a_writer_stalled_past_its_lock_changes_nothing_committed(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     ' AND pid <> pg_backend_pid()'
                 )
-                return bool(waiting) and len(blob_files(first.data_dir) - blobs_before) == 1
+                staged = len(blob_files(first.data_dir) - blobs_before) == 1
+                return bool(waiting) and staged
 
             await wait_until(staged_and_waiting, "A's append staged and waiting for the lock")
             stopped = descendants(first.process.pid)
