@@ -235,8 +235,8 @@ class UnitOfWork(Protocol):
     chat_files: ChatFileRepository
     sandbox_sessions: SandboxSessionRepository
     idempotency_keys: IdempotencyKeyRepository
-    history_segments: HistorySegmentRepository
-    inventory: StoreInventory
+    history_segments: 'HistorySegmentRepository'
+    inventory: 'StoreInventory'
 
     async def __aenter__(self) -> Self: ...
 
