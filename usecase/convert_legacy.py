@@ -74,6 +74,10 @@ class ConvertLegacy:
         self._blobs = blobs
         self._legacy = legacy
 
+    async def needed(self) -> bool:
+        """Whether the data directory has the previous release's layout."""
+        return await self._legacy.present()
+
     async def __call__(self) -> ConversionResult | None:
         """Convert; None when the data directory has the current layout already."""
         if not await self._legacy.present():
