@@ -1,4 +1,4 @@
-"""`chat-storage fsck [--repair]`: runs `CheckStorage` and prints its report (ADR 016).
+"""`chat-storage fsck [--repair]`: runs `CheckStorage` and prints its report (ADR 027).
 
 Exit status: 0 when no damage is left, 1 when damage is left (or was found and not
 repaired), 2 on a usage or configuration error.
@@ -8,13 +8,16 @@ import asyncio
 import sys
 from typing import TextIO
 
-from adapter.file_maintenance import FileSystemMaintenance
-from usecase.recover_storage import RecoverStorage
-
+from adapter.blob_store import BlobStore
+from adapter.chat_view import ChatViews
+from adapter.legacy_layout import LegacyLayout
 from api.settings import Settings, metadata_config
 from domain.error import DomainError, ServiceUnavailableError
 from repository.factory import create_metadata_backend
+from usecase.collect_garbage import DEFAULT_GRACE_SECONDS, CollectGarbage
+from usecase.convert_legacy import ConvertLegacy
 from usecase.fsck import CheckStorage, FsckReport
+from usecase.publish import Publisher
 
 EXIT_CLEAN = 0
 EXIT_DAMAGE = 1
@@ -47,9 +50,18 @@ async def _check(settings: Settings, *, repair: bool, progress: ProgressBar) -> 
     await backend.connect()
     try:
         await backend.migrate()
-        maintenance = FileSystemMaintenance(settings.data_dir)
-        recover = RecoverStorage(backend.unit_of_work, maintenance)
-        check = CheckStorage(backend.unit_of_work, maintenance, recover)
+        uow = backend.unit_of_work
+        blobs = BlobStore(settings.data_dir)
+        views = ChatViews(settings.data_dir)
+        check = CheckStorage(
+            uow,
+            blobs,
+            blobs,
+            views,
+            Publisher(uow, blobs, views),
+            ConvertLegacy(uow, blobs, LegacyLayout(settings.data_dir)),
+            CollectGarbage(uow, blobs, DEFAULT_GRACE_SECONDS),
+        )
         return await check(repair=repair, progress=progress)
     finally:
         await backend.close()

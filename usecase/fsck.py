@@ -1,42 +1,54 @@
-"""`chat-storage fsck`: check the data directory against the metadata, offline (ADR 016)."""
+"""`chat-storage fsck`: check the store's rows against its blobs and views (ADR 027).
+
+The rows are the truth. A row naming a blob that is gone, or one of another size or
+hash, is damage nothing can repair without guessing; a chat directory out of step with
+its rows, a directory without a chat, `file_count` and `used_bytes` off and old garbage
+are repaired by `--repair`, which never loses a committed byte.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from uuid import UUID
 
-from domain.recovery import ChatDirectory, StoredEntry
-
-from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile, HistorySegment
+from domain.error import StoredContentMissingError
+from domain.page import PageKey
 from domain.workspace import Workspace
-from usecase.interface import StorageMaintenance, UnitOfWorkFactory
-from usecase.recover_storage import RecoverStorage, all_workspaces, lock_workspace
+from usecase.collect_garbage import CollectGarbage
+from usecase.convert_legacy import ConvertLegacy, lock_workspace
+from usecase.interface import BlobInventory, BlobStore, ChatViews, UnitOfWorkFactory
+from usecase.publish import Publisher
 
 Progress = Callable[[int, int], None]
-"""`progress(done, total)`, called as chats and files are checked."""
+"""`progress(done, total)`, called as the workspaces are checked."""
+
+PAGE = 500
 
 
 class FindingKind(Enum):
     """What `fsck` can find; `damage` says whether it makes the exit status non-zero."""
 
-    FILE_MISSING = ('file_missing', True)
-    SIZE_MISMATCH = ('size_mismatch', True)
-    SHA256_MISMATCH = ('sha256_mismatch', True)
-    HISTORY_MISSING = ('history_missing', True)
-    HISTORY_SHORT = ('history_short', True)
-    HISTORY_TAIL = ('history_tail', True)
-    CHAT_DIRECTORY_MISSING = ('chat_directory_missing', True)
-    ORPHAN_CHAT_DIRECTORY = ('orphan_chat_directory', True)
+    LEGACY_LAYOUT = ('legacy_layout', True)
+    BLOB_MISSING = ('blob_missing', True)
+    BLOB_SIZE_MISMATCH = ('blob_size_mismatch', True)
+    BLOB_SHA256_MISMATCH = ('blob_sha256_mismatch', True)
+    BLOB_WRITABLE = ('blob_writable', True)
+    HISTORY_SIZE_MISMATCH = ('history_size_mismatch', True)
     FILE_COUNT_MISMATCH = ('file_count_mismatch', True)
     USAGE_MISMATCH = ('usage_mismatch', True)
-    STAGING_LEFTOVER = ('staging_leftover', True)
-    TRASH_LEFTOVER = ('trash_leftover', True)
-    # a sandbox may write into the chat directory it mounts: reported, never touched
-    UNKNOWN_FILE = ('unknown_file', False)
+    VIEW_OUT_OF_STEP = ('view_out_of_step', True)
+    ORPHAN_DIRECTORY = ('orphan_directory', True)
+    # blobs no row names, older than the grace period: they cost disk, never data
+    GARBAGE = ('garbage', False)
 
     def __init__(self, code: str, damage: bool) -> None:
         self.code = code
         self.damage = damage
+
+
+# found by reading blobs whole; the check after a repair does not read them again
+_HASHED = frozenset({FindingKind.BLOB_SHA256_MISMATCH, FindingKind.BLOB_WRITABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,7 @@ class FsckReport:
 
 @dataclass(slots=True)
 class _Scan:
+    hash_blobs: bool
     findings: list[Finding] = field(default_factory=list)
     totals: list[WorkspaceTotals] = field(default_factory=list)
     chats: int = 0
@@ -85,105 +98,121 @@ class _Scan:
 
 @dataclass(frozen=True, slots=True)
 class _ChatRows:
-    workspace: Workspace
     chat: Chat
     files: list[ChatFile]
+    segments: list[HistorySegment]
 
 
 class CheckStorage:
-    """Compare every row with the disk: hashes, sizes, orphans both ways, usage totals.
-
-    `repair` fixes only what needs no guess: it runs start-up recovery (leftovers of dead
-    processes, pending changes, history tails, empty orphan directories, `used_bytes`),
-    drops file rows whose file is gone and recounts `file_count`. A hash mismatch, a
-    short or missing history and files nobody recorded are reported, never changed.
-    """
+    """Check every row against the blob area and the chat directories; `repair` fixes
+    what needs no guess (views, orphan directories, garbage, counts, usage) and converts
+    a previous release's data directory."""
 
     def __init__(
-        self, uow: UnitOfWorkFactory, maintenance: StorageMaintenance, recover: RecoverStorage
+        self,
+        uow: UnitOfWorkFactory,
+        blobs: BlobStore,
+        inventory: BlobInventory,
+        views: ChatViews,
+        publisher: Publisher,
+        convert: ConvertLegacy,
+        collect: CollectGarbage,
     ) -> None:
         self._uow = uow
-        self._maintenance = maintenance
-        self._recover = recover
+        self._blobs = blobs
+        self._inventory = inventory
+        self._views = views
+        self._publisher = publisher
+        self._convert = convert
+        self._collect = collect
 
     async def __call__(
         self, *, repair: bool = False, progress: Progress | None = None
     ) -> FsckReport:
-        scan = await self._scan(hash_files=True, progress=progress)
+        legacy: list[Finding] = []
+        if await self._convert.needed():
+            detail = 'a data directory of the previous release; start-up or --repair converts it'
+            legacy.append(Finding(FindingKind.LEGACY_LAYOUT, detail, repaired=repair))
+            if not repair:
+                return FsckReport(legacy, [])
+            await self._convert()
+        scan = await self._scan(hash_blobs=True, progress=progress)
         if not repair:
-            return FsckReport(scan.findings, scan.totals, scan.chats, scan.files, scan.bytes_hashed)
-        await self._recover()
-        await self._repair_rows(scan.findings)
-        after = await self._scan(hash_files=False, progress=None)
-        # a hash mismatch is never repaired; the scan after the repair does not hash
-        left = {f.key for f in after.findings} | {
-            f.key for f in scan.findings if f.kind is FindingKind.SHA256_MISMATCH
-        }
+            return FsckReport(
+                legacy + scan.findings, scan.totals, scan.chats, scan.files, scan.bytes_hashed
+            )
+        await self._repair(scan.findings)
+        after = await self._scan(hash_blobs=False, progress=None)
+        left = {f.key for f in after.findings} | {f.key for f in scan.findings if f.kind in _HASHED}
         found = [replace(f, repaired=f.key not in left) for f in scan.findings]
         known = {f.key for f in scan.findings}
         found += [f for f in after.findings if f.key not in known]
         return FsckReport(
-            found, after.totals, scan.chats, scan.files, scan.bytes_hashed, repaired=True
+            legacy + found, after.totals, scan.chats, scan.files, scan.bytes_hashed, repaired=True
         )
 
     # --- checking ----------------------------------------------------------------------
 
-    async def _scan(self, *, hash_files: bool, progress: Progress | None) -> _Scan:
-        scan = _Scan()
-        for leftover in await self._maintenance.leftovers():
-            if not leftover.in_use:
-                kind = (
-                    FindingKind.TRASH_LEFTOVER
-                    if leftover.area == '.trash'
-                    else FindingKind.STAGING_LEFTOVER
-                )
+    async def _scan(self, *, hash_blobs: bool, progress: Progress | None) -> _Scan:
+        scan = _Scan(hash_blobs)
+        known: set[tuple[UUID, UUID]] = set()
+        workspaces = await self._workspaces()
+        for done, workspace in enumerate(workspaces, start=1):
+            rows = await self._rows_of(workspace.workspace_id)
+            stored = 0
+            for chat_rows in rows:
+                known.add((workspace.workspace_id, chat_rows.chat.chat_id))
+                stored += chat_rows.chat.history_bytes + sum(f.size_bytes for f in chat_rows.files)
+                await self._check_chat(scan, chat_rows)
+            scan.totals.append(
+                WorkspaceTotals(workspace.workspace_id, workspace.used_bytes, stored)
+            )
+            if stored != workspace.used_bytes:
+                detail = f'used_bytes {workspace.used_bytes}, stored {stored}'
                 scan.findings.append(
-                    Finding(kind, f'{leftover.area}/{leftover.name}', name=leftover.name)
+                    Finding(FindingKind.USAGE_MISMATCH, detail, workspace.workspace_id)
                 )
-        rows = await self._rows(scan)
-        total = len(rows) + sum(len(r.files) for r in rows)
-        done = 0
-        for chat_rows in rows:
-            done += 1 + len(chat_rows.files)
-            await self._check_chat(scan, chat_rows, hash_files=hash_files)
             if progress is not None:
-                progress(done, total)
-        known = {(r.workspace.workspace_id, r.chat.chat_id) for r in rows}
-        for directory in await self._maintenance.chat_directories():
-            if (directory.workspace_id, directory.chat_id) not in known:
+                progress(done, len(workspaces))
+        for workspace_id, chat_id in await self._views.chats():
+            if (workspace_id, chat_id) not in known:
+                detail = 'a chat directory without a chat'
                 scan.findings.append(
-                    Finding(
-                        FindingKind.ORPHAN_CHAT_DIRECTORY,
-                        'a chat directory without a chat',
-                        directory.workspace_id,
-                        directory.chat_id,
-                    )
+                    Finding(FindingKind.ORPHAN_DIRECTORY, detail, workspace_id, chat_id)
                 )
+        garbage = len(await self._collect.garbage())
+        if garbage:
+            detail = f'{garbage} blobs no row names, older than the grace period'
+            scan.findings.append(Finding(FindingKind.GARBAGE, detail))
         return scan
 
-    async def _rows(self, scan: _Scan) -> list[_ChatRows]:
+    async def _workspaces(self) -> list[Workspace]:
+        found: list[Workspace] = []
+        async with self._uow(write=False) as uow:
+            while True:
+                after = PageKey(found[-1].created_at, found[-1].workspace_id) if found else None
+                page = await uow.workspaces.list_all(limit=PAGE, after=after)
+                found.extend(page)
+                if len(page) < PAGE:
+                    return found
+
+    async def _rows_of(self, workspace_id: UUID) -> list[_ChatRows]:
         rows: list[_ChatRows] = []
         async with self._uow(write=False) as uow:
-            for workspace in await all_workspaces(uow):
-                stored = 0
-                for chat in await uow.chats.list_by_workspace_id(workspace.workspace_id):
-                    files = await uow.chat_files.list_by_chat_id(chat.chat_id)
-                    rows.append(_ChatRows(workspace, chat, files))
-                    stored += chat.history_bytes + sum(f.size_bytes for f in files)
-                scan.totals.append(
-                    WorkspaceTotals(workspace.workspace_id, workspace.used_bytes, stored)
-                )
-                if stored != workspace.used_bytes:
-                    scan.findings.append(
-                        Finding(
-                            FindingKind.USAGE_MISMATCH,
-                            f'used_bytes {workspace.used_bytes}, stored {stored}',
-                            workspace.workspace_id,
-                        )
-                    )
+            chats: list[Chat] = []
+            while True:
+                after = PageKey(chats[-1].created_at, chats[-1].chat_id) if chats else None
+                page = await uow.chats.list_by_workspace_id(workspace_id, limit=PAGE, after=after)
+                chats.extend(page)
+                if len(page) < PAGE:
+                    break
+            for chat in chats:
+                files = await uow.chat_files.list_by_chat_id(chat.chat_id)
+                segments = await uow.history_segments.list_by_chat_id(chat.chat_id)
+                rows.append(_ChatRows(chat, files, segments))
         return rows
 
-    async def _check_chat(self, scan: _Scan, rows: _ChatRows, *, hash_files: bool) -> None:
+    async def _check_chat(self, scan: _Scan, rows: _ChatRows) -> None:
         chat = rows.chat
         ids = (chat.workspace_id, chat.chat_id)
         scan.chats += 1
@@ -191,93 +220,111 @@ class CheckStorage:
         if chat.file_count != len(rows.files):
             detail = f'file_count {chat.file_count}, rows {len(rows.files)}'
             scan.findings.append(Finding(FindingKind.FILE_COUNT_MISMATCH, detail, *ids))
-        directory = ChatDirectory(*ids)
-        entries = await self._maintenance.chat_entries(directory)
-        if entries is None:
-            scan.findings.append(
-                Finding(FindingKind.CHAT_DIRECTORY_MISSING, 'no chat directory', *ids)
-            )
-            for chat_file in rows.files:
-                scan.findings.append(
-                    Finding(FindingKind.FILE_MISSING, 'gone', *ids, chat_file.name.value)
-                )
-            return
-        on_disk = {entry.name: entry for entry in entries}
-        self._check_history(scan, chat, on_disk.pop(HISTORY_FILE_NAME, None))
         for chat_file in rows.files:
-            await self._check_file(
-                scan, directory, chat_file, on_disk.pop(chat_file.name.value, None), hash_files
-            )
-        for name in sorted(on_disk):
-            scan.findings.append(Finding(FindingKind.UNKNOWN_FILE, 'no row', *ids, name))
+            await self._check_file(scan, chat, chat_file)
+        await self._check_history(scan, rows)
+        named = {f.name.value: f.file_id for f in rows.files}
+        out_of_step = await self._views.differs(*ids, named, chat.history_bytes)
+        if out_of_step:
+            detail = 'not the rows at: ' + ', '.join(out_of_step)
+            scan.findings.append(Finding(FindingKind.VIEW_OUT_OF_STEP, detail, *ids))
 
-    def _check_history(self, scan: _Scan, chat: Chat, entry: StoredEntry | None) -> None:
-        ids = (chat.workspace_id, chat.chat_id, HISTORY_FILE_NAME)
-        if entry is None or not entry.is_regular_file:
-            scan.findings.append(Finding(FindingKind.HISTORY_MISSING, 'gone', *ids))
-        elif entry.size_bytes < chat.history_bytes:
-            detail = f'{entry.size_bytes} bytes, history_bytes {chat.history_bytes}'
-            scan.findings.append(Finding(FindingKind.HISTORY_SHORT, detail, *ids))
-        elif entry.size_bytes > chat.history_bytes:
-            detail = f'{entry.size_bytes - chat.history_bytes} uncommitted bytes'
-            scan.findings.append(Finding(FindingKind.HISTORY_TAIL, detail, *ids))
-
-    async def _check_file(
-        self,
-        scan: _Scan,
-        directory: ChatDirectory,
-        chat_file: ChatFile,
-        entry: StoredEntry | None,
-        hash_files: bool,
-    ) -> None:
-        ids = (directory.workspace_id, directory.chat_id, chat_file.name.value)
-        if entry is None or not entry.is_regular_file:
-            scan.findings.append(Finding(FindingKind.FILE_MISSING, 'gone', *ids))
+    async def _check_file(self, scan: _Scan, chat: Chat, chat_file: ChatFile) -> None:
+        ids = (chat.workspace_id, chat.chat_id, chat_file.name.value)
+        if not scan.hash_blobs:
+            try:
+                await self._blobs.path(chat_file.file_id)
+            except StoredContentMissingError:
+                scan.findings.append(Finding(FindingKind.BLOB_MISSING, 'gone', *ids))
             return
-        if entry.size_bytes != chat_file.size_bytes:
-            detail = f'{entry.size_bytes} bytes, recorded {chat_file.size_bytes}'
-            scan.findings.append(Finding(FindingKind.SIZE_MISMATCH, detail, *ids))
-        if hash_files:
-            digest = await self._maintenance.file_sha256(directory, chat_file.name.value)
-            scan.bytes_hashed += entry.size_bytes
-            if digest is None:
-                scan.findings.append(Finding(FindingKind.FILE_MISSING, 'gone', *ids))
-            elif digest != chat_file.sha256:
-                detail = f'sha256 {digest}, recorded {chat_file.sha256}'
-                scan.findings.append(Finding(FindingKind.SHA256_MISMATCH, detail, *ids))
+        state = await self._inventory.inspect(chat_file.file_id)
+        if state is None:
+            scan.findings.append(Finding(FindingKind.BLOB_MISSING, 'gone', *ids))
+            return
+        scan.bytes_hashed += state.size_bytes
+        if state.size_bytes != chat_file.size_bytes:
+            detail = f'{state.size_bytes} bytes, recorded {chat_file.size_bytes}'
+            scan.findings.append(Finding(FindingKind.BLOB_SIZE_MISMATCH, detail, *ids))
+        if state.sha256 != chat_file.sha256:
+            detail = f'sha256 {state.sha256}, recorded {chat_file.sha256}'
+            scan.findings.append(Finding(FindingKind.BLOB_SHA256_MISMATCH, detail, *ids))
+        if state.writable:
+            scan.findings.append(Finding(FindingKind.BLOB_WRITABLE, 'a write bit is set', *ids))
+
+    async def _check_history(self, scan: _Scan, rows: _ChatRows) -> None:
+        chat = rows.chat
+        ids = (chat.workspace_id, chat.chat_id, HISTORY_FILE_NAME)
+        blob_ids = [chat.history_blob_id] + [s.blob_id for s in rows.segments]
+        sizes = [s.size_bytes for s in rows.segments if s.blob_id is None]
+        for segment in rows.segments:
+            if segment.content is not None and len(segment.content) != segment.size_bytes:
+                detail = f'a segment of {len(segment.content)} bytes, recorded {segment.size_bytes}'
+                scan.findings.append(Finding(FindingKind.HISTORY_SIZE_MISMATCH, detail, *ids))
+        for blob_id in blob_ids:
+            if blob_id is None:
+                continue
+            state = await self._inventory.inspect(blob_id)
+            if state is None:
+                scan.findings.append(Finding(FindingKind.BLOB_MISSING, 'a history blob', *ids))
+                return
+            scan.bytes_hashed += state.size_bytes if scan.hash_blobs else 0
+            sizes.append(state.size_bytes)
+            if state.writable and scan.hash_blobs:
+                detail = 'a history blob has a write bit'
+                scan.findings.append(Finding(FindingKind.BLOB_WRITABLE, detail, *ids))
+        if sum(sizes) != chat.history_bytes:
+            detail = f'{sum(sizes)} bytes stored, history_bytes {chat.history_bytes}'
+            scan.findings.append(Finding(FindingKind.HISTORY_SIZE_MISMATCH, detail, *ids))
 
     # --- repairing ---------------------------------------------------------------------
 
-    async def _repair_rows(self, findings: list[Finding]) -> None:
-        """Drop rows of files that are gone; recount `file_count` of every chat found off."""
-        chats = {
-            (f.workspace_id, f.chat_id)
-            for f in findings
-            if f.kind in {FindingKind.FILE_MISSING, FindingKind.FILE_COUNT_MISMATCH}
-        }
-        for workspace_id, chat_id in sorted(chats, key=str):
-            if workspace_id is not None and chat_id is not None:
-                await self._repair_chat(ChatDirectory(workspace_id, chat_id))
+    async def _repair(self, findings: list[Finding]) -> None:
+        kinds = {f.kind for f in findings}
+        for finding in findings:
+            ws, chat = finding.workspace_id, finding.chat_id
+            if ws is None:
+                continue
+            if finding.kind is FindingKind.FILE_COUNT_MISMATCH and chat is not None:
+                await self._recount(ws, chat)
+            elif finding.kind is FindingKind.USAGE_MISMATCH:
+                await self._reset_usage(ws)
+        for finding in findings:
+            ws, chat = finding.workspace_id, finding.chat_id
+            if ws is None or chat is None:
+                continue
+            if finding.kind in {FindingKind.VIEW_OUT_OF_STEP, FindingKind.FILE_COUNT_MISMATCH}:
+                await self._publisher.chat(ws, chat)
+            elif finding.kind is FindingKind.ORPHAN_DIRECTORY:
+                await self._remove_orphan(ws, chat)
+        if FindingKind.GARBAGE in kinds:
+            await self._collect()
 
-    async def _repair_chat(self, directory: ChatDirectory) -> None:
+    async def _recount(self, workspace_id: UUID, chat_id: UUID) -> None:
         async with self._uow() as uow:
-            # the workspace lock serialises this with any writer of the workspace
-            workspace = await lock_workspace(uow, directory.workspace_id)
-            if workspace is None:
+            if await lock_workspace(uow, workspace_id) is None:
                 return
-            chat = await uow.chats.get(directory.chat_id)
+            chat = await uow.chats.get(chat_id)
             if chat is None:
                 return
-            entries = await self._maintenance.chat_entries(directory) or []
-            present = {e.name for e in entries if e.is_regular_file}
-            kept = 0
-            for chat_file in await uow.chat_files.list_by_chat_id(chat.chat_id):
-                if chat_file.name.value in present:
-                    kept += 1
-                else:
-                    await uow.chat_files.delete(chat_file.file_id)
-                    await uow.workspaces.add_used_bytes(
-                        workspace.workspace_id, -chat_file.size_bytes
-                    )
-            await uow.chats.save(replace(chat, file_count=kept))
-            await uow.commit()
+            count = len(await uow.chat_files.list_by_chat_id(chat_id))
+            if count != chat.file_count:
+                await uow.chats.save(replace(chat, file_count=count))
+                await uow.commit()
+
+    async def _reset_usage(self, workspace_id: UUID) -> None:
+        async with self._uow() as uow:
+            workspace = await lock_workspace(uow, workspace_id)
+            if workspace is None:
+                return
+            stored = await uow.workspaces.stored_bytes(workspace_id)
+            if stored != workspace.used_bytes:
+                await uow.workspaces.save(replace(workspace, used_bytes=stored))
+                await uow.commit()
+
+    async def _remove_orphan(self, workspace_id: UUID, chat_id: UUID) -> None:
+        async with self._uow(write=False) as uow:
+            chat = await uow.chats.get(chat_id)
+        if chat is None:
+            await self._publisher.chat(workspace_id, chat_id)
+        elif chat.workspace_id != workspace_id:
+            await self._views.remove_chat(workspace_id, chat_id)
