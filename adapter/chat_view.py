@@ -25,12 +25,14 @@ import anyio.to_thread
 
 from adapter.file_system import (
     BLOBS_DIR_NAME,
+    CHATS_DIR_NAME,
     CREATE_FLAGS,
     DEFAULT_CHUNK_BYTES,
     DIR_FLAGS,
     DIR_MODE,
     FILE_MODE,
     TMP_DIR_NAME,
+    WORKSPACES_DIR_NAME,
     blob_relative_path,
     storage_error,
     write_all,
@@ -98,17 +100,28 @@ class _Directories:
             self.close()
             raise
         self.tmp = self._keep(tmp)
+        try:
+            workspaces = os.open(WORKSPACES_DIR_NAME, DIR_FLAGS, dir_fd=self.data)
+        except BaseException:
+            self.close()
+            raise
+        self.workspaces = self._keep(workspaces)
 
     def _keep(self, fd: int) -> int:
         self._fds.append(fd)
         return fd
 
     def workspace(self, workspace_id: UUID, *, create: bool = False) -> int:
-        return self._keep(_open_dir(self.data, str(workspace_id), create=create))
+        return self._keep(_open_dir(self.workspaces, str(workspace_id), create=create))
+
+    def chats(self, workspace_id: UUID, *, create: bool = False) -> int:
+        """The directory of the workspace's chat directories."""
+        workspace = self.workspace(workspace_id, create=create)
+        return self._keep(_open_dir(workspace, CHATS_DIR_NAME, create=create))
 
     def chat(self, workspace_id: UUID, chat_id: UUID, *, create: bool = False) -> int:
-        workspace = self.workspace(workspace_id, create=create)
-        return self._keep(_open_dir(workspace, str(chat_id), create=create))
+        chats = self.chats(workspace_id, create=create)
+        return self._keep(_open_dir(chats, str(chat_id), create=create))
 
     def close(self) -> None:
         for fd in reversed(self._fds):
@@ -135,9 +148,12 @@ class ChatViews:
         self._chunk_bytes = chunk_bytes
         # start-up only
         (self.data_dir / BLOBS_DIR_NAME / TMP_DIR_NAME).mkdir(parents=True, exist_ok=True)
+        (self.data_dir / WORKSPACES_DIR_NAME).mkdir(exist_ok=True)
 
     def chat_dir(self, workspace_id: UUID, chat_id: UUID) -> Path:
-        return self.data_dir / str(workspace_id) / str(chat_id)
+        return (
+            self.data_dir / WORKSPACES_DIR_NAME / str(workspace_id) / CHATS_DIR_NAME / str(chat_id)
+        )
 
     async def _run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         def call() -> T:
@@ -235,10 +251,10 @@ class ChatViews:
         it there (a crash leaves it to garbage collection)."""
         with _directories(self.data_dir) as directories:
             if chat_id is None:
-                parent, name = directories.data, str(workspace_id)
+                parent, name = directories.workspaces, str(workspace_id)
             else:
                 try:
-                    parent = directories.workspace(workspace_id)
+                    parent = directories.chats(workspace_id)
                 except OSError as exc:
                     if exc.errno not in _ABSENT:
                         raise
@@ -289,9 +305,9 @@ class ChatViews:
     def _chats(self) -> list[tuple[UUID, UUID]]:
         found: list[tuple[UUID, UUID]] = []
         with _directories(self.data_dir) as directories:
-            for workspace_id in _uuid_directories(directories.data):
+            for workspace_id in _uuid_directories(directories.workspaces):
                 try:
-                    workspace = directories.workspace(workspace_id)
+                    workspace = directories.chats(workspace_id)
                 except OSError:
                     continue  # removed or replaced meanwhile
                 found.extend((workspace_id, chat_id) for chat_id in _uuid_directories(workspace))

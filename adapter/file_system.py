@@ -6,7 +6,7 @@ Layout under the data directory:
 - `.blobs/<first two hex digits>/<blob id hex>`: the immutable blobs, mode 0o444;
 - `.blobs/tmp/<uuid hex>`: names being staged for a chat directory and directories being
   removed; whatever is left there after a crash is garbage like an unnamed blob;
-- `<workspace_id>/<chat_id>/`: the chat directories, a view of the rows.
+- `workspaces/<workspace_id>/chats/<chat_id>/`: the chat directories, a view of the rows.
 """
 
 import ctypes
@@ -27,6 +27,8 @@ from domain.error import (
 
 BLOBS_DIR_NAME = '.blobs'
 TMP_DIR_NAME = 'tmp'
+WORKSPACES_DIR_NAME = 'workspaces'
+CHATS_DIR_NAME = 'chats'
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 # blobs and the files of a view: readable by a sandbox under another uid, written by none
 FILE_MODE = 0o444

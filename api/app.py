@@ -5,12 +5,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-from adapter.blob_store import BlobStore
-from adapter.chat_view import ChatViews
+import anyio
 from fastapi import FastAPI
 
+from adapter.blob_store import BlobStore
+from adapter.chat_view import ChatViews
 from adapter.clock import SystemClock
 from adapter.id_generator import UuidGenerator
+from adapter.legacy_layout import LegacyLayout
+from adapter.sweep_mark import FileSweepMarks
 from api.body import install_body_chunk_timeout, install_parsed_body_limit
 from api.container import Services, build_services
 from api.drain import install_drain
@@ -22,7 +25,11 @@ from api.problems import install_problem_handlers
 from api.routers import chats, export, files, health, history, links, sandbox, workspace
 from api.settings import Settings, SettingsError, load_settings, metadata_config
 from repository.factory import create_metadata_backend
-from usecase.interface import Clock, IdGenerator, Tracer
+from usecase.collect_garbage import CollectGarbage
+from usecase.convert_legacy import ConvertLegacy
+from usecase.interface import Clock, IdGenerator, MetadataBackend, Tracer
+from usecase.start_store import StartStore
+from usecase.sweep_views import SweepViews
 
 logger = logging.getLogger('chat_storage')
 
@@ -64,11 +71,17 @@ def create_app(
             await backend.migrate()
             blobs = BlobStore(resolved.data_dir)
             views = ChatViews(resolved.data_dir)
+            used_clock = clock or SystemClock()
             services = build_services(
-                resolved, backend, blobs, views, clock or SystemClock(), ids or UuidGenerator()
+                resolved, backend, blobs, views, used_clock, ids or UuidGenerator()
             )
+            store = _store_maintenance(resolved, backend, blobs, views, services, used_clock)
+            await store()
             logger.info('chat-storage ready (metadata: %s)', backend.backend_name)
-            yield {'services': services}
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(store.maintain_periodically)
+                yield {'services': services}
+                tasks.cancel_scope.cancel()
         finally:
             await backend.close()
 
@@ -102,6 +115,23 @@ def create_app(
     install_body_chunk_timeout(app, resolved.body_chunk_timeout_seconds)
     _register_problem_schema(app)
     return app
+
+
+def _store_maintenance(
+    settings: Settings,
+    backend: MetadataBackend,
+    blobs: BlobStore,
+    views: ChatViews,
+    services: Services,
+    clock: Clock,
+) -> StartStore:
+    """Conversion of an earlier layout, the view sweep and garbage collection (ADR 027)."""
+    uow = backend.unit_of_work
+    return StartStore(
+        convert=ConvertLegacy(uow, blobs, LegacyLayout(settings.data_dir)),
+        sweep=SweepViews(uow, views, services.publisher, FileSweepMarks(settings.data_dir), clock),
+        collect=CollectGarbage(uow, blobs, settings.garbage_grace_seconds),
+    )
 
 
 def _register_problem_schema(app: FastAPI) -> None:

@@ -337,9 +337,10 @@ async def test_chats_lists_every_chat_directory(
 ) -> None:
     await views.ensure_chat(WORKSPACE_ID, CHAT_ID)
     await views.ensure_chat(WORKSPACE_ID, OTHER_CHAT_ID)
-    (data_dir / str(WORKSPACE_ID) / 'not-a-uuid').mkdir()
-    (data_dir / str(WORKSPACE_ID) / str(MISSING_BLOB_ID)).symlink_to(outside)
-    (data_dir / 'stray-file').write_bytes(b'')
+    chats = data_dir / 'workspaces' / str(WORKSPACE_ID) / 'chats'
+    (chats / 'not-a-uuid').mkdir()
+    (chats / str(MISSING_BLOB_ID)).symlink_to(outside)
+    (data_dir / 'workspaces' / 'stray-file').write_bytes(b'')
 
     assert await views.chats() == [(WORKSPACE_ID, CHAT_ID), (WORKSPACE_ID, OTHER_CHAT_ID)]
 
@@ -380,6 +381,7 @@ async def test_remove_workspace_removes_its_chats(views: ChatViews, data_dir: Pa
     await views.remove_workspace(WORKSPACE_ID)
     await views.remove_workspace(WORKSPACE_ID)
 
-    assert listing(data_dir) == ['.blobs']
+    assert listing(data_dir) == ['.blobs', 'workspaces']
+    assert listing(data_dir / 'workspaces') == []
     assert await views.chats() == []
     assert tmp_entries(data_dir) == []
