@@ -24,18 +24,18 @@ from uuid import UUID
 
 import anyio.to_thread
 
+from adapter.file_system import blob_relative_path
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.error import StoredContentMissingError
 
 LEGACY_AREAS: Final = ('.staging', '.trash', '.locks')
-BLOBS_DIR_NAME: Final = '.blobs'
 CHUNK_BYTES: Final = 1024 * 1024
 _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def blob_path(data_dir: Path, blob_id: UUID) -> Path:
     """Where the blob area keeps a blob: `.blobs/<2 hex>/<32 hex>`."""
-    return data_dir / BLOBS_DIR_NAME / blob_id.hex[:2] / blob_id.hex
+    return data_dir / blob_relative_path(blob_id)
 
 
 def _open_regular(path: Path) -> int | None:
