@@ -13,7 +13,7 @@ from repository.inventory import InMemoryStoreInventory
 from repository.memory_store import MemoryStore
 from repository.sandbox_session import InMemorySandboxSessionRepository
 from repository.workspace import InMemoryWorkspaceRepository
-from usecase.interface import MetadataBackend, PendingSync, UnitOfWork
+from usecase.interface import MetadataBackend, UnitOfWork
 
 
 class InMemoryUnitOfWork(UnitOfWork):
@@ -65,12 +65,10 @@ class InMemoryUnitOfWork(UnitOfWork):
             self._bind(self._store)
             self._backend.writer_lock.release()
 
-    async def commit(self, pending: PendingSync | None = None) -> None:
-        await to_the_end(self._commit(pending))
+    async def commit(self) -> None:
+        await to_the_end(self._commit())
 
-    async def _commit(self, pending: PendingSync | None) -> None:
-        if pending is not None:
-            await asyncio.to_thread(pending.sync)
+    async def _commit(self) -> None:
         if self._write:
             self._backend.committed = self._store.copy()
 

@@ -269,19 +269,6 @@ class StoreInventory(Protocol):
         ...
 
 
-class PendingSync(Protocol):
-    """File system work applied but not yet durable, which a metadata commit waits for."""
-
-    def sync(self) -> None:
-        """Blocking: fsync what was left for the commit (`UnitOfWork.commit` runs it).
-
-        Raises a `DomainError` (`InsufficientStorageError`, `ServiceUnavailableError`,
-        ...) when it cannot, after which the change must be rolled back. Nothing to do
-        when everything was made durable as it was applied.
-        """
-        ...
-
-
 class UnitOfWork(Protocol):
     """One transaction over all repositories; leaving the block without commit rolls back."""
 
@@ -302,14 +289,11 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self, pending: PendingSync | None = None) -> None:
-        """Make every change of this unit durable.
+    async def commit(self) -> None:
+        """Make every change of this unit durable: the only commit point of a write.
 
-        `pending.sync()` runs first, before anything is committed, so that no committed
-        row refers to file system work that is not yet durable; the backend may run it in
-        the thread that commits (ADR 019). When it raises, nothing is committed. Once the
-        commit has begun it runs to its end even if the caller is cancelled: its outcome
-        is the unit's, and the cancellation comes after it.
+        Once the commit has begun it runs to its end even if the caller is cancelled: its
+        outcome is the unit's, and the cancellation comes after it.
         """
         ...
 

@@ -1,10 +1,10 @@
 """Group commit of SQLite write units: several units' rows in one transaction (ADR 024).
 
 SQLite has one writer at a time, so a write unit holds the writer's lock from `BEGIN
-IMMEDIATE` to `COMMIT`, and its `COMMIT` (an fsync of the WAL, after the fsync of the
-files its rows refer to) is most of that time. A unit opened with `group=True` promises
-that its commit ends it; it then runs as a `SAVEPOINT` inside a transaction that it
-shares with the units that queued for the lock behind it:
+IMMEDIATE` to `COMMIT`, and its `COMMIT` (an fsync of the WAL) is most of that time. A
+unit opened with `group=True` promises that its commit ends it; it then runs as a
+`SAVEPOINT` inside a transaction that it shares with the units that queued for the lock
+behind it:
 
 - the first such unit begins the transaction; each unit releases its savepoint on
   `commit`, hands the lock on and waits for the group's outcome;
@@ -13,9 +13,8 @@ shares with the units that queued for the lock behind it:
   over quota), so when others have committed into the group it answers only once the
   group has: if the group failed, it fails too, with `ServiceUnavailableError`;
 - the group is committed by a task that queues for the lock like any unit, after the
-  units that were waiting when the first member committed: it runs every member's
-  `PendingSync` and `COMMIT` in one thread call, then answers them all. A group holds
-  at most `MAX_GROUP_UNITS` units;
+  units that were waiting when the first member committed: it runs `COMMIT` in a
+  thread, then answers them all. A group holds at most `MAX_GROUP_UNITS` units;
 - when that fails, nothing of the group committed and every member's `commit` raises
   the error: what the members staged is named by no row, garbage like any unnamed blob;
 - a unit that did not promise (`group=False`) ends an open group before it begins, and
@@ -25,7 +24,7 @@ shares with the units that queued for the lock behind it:
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -35,7 +34,6 @@ from repository.sql.errors import unavailable_on_connection_errors
 from repository.sql.loop_sqlite import LoopConnection, Savepoint
 from repository.sql.session import UnitConnection
 from repository.sql.unit_of_work import SqlUnitOfWork, discard
-from usecase.interface import PendingSync
 
 # units in one group at most: bounds the wait of its first member and the time another
 # process waits for SQLite's write lock
@@ -46,13 +44,13 @@ _log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Group:
-    """One open transaction and what the units that committed into it left to sync."""
+    """One open transaction and how many units committed into it."""
 
     connection: LoopConnection
     # set when the group has ended: its COMMIT's outcome
     outcome: asyncio.Future[None]
     units: int = 0
-    members: list[PendingSync | None] = field(default_factory=list)
+    members: int = 0
     ending: asyncio.Task[None] | None = None
     # a unit's savepoint could not be rolled back: its rows may be in the transaction
     broken: bool = False
@@ -137,7 +135,7 @@ class WriteGroups:
             if self._group is not None:
                 self._group.broken = True
 
-    async def commit(self, savepoint: Savepoint, pending: PendingSync | None) -> None:
+    async def commit(self, savepoint: Savepoint) -> None:
         """Release the savepoint, hand the lock on, and wait for the group's outcome."""
         group = self._group
         if group is None:
@@ -145,7 +143,7 @@ class WriteGroups:
         try:
             with unavailable_on_connection_errors():
                 savepoint.commit()
-            group.members.append(pending)
+            group.members += 1
             if group.ending is None:
                 # queues behind the units waiting now: they join this group first
                 group.ending = self._spawn(self._end_when_free(group))
@@ -200,17 +198,11 @@ class WriteGroups:
 
 
 async def _commit(group: _Group) -> None:
-    """Every member's pending sync, then COMMIT: one call in the thread that commits."""
+    """COMMIT the group's transaction."""
     if group.broken:
         raise ServiceUnavailableError
-    syncs = [pending.sync for pending in group.members if pending is not None]
-
-    def sync_all() -> None:
-        for sync in syncs:
-            sync()
-
     with unavailable_on_connection_errors():
-        await group.connection.commit(sync_all if syncs else None)
+        await group.connection.commit()
 
 
 async def _outcome(outcome: asyncio.Future[None]) -> None:
@@ -244,13 +236,13 @@ class GroupedUnitOfWork(SqlUnitOfWork):
         if savepoint is not None:
             await self._groups.leave(savepoint)
 
-    async def commit(self, pending: PendingSync | None = None) -> None:
+    async def commit(self) -> None:
         savepoint, self._savepoint = self._savepoint, None
         if savepoint is None:
             raise RuntimeError('a grouped unit of work commits once, at its end')
         # no statement after the commit: the session refuses one
         self._session.connection = None
-        await self._groups.commit(savepoint, pending)
+        await self._groups.commit(savepoint)
 
     async def rollback(self) -> None:
         raise RuntimeError('a grouped unit of work does not roll back: leave it instead')

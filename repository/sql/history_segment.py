@@ -1,10 +1,9 @@
 """The history segments of the SQL backends."""
 
-from dataclasses import fields
-from uuid import UUID
-
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import and_, bindparam, delete, insert, select
 

@@ -101,18 +101,9 @@ class LoopConnection:
         dbapi_connection = self._connection.connection.dbapi_connection
         return _run_on(dbapi_connection, self._connection.dialect, sql, arguments, fetch=fetch)
 
-    async def commit(self, first: Callable[[], None] | None = None) -> None:
-        """COMMIT, and its fsync of the WAL, in a thread; `first` (blocking) before it, in
-        the same thread: one hop of the writer's lock to a thread and back, not two."""
-        if first is None:
-            commit = self._connection.commit
-        else:
-
-            def commit() -> None:
-                first()
-                self._connection.commit()
-
-        await asyncio.get_running_loop().run_in_executor(self._commits, commit)
+    async def commit(self) -> None:
+        """COMMIT, and its fsync of the WAL, in a thread."""
+        await asyncio.get_running_loop().run_in_executor(self._commits, self._connection.commit)
 
     async def rollback(self) -> None:
         self._connection.rollback()

@@ -1,4 +1,3 @@
-import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from types import TracebackType
@@ -20,7 +19,7 @@ from repository.sql.repositories import (
     SqlWorkspaceRepository,
 )
 from repository.sql.session import SqlSession, UnitConnection
-from usecase.interface import PendingSync, UnitOfWork
+from usecase.interface import UnitOfWork
 
 # execution option read by the SQLite `begin` hook: BEGIN IMMEDIATE for writers
 WRITE_OPTION = 'chat_storage_write'
@@ -94,10 +93,10 @@ class SqlUnitOfWork(UnitOfWork):
             if self._writer_lock is not None:
                 self._writer_lock.release()
 
-    async def commit(self, pending: PendingSync | None = None) -> None:
+    async def commit(self) -> None:
         connection = self._connection()
         with unavailable_on_connection_errors():
-            await to_the_end(_commit(connection, pending))
+            await to_the_end(_commit(connection))
         # the next statement begins a new transaction of the same kind (autobegin)
 
     async def rollback(self) -> None:
@@ -110,12 +109,10 @@ class SqlUnitOfWork(UnitOfWork):
         return self._session.connection
 
 
-async def _commit(connection: UnitConnection, pending: PendingSync | None) -> None:
+async def _commit(connection: UnitConnection) -> None:
     if isinstance(connection, LoopConnection):
-        await connection.commit(None if pending is None else pending.sync)
+        await connection.commit()
         return
-    if pending is not None:
-        await asyncio.to_thread(pending.sync)
     try:
         await connection.commit()
     except Exception as error:
