@@ -14,7 +14,7 @@ from adapter.legacy_layout import LegacyLayout
 from api.settings import Settings, metadata_config
 from domain.error import DomainError, ServiceUnavailableError
 from repository.factory import create_metadata_backend
-from usecase.collect_garbage import DEFAULT_GRACE_SECONDS, CollectGarbage
+from usecase.collect_garbage import CollectGarbage
 from usecase.convert_legacy import ConvertLegacy
 from usecase.fsck import CheckStorage, FsckReport
 from usecase.publish import Publisher
@@ -60,7 +60,7 @@ async def _check(settings: Settings, *, repair: bool, progress: ProgressBar) -> 
             views,
             Publisher(uow, blobs, views),
             ConvertLegacy(uow, blobs, LegacyLayout(settings.data_dir)),
-            CollectGarbage(uow, blobs, DEFAULT_GRACE_SECONDS),
+            CollectGarbage(uow, blobs, settings.garbage_grace_seconds),
         )
         return await check(repair=repair, progress=progress)
     finally:
