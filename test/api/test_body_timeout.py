@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from api_support import blob_area, staging_entries
 
 from api.settings import Settings
 
@@ -53,10 +54,13 @@ async def timed(
     return response, time.monotonic() - started
 
 
-async def nothing_kept(client: httpx.AsyncClient, chat_id: str, data_dir: Path) -> None:
+async def nothing_kept(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path, blobs_before: set[str]
+) -> None:
     assert (await client.get(f'/v1/chats/{chat_id}/files')).json()['items'] == []
     assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 0
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs_before
+    assert staging_entries(data_dir) == set()
 
 
 def assert_timed_out(response: httpx.Response, seconds: float) -> None:
@@ -74,6 +78,7 @@ async def test_a_stalled_upload_is_408_and_leaves_nothing(
     client: httpx.AsyncClient, chat_id: str, data_dir: Path, length: int | None
 ) -> None:
     headers = {'Content-Length': str(length)} if length else {}
+    blobs_before = blob_area(data_dir)
     response, seconds = await timed(
         client.put(
             f'/v1/chats/{chat_id}/files/by-name/a.bin',
@@ -82,7 +87,7 @@ async def test_a_stalled_upload_is_408_and_leaves_nothing(
         )
     )
     assert_timed_out(response, seconds)
-    await nothing_kept(client, chat_id, data_dir)
+    await nothing_kept(client, chat_id, data_dir, blobs_before)
 
 
 async def test_a_stalled_multipart_upload_is_408_and_leaves_nothing(
@@ -92,6 +97,7 @@ async def test_a_stalled_multipart_upload_is_408_and_leaves_nothing(
         b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
         + b'x' * 1_000
     )
+    blobs_before = blob_area(data_dir)
     response, seconds = await timed(
         client.post(
             f'/v1/chats/{chat_id}/files',
@@ -100,7 +106,7 @@ async def test_a_stalled_multipart_upload_is_408_and_leaves_nothing(
         )
     )
     assert_timed_out(response, seconds)
-    await nothing_kept(client, chat_id, data_dir)
+    await nothing_kept(client, chat_id, data_dir, blobs_before)
 
 
 async def test_a_stalled_history_write_is_408_and_changes_nothing(

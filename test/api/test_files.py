@@ -6,12 +6,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-
-
-def chat_dir(data_dir: Path) -> Path:
-    dirs = list((data_dir / 'workspaces').glob('*/chats/*'))
-    assert len(dirs) == 1
-    return dirs[0]
+from api_support import blob_area, chat_dir, staging_entries
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -99,6 +94,7 @@ async def test_truncated_multipart_leaves_nothing(
     client: httpx.AsyncClient, chat_id: str, data_dir: Path
 ) -> None:
     body = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="t.bin"\r\n\r\npartial'
+    blobs_before = blob_area(data_dir)
     response = await client.post(
         f'/v1/chats/{chat_id}/files',
         content=body,
@@ -106,7 +102,8 @@ async def test_truncated_multipart_leaves_nothing(
     )
     assert response.status_code == 422
     assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['history.md']
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs_before
+    assert staging_entries(data_dir) == set()
 
 
 async def test_bad_names_are_refused_and_leave_nothing(
@@ -121,6 +118,7 @@ async def test_bad_names_are_refused_and_leave_nothing(
         'bad%01name': 'invalid_attachment_name',
         'history.md': 'reserved_attachment_name',
     }
+    blobs_before = blob_area(data_dir)
     for name, code in cases.items():
         response = await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=b'data')
         assert response.status_code == 422, name
@@ -130,6 +128,7 @@ async def test_bad_names_are_refused_and_leave_nothing(
     )
     assert nul.json()['code'] == 'invalid_attachment_name'
     assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['history.md']
+    assert blob_area(data_dir) == blobs_before
     assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 0
 
 
@@ -144,12 +143,14 @@ async def test_too_large_streamed_upload_keeps_the_old_file(
 ) -> None:
     url = f'/v1/chats/{chat_id}/files/by-name/keep.bin'
     await client.put(url, content=b'old content')
+    blobs_before = blob_area(data_dir)
     response = await client.put(url, content=chunks(b'x' * 3_000, b'x' * 3_000))
     assert response.status_code == 413
     assert response.json()['code'] == 'file_too_large'
     assert (chat_dir(data_dir) / 'keep.bin').read_bytes() == b'old content'
     assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == len(b'old content')
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs_before
+    assert staging_entries(data_dir) == set()
 
 
 async def test_upload_over_quota_is_refused(
@@ -157,6 +158,7 @@ async def test_upload_over_quota_is_refused(
 ) -> None:
     for index in range(3):
         await client.put(f'/v1/chats/{chat_id}/files/by-name/f{index}', content=b'x' * 3_000)
+    blobs_before = blob_area(data_dir)
     response = await client.put(
         f'/v1/chats/{chat_id}/files/by-name/f3', content=chunks(b'y' * 1_500, b'y' * 1_500)
     )
@@ -164,6 +166,7 @@ async def test_upload_over_quota_is_refused(
     assert response.json()['code'] == 'workspace_quota_exceeded'
     assert sorted(p.name for p in chat_dir(data_dir).iterdir()) == ['f0', 'f1', 'f2', 'history.md']
     assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 9_000
+    assert blob_area(data_dir) == blobs_before
 
 
 async def test_replacement_is_charged_only_the_difference(
@@ -272,11 +275,14 @@ def _multipart(parts: list[tuple[bytes, bytes]]) -> tuple[bytes, dict[str, str]]
     return body + b'--B--\r\n', {'Content-Type': 'multipart/form-data; boundary=B'}
 
 
-async def _nothing_stored(client: httpx.AsyncClient, chat_id: str, data_dir: Path) -> None:
+async def _nothing_stored(
+    client: httpx.AsyncClient, chat_id: str, data_dir: Path, blobs_before: set[str]
+) -> None:
     assert (await client.get(f'/v1/chats/{chat_id}/files')).json()['items'] == []
     assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 0
     assert list(chat_dir(data_dir).iterdir()) == [chat_dir(data_dir) / 'history.md']
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs_before
+    assert staging_entries(data_dir) == set()
 
 
 async def test_a_stored_content_type_is_one_a_download_can_send(
@@ -284,6 +290,7 @@ async def test_a_stored_content_type_is_one_a_download_can_send(
 ) -> None:
     """It comes back as a header on every download: a control character (which made
     Granian answer a plain 500 to every download) or an unbounded length is refused."""
+    blobs_before = blob_area(data_dir)
     refused = []
     for content_type in (b'text/plain\x01', b'text/plain\x00', b'text/\x7fplain'):
         body, headers = _multipart(
@@ -302,7 +309,7 @@ async def test_a_stored_content_type_is_one_a_download_can_send(
     )
     assert [(r.status_code, r.json()['code']) for r in refused] == [(422, 'validation_error')] * 4
     assert refused[-1].json()['errors'][0]['loc'] == ['header', 'content-type']
-    await _nothing_stored(client, chat_id, data_dir)
+    await _nothing_stored(client, chat_id, data_dir, blobs_before)
     tab = await client.put(
         f'/v1/chats/{chat_id}/files/by-name/a', content=b'x', headers={'Content-Type': 'a/b;\tc=d'}
     )
@@ -313,6 +320,7 @@ async def test_a_content_type_that_is_not_ascii_is_refused_not_garbled(
     client: httpx.AsyncClient, chat_id: str, data_dir: Path
 ) -> None:
     """A header's bytes reach the app as Latin-1: `é` in UTF-8 would be stored as `Ã©`."""
+    blobs_before = blob_area(data_dir)
     content_type = 'text/plain; title="résumé"'.encode()
     raw = await client.put(
         f'/v1/chats/{chat_id}/files/by-name/a',
@@ -329,7 +337,7 @@ async def test_a_content_type_that_is_not_ascii_is_refused_not_garbled(
     ] * 2
     assert raw.json()['errors'][0]['loc'] == ['header', 'content-type']
     assert multipart.json()['errors'][0]['loc'] == ['body', 'file']
-    await _nothing_stored(client, chat_id, data_dir)
+    await _nothing_stored(client, chat_id, data_dir, blobs_before)
 
 
 async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
@@ -337,6 +345,7 @@ async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
 ) -> None:
     """Decoded with U+FFFD, the names %FF and %FE would be one name, and the second upload
     would replace the first."""
+    blobs_before = blob_area(data_dir)
     refused = [
         await client.put(f'/v1/chats/{chat_id}/files/by-name/%FF', content=b'x'),
         await client.put(f'/v1/chats/{chat_id}/files/by-name/a%ED%A0%80', content=b'x'),
@@ -361,7 +370,7 @@ async def test_a_name_that_is_not_utf8_is_refused_not_replaced(
     assert [(r.status_code, r.json()['code']) for r in refused] == [
         (422, 'invalid_attachment_name')
     ] * 8
-    await _nothing_stored(client, chat_id, data_dir)
+    await _nothing_stored(client, chat_id, data_dir, blobs_before)
     named = await client.put(f'/v1/chats/{chat_id}/files/by-name/%EF%BF%BD', content=b'x')
     assert (named.status_code, named.json()['name']) == (201, '\ufffd')
 
@@ -396,6 +405,7 @@ async def test_a_utf8_filename_is_stored_as_sent(
 async def test_a_second_name_field_is_refused(
     client: httpx.AsyncClient, chat_id: str, data_dir: Path
 ) -> None:
+    blobs_before = blob_area(data_dir)
     body, headers = _multipart(
         [(b'Content-Disposition: form-data; name="name"', b'ab'),
          (b'Content-Disposition: form-data; name="name"', b'cd'),
@@ -404,4 +414,4 @@ async def test_a_second_name_field_is_refused(
     response = await client.post(f'/v1/chats/{chat_id}/files', content=body, headers=headers)
     assert (response.status_code, response.json()['code']) == (422, 'validation_error')
     assert response.json()['errors'][0]['loc'] == ['body', 'name']
-    await _nothing_stored(client, chat_id, data_dir)
+    await _nothing_stored(client, chat_id, data_dir, blobs_before)
