@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import blob_area, staging_entries
+from data_layout import blob_area, staging_entries
 
 from api.settings import Settings
 

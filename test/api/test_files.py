@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from api_support import blob_area, chat_dir, staging_entries
+from data_layout import blob_area, chat_dir, staging_entries
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
