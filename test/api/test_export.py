@@ -4,11 +4,13 @@ import io
 import logging
 import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 import pytest
+from data_layout import blob_name
 from starlette.types import Message
 
 from api.observability import CUT_SHORT_SCOPE_KEY
@@ -152,23 +154,55 @@ async def test_export_needs_the_caller(client: httpx.AsyncClient, chat_id: str) 
     assert response.json()['code'] == 'unauthenticated'
 
 
-async def test_a_file_replaced_before_the_first_byte_is_409_and_logs_no_error(
-    client: httpx.AsyncClient,
-    chat_id: str,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+async def test_a_file_replaced_after_the_listing_is_exported_as_listed(
+    client: httpx.AsyncClient, chat_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The listing names immutable blobs: a write between the listing and the first read
+    releases the old blob, which stays for the grace period, so the archive is the
+    snapshot the export listed."""
     await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'aaa')
+    await client.post(f'/v1/chats/{chat_id}/history', content=b'h1')
     listing = ExportChat.__call__
 
     async def listed_then_replaced(self: ExportChat, user_id: UUID, listed: UUID) -> ChatExport:
         export = await listing(self, user_id, listed)
-        # same size, other bytes: a write that lands between the listing and the first read
         replaced = await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'AAA')
         assert replaced.status_code == 200
+        rewritten = await client.put(f'/v1/chats/{chat_id}/history', content=b'h2')
+        assert rewritten.status_code == 200
         return export
 
     monkeypatch.setattr(ExportChat, '__call__', listed_then_replaced)
+    assert unzip(await client.get(f'/v1/chats/{chat_id}/export')) == {
+        'history.md': b'h1',
+        'a.txt': b'aaa',
+    }
+    monkeypatch.undo()
+    assert unzip(await client.get(f'/v1/chats/{chat_id}/export')) == {
+        'history.md': b'h2',
+        'a.txt': b'AAA',
+    }
+
+
+async def test_a_listed_blob_collected_before_the_first_byte_is_409_and_logs_no_error(
+    client: httpx.AsyncClient,
+    chat_id: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'aaa')
+    listing = ExportChat.__call__
+
+    async def listed_then_collected(self: ExportChat, user_id: UUID, listed: UUID) -> ChatExport:
+        export = await listing(self, user_id, listed)
+        # a write replaced the file and its old blob outlived the grace period
+        replaced = await client.put(f'/v1/chats/{chat_id}/files/by-name/a.txt', content=b'AAA')
+        assert replaced.status_code == 200
+        (data_dir / '.blobs' / blob_name(first.json()['file_id'])).unlink()
+        return export
+
+    monkeypatch.setattr(ExportChat, '__call__', listed_then_collected)
     caplog.set_level(logging.INFO)
 
     response = await client.get(f'/v1/chats/{chat_id}/export')

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import httpx
+from data_layout import blob_area, blob_name, staging_entries
 
 
 async def test_new_history_is_empty_with_an_etag(client: httpx.AsyncClient, chat_id: str) -> None:
@@ -104,6 +105,7 @@ async def test_a_refused_small_append_leaves_nothing_behind(
 ) -> None:
     """An append of at most 16 KiB is read before it is checked (docs/api-notes.md): each
     refusal comes after its body was read, and must still leave no trace."""
+    blobs_before = blob_area(data_dir)
     etag = (await client.post(f'/v1/chats/{chat_id}/history', content=b'a\n')).headers['etag']
     await client.put('/v1/workspace', headers=other_user)
     missing = '00000000-0000-4000-8000-000000000000'
@@ -119,8 +121,10 @@ async def test_a_refused_small_append_leaves_nothing_behind(
         await client.post(f'/v1/chats/{chat_id}/history', content=b'd', headers={'If-Match': etag})
     )
     refused.append(await client.post(f'/v1/chats/{missing}/history', content=b'e' * 4_001))
-    for name in ('big', 'big2'):
+    stored = [
         await client.put(f'/v1/chats/{chat_id}/files/by-name/{name}', content=b'x' * 3_999)
+        for name in ('big', 'big2')
+    ]
     refused.append(await client.post(f'/v1/chats/{chat_id}/history', content=b'f' * 2_100))
     assert [(r.status_code, r.json()['code']) for r in refused] == [
         (404, 'chat_not_found'),
@@ -133,4 +137,7 @@ async def test_a_refused_small_append_leaves_nothing_behind(
     ]
     assert (await client.get(f'/v1/chats/{chat_id}/history')).content == b'a\nz'
     assert (await client.get('/v1/workspace/usage')).json()['used_bytes'] == 3 + 7_998
-    assert list((data_dir / '.staging').iterdir()) == []
+    # small appends are rows: the only blobs written are the two uploads'
+    uploads = {blob_name(s.json()['file_id']) for s in stored}
+    assert blob_area(data_dir) == blobs_before | uploads
+    assert staging_entries(data_dir) == set()

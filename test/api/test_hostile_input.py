@@ -1,9 +1,9 @@
 """Hostile input, generated: names, cursors, ranges and headers never reach a 500.
 
 Property-based (hypothesis) against the app in-process on a real data directory. Each
-property names its oracle: valid names round-trip byte for byte and live only at
-`<chat dir>/<name>`; invalid ones are a 422 that leaves nothing; cursors are 200 or
-`422 validation_error`; ranges follow docs/api-notes.md exactly; headers are 401, 412 or
+property names its oracle: valid names round-trip byte for byte and live only in their
+blob and at `<chat dir>/<name>`; invalid ones are a 422 that leaves nothing; cursors are
+200 or `422 validation_error`; ranges follow docs/api-notes.md exactly; headers are 401, 412 or
 304 as documented.
 """
 
@@ -21,6 +21,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+from data_layout import blob_name
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -78,7 +79,9 @@ def _regular_files(data_dir: Path) -> dict[Path, bytes]:
     }
 
 
-async def _state(client: httpx.AsyncClient, data_dir: Path, chat_id: str) -> object:
+async def _state(
+    client: httpx.AsyncClient, data_dir: Path, chat_id: str
+) -> tuple[object, object, dict[Path, bytes]]:
     files = (await client.get(f'/v1/chats/{chat_id}/files', params={'limit': 200})).json()
     usage = (await client.get('/v1/workspace/usage')).json()['used_bytes']
     return files, usage, _regular_files(data_dir)
@@ -134,8 +137,8 @@ TRICKY = st.sampled_from(
         ' ',
         'history.md',
         'HISTORY.md',
-        '.staging',
-        '.trash',
+        '.blobs',
+        'tmp',
     ]
 )
 NAMES = st.one_of(
@@ -205,9 +208,14 @@ async def test_a_valid_name_round_trips_exactly_and_an_invalid_one_leaves_nothin
         download = await client.get(f'/v1/chats/{chat_id}/files/{record["file_id"]}/content')
         assert download.content == content
         chat_dir = _chat_dir(data_dir, chat_id)
-        # the one new file anywhere under the data directory, named exactly as given
-        new = {p: b for p, b in _regular_files(data_dir).items() if b == content}
-        assert list(new) == [chat_dir / name]
+        # the one new file anywhere under the data directory: its blob, shown in the chat
+        # directory as a hard link named exactly as given
+        blob = data_dir / '.blobs' / blob_name(record['file_id'])
+        new = {
+            p for p, b in _regular_files(data_dir).items() if b == content and p not in before[2]
+        }
+        assert sorted(new) == sorted([blob, chat_dir / name])
+        assert (chat_dir / name).samefile(blob)
         assert name.encode() in os.listdir(bytes(chat_dir))  # noqa: PTH208 - raw bytes
     finally:
         await client.delete(f'/v1/chats/{chat_id}/files/{record["file_id"]}')

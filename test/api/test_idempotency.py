@@ -6,6 +6,7 @@ from typing import Protocol
 
 import httpx
 import pytest
+from data_layout import blob_area, staging_entries
 
 
 class StepClock(Protocol):
@@ -132,12 +133,14 @@ async def test_raw_upload_retry_returns_the_first_answer_and_stores_once(
     first = await client.put(url, content=b'version 1', headers=headers)
     assert first.status_code == 201
     used = await used_bytes(client)
+    blobs = blob_area(data_dir)
     again = await client.put(url, content=b'version 1', headers=headers)
     same_answer(first, again)
     files = await files_of(client, chat_id)
     assert [f['file_id'] for f in files] == [first.json()['file_id']]
     assert await used_bytes(client) == used
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs
+    assert staging_entries(data_dir) == set()
 
 
 async def test_raw_upload_retry_with_other_bytes_is_422_and_leaves_no_trace(
@@ -146,12 +149,14 @@ async def test_raw_upload_retry_with_other_bytes_is_422_and_leaves_no_trace(
     url = f'/v1/chats/{chat_id}/files/by-name/notes.txt'
     await client.put(url, content=b'version 1', headers=KEY)
     used = await used_bytes(client)
+    blobs = blob_area(data_dir)
     response = await client.put(url, content=b'version 2', headers=KEY)
     assert problem_code(response) == 'idempotency_key_reused'
     assert await used_bytes(client) == used
     [chat_dir] = (data_dir / 'workspaces').glob(f'*/chats/{chat_id}')
     assert (chat_dir / 'notes.txt').read_bytes() == b'version 1'
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs
+    assert staging_entries(data_dir) == set()
 
 
 async def test_replacing_upload_retry_replays_200_without_replacing_again(
@@ -203,10 +208,12 @@ async def test_append_retry_returns_the_first_answer_and_appends_once(
     url = f'/v1/chats/{chat_id}/history'
     first = await client.post(url, content=b'# step 1\n', headers=KEY)
     used = await used_bytes(client)
+    blobs = blob_area(data_dir)
     same_history_answer(first, await client.post(url, content=b'# step 1\n', headers=KEY))
     assert await history_of(client, chat_id) == b'# step 1\n'
     assert await used_bytes(client) == used == len(b'# step 1\n')
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs
+    assert staging_entries(data_dir) == set()
 
 
 async def test_concurrent_appends_with_one_key_append_once(
@@ -249,11 +256,13 @@ async def test_append_retry_with_other_bytes_is_422_and_leaves_no_trace(
     url = f'/v1/chats/{chat_id}/history'
     await client.post(url, content=b'first\n', headers=KEY)
     used = await used_bytes(client)
+    blobs = blob_area(data_dir)
     response = await client.post(url, content=b'second\n', headers=KEY)
     assert problem_code(response) == 'idempotency_key_reused'
     assert await history_of(client, chat_id) == b'first\n'
     assert await used_bytes(client) == used
-    assert list((data_dir / '.staging').iterdir()) == []
+    assert blob_area(data_dir) == blobs
+    assert staging_entries(data_dir) == set()
 
 
 async def test_same_key_on_an_append_and_a_history_put_is_422(

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from data_layout import blob_name
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,7 +40,6 @@ from api.logs import (
 from api.observability import HttpMetrics, RequestObservability, build_tracer
 from api.routing import UNMATCHED_ROUTE
 from api.settings import Settings, SettingsError, load_settings
-from domain.chat import Chat, ChatAttachmentName
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_A = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'  # the `client` fixture's caller
@@ -573,8 +573,8 @@ async def test_a_traceback_keeps_no_path_of_a_chained_os_error(
         f'/v1/chats/{chat_id}/files/by-name/private-plans.csv', content=b'x'
     )
     file_id = uploaded.json()['file_id']
-    [stored] = data_dir.glob('workspaces/*/chats/*/private-plans.csv')
-    stored.unlink()  # the record stays: reading it is an error the service does not map
+    # the record stays and names a blob that is gone: an error the service does not map
+    (data_dir / '.blobs' / blob_name(file_id)).unlink()
     caplog.clear()
     response = await client.get(f'/v1/chats/{chat_id}/files/{file_id}/content')
     assert response.status_code == 500

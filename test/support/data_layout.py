@@ -36,3 +36,9 @@ def staging_entries(data_dir: Path) -> set[str]:
     """Staging names left in the blob area (`.blobs/tmp`): none once a write is over."""
     tmp = data_dir / BLOBS / 'tmp'
     return {entry.name for entry in tmp.iterdir()} if tmp.exists() else set()
+
+
+def blob_name(blob_id: str) -> str:
+    """Where the blob `blob_id` (a file's `file_id`) is in the blob area."""
+    hex_id = blob_id.replace('-', '').lower()
+    return f'{hex_id[:2]}/{hex_id}'
