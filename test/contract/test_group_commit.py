@@ -3,10 +3,12 @@ SQLite one transaction for the units that queued together (ADR 024)."""
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from uuid import UUID
 
 import pytest
@@ -14,7 +16,10 @@ import pytest
 from domain.error import InsufficientStorageError, ServiceUnavailableError
 from domain.workspace import Workspace
 from repository.sql.backend import SqliteMetadataBackend
+from repository.sql.loop_sqlite import LoopConnection
 from usecase.interface import MetadataBackend
+
+T = TypeVar('T')
 
 FIRST_WORKSPACE = Workspace(
     workspace_id=UUID(int=1),
@@ -88,74 +93,127 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[SqliteMetadataBackend]:
     await backend.close()
 
 
-class Probe:
-    """A `PendingSync` that records what it saw."""
+class _RunFirst(Executor):
+    """The COMMIT's executor, running `first` in the COMMIT's thread just before it."""
 
-    def __init__(
-        self, backend: MetadataBackend, n: int, log: list[str], *, fails: bool = False
-    ) -> None:
+    def __init__(self, executor: Executor, first: Callable[[], None]) -> None:
+        self._executor = executor
+        self._first = first
+
+    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
+        def run() -> T:
+            self._first()
+            return fn(*args, **kwargs)
+
+        return self._executor.submit(run)
+
+
+class CommitProbe:
+    """Instruments `LoopConnection.commit` (our class, not the driver): in the thread
+    that runs each COMMIT, just before it, records that thread and what a reader on the
+    event loop sees of workspaces 1..6; then it holds the COMMIT until `release` is set,
+    and fails it with `error` when that is set."""
+
+    def __init__(self, backend: MetadataBackend, monkeypatch: pytest.MonkeyPatch) -> None:
         self._backend = backend
         self._loop = asyncio.get_running_loop()
-        self._n = n
-        self._log = log
-        self._fails = fails
-        self.seen: list[int] | None = None
-        self.thread: int | None = None
+        self.threads: list[int] = []
+        self.seen: list[list[int]] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.error: Exception | None = None
+        original = LoopConnection.commit
 
-    def sync(self) -> None:
-        self.thread = threading.get_ident()
-        # what a reader sees of workspaces 1..6 while this member's sync runs
-        self.seen = asyncio.run_coroutine_threadsafe(
-            stored(self._backend, *range(1, 7)), self._loop
-        ).result(10)
-        self._log.append(f'sync {self._n}')
-        if self._fails:
-            raise InsufficientStorageError
+        async def commit(connection: LoopConnection) -> None:
+            commits = connection._commits
+            connection._commits = _RunFirst(commits, self._before_commit)
+            try:
+                await original(connection)
+            finally:
+                connection._commits = commits
+
+        monkeypatch.setattr(LoopConnection, 'commit', commit)
+
+    def _before_commit(self) -> None:
+        self.threads.append(threading.get_ident())
+        self.seen.append(
+            asyncio.run_coroutine_threadsafe(
+                stored(self._backend, *range(1, 7)), self._loop
+            ).result(10)
+        )
+        self.holding.set()
+        if not self.release.wait(10):
+            raise TimeoutError
+        if self.error is not None:
+            raise self.error
 
 
-async def commit_grouped(backend: MetadataBackend, n: int, pending: Probe) -> None:
+async def commit_grouped(backend: MetadataBackend, n: int) -> None:
     async with backend.unit_of_work(group=True) as uow:
         await uow.workspaces.save(workspace(n))
         await asyncio.sleep(0)  # the others queue for the lock meanwhile
-        await uow.commit(pending)
+        await uow.commit()
 
 
 async def test_units_that_queue_together_commit_together_in_groups_of_at_most_the_cap(
-    sqlite: SqliteMetadataBackend,
+    sqlite: SqliteMetadataBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log: list[str] = []
-    probes = [Probe(sqlite, n, log) for n in range(1, 7)]
+    probe = CommitProbe(sqlite, monkeypatch)
 
-    await asyncio.gather(*(commit_grouped(sqlite, n, probes[n - 1]) for n in range(1, 7)))
+    await asyncio.gather(*(commit_grouped(sqlite, n) for n in range(1, 7)))
 
-    # groups of three (the cap): no row of a group is visible while its syncs run, and
-    # the first group's rows are when the second's run
-    assert [probe.seen for probe in probes] == [[], [], [], [1, 2, 3], [1, 2, 3], [1, 2, 3]]
-    assert probes[0].thread == probes[1].thread == probes[2].thread != threading.get_ident()
+    # two COMMITs for six units, groups of three (the cap): no row of a group is visible
+    # before its COMMIT, and the first group's rows are before the second's
+    assert probe.seen == [[], [1, 2, 3]]
+    # COMMIT runs off the event loop: a reader ran on the loop meanwhile
+    assert threading.get_ident() not in probe.threads
     assert await stored(sqlite, *range(1, 7)) == [1, 2, 3, 4, 5, 6]
 
 
-async def test_a_failed_group_commits_nothing_and_fails_every_member(
-    sqlite: SqliteMetadataBackend,
+async def test_a_member_that_leaves_its_group_leaves_the_others_rows(
+    sqlite: SqliteMetadataBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log: list[str] = []
-    probes = [Probe(sqlite, n, log, fails=n == 2) for n in (1, 2, 3)]
+    probe = CommitProbe(sqlite, monkeypatch)
+
+    async def save(n: int) -> None:
+        async with sqlite.unit_of_work(group=True) as uow:
+            await uow.workspaces.save(workspace(n))
+            await asyncio.sleep(0)
+            if n == 2:
+                return
+            await uow.commit()
+
+    await asyncio.gather(*(save(n) for n in (1, 2, 3)))
+
+    # one COMMIT for the group, with the rows of the members that committed into it
+    assert probe.seen == [[]]
+    assert await stored(sqlite, 1, 2, 3) == [1, 3]
+
+
+async def test_a_failed_group_commits_nothing_and_fails_every_member(
+    sqlite: SqliteMetadataBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = CommitProbe(sqlite, monkeypatch)
+    probe.error = InsufficientStorageError()
 
     outcomes = await asyncio.gather(
-        *(commit_grouped(sqlite, n, probes[n - 1]) for n in (1, 2, 3)), return_exceptions=True
+        *(commit_grouped(sqlite, n) for n in (1, 2, 3)), return_exceptions=True
     )
 
     assert [type(outcome) for outcome in outcomes] == [InsufficientStorageError] * 3
-    assert log == ['sync 1', 'sync 2']
+    assert len(probe.seen) == 1  # one group
     assert await stored(sqlite, 1, 2, 3) == []
     # the writer's lock is free and the next group commits
-    await commit_grouped(sqlite, 4, Probe(sqlite, 4, log))
+    probe.error = None
+    await commit_grouped(sqlite, 4)
     assert await stored(sqlite, 1, 2, 3, 4) == [4]
 
 
 async def test_a_unit_that_leaves_a_failed_group_fails_too(
-    sqlite: SqliteMetadataBackend,
+    sqlite: SqliteMetadataBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    CommitProbe(sqlite, monkeypatch).error = InsufficientStorageError()
     seen: list[Workspace | None] = []
 
     async def reader() -> None:
@@ -164,11 +222,7 @@ async def test_a_unit_that_leaves_a_failed_group_fails_too(
             seen.append(await uow.workspaces.get(UUID(int=1)))
             return
 
-    outcomes = await asyncio.gather(
-        commit_grouped(sqlite, 1, Probe(sqlite, 1, [], fails=True)),
-        reader(),
-        return_exceptions=True,
-    )
+    outcomes = await asyncio.gather(commit_grouped(sqlite, 1), reader(), return_exceptions=True)
 
     assert seen == [workspace(1)]
     # what the reader answered from did not commit: it does not answer from it
@@ -189,7 +243,7 @@ async def test_a_unit_that_runs_alone_ends_the_open_group_first(
             await uow.workspaces.save(workspace(1))
             entered.set()
             await asyncio.sleep(0.01)  # the unit below queues for the lock meanwhile
-            await uow.commit(Probe(sqlite, 1, []))
+            await uow.commit()
 
     member = asyncio.create_task(grouped())
     await entered.wait()
@@ -219,30 +273,24 @@ async def test_a_grouped_unit_runs_nothing_after_its_commit(
 
 
 async def test_a_member_cancelled_while_its_group_commits_gets_the_outcome_first(
-    sqlite: SqliteMetadataBackend,
+    sqlite: SqliteMetadataBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = threading.Event()
-
-    class Held(Probe):
-        def sync(self) -> None:
-            assert release.wait(10)
-            super().sync()
-
-    log: list[str] = []
+    probe = CommitProbe(sqlite, monkeypatch)
+    probe.release.clear()
     reached: list[str] = []
 
     async def member() -> None:
-        await commit_grouped(sqlite, 1, Held(sqlite, 1, log))
+        await commit_grouped(sqlite, 1)
         reached.append('committed')
         await asyncio.sleep(0)
         reached.append('went on')
 
     task = asyncio.create_task(member())
-    await asyncio.sleep(0.05)  # its group is committing, held in the sync
+    assert await asyncio.to_thread(probe.holding.wait, 10)  # its group's COMMIT is held
     task.cancel()
     await asyncio.sleep(0.05)
     assert not task.done()
-    release.set()
+    probe.release.set()
 
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -254,7 +302,7 @@ async def test_closing_the_backend_waits_for_the_open_group(tmp_path: Path) -> N
     backend = SqliteMetadataBackend(tmp_path / 'metadata.sqlite3')
     await backend.connect()
     await backend.migrate()
-    member = asyncio.create_task(commit_grouped(backend, 1, Probe(backend, 1, [])))
+    member = asyncio.create_task(commit_grouped(backend, 1))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     await backend.close()

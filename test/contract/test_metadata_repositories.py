@@ -4,9 +4,8 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
-import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,13 +21,16 @@ from domain.page import PageKey
 from domain.sandbox import SandboxSession
 from domain.workspace import Workspace
 from repository.common import ReadOnlyUnitOfWorkError
+from repository.memory import InMemoryUnitOfWork
 from repository.migrations import HEAD_REVISION
+from repository.sql.asyncpg_reads import AsyncpgTransactionConnection
 from repository.sql.backend import (
     MIGRATIONS_DIR,
     PostgresMetadataBackend,
     SqliteMetadataBackend,
     SqlMetadataBackend,
 )
+from repository.sql.loop_sqlite import LoopConnection
 from usecase.interface import MetadataBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -775,77 +777,79 @@ async def test_unit_of_work_changes_after_commit_roll_back(backend: MetadataBack
         assert await uow.workspaces.get(WS_A) == a_workspace()
 
 
-class ProbingSync:
-    """A `PendingSync` that reads, from its own thread, what a reader sees of `WS_A`."""
+class CommitHook:
+    """Wraps the backend's own commit step (our code, not its driver: the memory unit's
+    `_commit`, SQLite's `LoopConnection.commit`, `AsyncpgTransactionConnection.commit`
+    for PostgreSQL). Each commit reports that it started, waits for `release`, then
+    fails with `error` when that is set, or runs."""
 
-    def __init__(self, backend: MetadataBackend, *, release: threading.Event | None = None) -> None:
-        self._backend = backend
-        self._loop = asyncio.get_running_loop()
-        self._release = release
-        self.started = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.seen: Workspace | None = None
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.release.set()
+        self.error: Exception | None = None
 
-    def sync(self) -> None:
-        self.thread = threading.current_thread()
+    async def before(self) -> None:
         self.started.set()
-        if self._release is not None and not self._release.wait(timeout=10):
-            raise TimeoutError
-        self.seen = asyncio.run_coroutine_threadsafe(self._read(), self._loop).result(10)
-
-    async def _read(self) -> Workspace | None:
-        async with self._backend.unit_of_work(write=False) as uow:
-            return await uow.workspaces.get(WS_A)
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
 
 
-async def test_commit_runs_the_pending_sync_first_and_off_the_loop(
-    backend: MetadataBackend,
+@pytest.fixture
+def commit_hook(backend_name: str, monkeypatch: pytest.MonkeyPatch) -> CommitHook:
+    hook = CommitHook()
+    owner: type[InMemoryUnitOfWork | LoopConnection | AsyncpgTransactionConnection]
+    owner, name = {
+        'memory': (InMemoryUnitOfWork, '_commit'),
+        'sqlite': (LoopConnection, 'commit'),
+        'postgres': (AsyncpgTransactionConnection, 'commit'),
+    }[backend_name]
+    original: Callable[[object], Awaitable[None]] = getattr(owner, name)
+
+    async def commit(self: object) -> None:
+        await hook.before()
+        await original(self)
+
+    monkeypatch.setattr(owner, name, commit)
+    return hook
+
+
+async def test_a_failing_commit_commits_nothing(
+    backend: MetadataBackend, commit_hook: CommitHook
 ) -> None:
-    pending = ProbingSync(backend)
-    async with backend.unit_of_work() as uow:
-        await uow.workspaces.save(a_workspace())
-        await uow.commit(pending)
-
-    assert pending.thread not in (None, threading.current_thread())
-    assert pending.seen is None  # nothing was committed when it ran
-    async with backend.unit_of_work(write=False) as uow:
-        assert await uow.workspaces.get(WS_A) == a_workspace()
-
-
-async def test_a_failing_pending_sync_commits_nothing(backend: MetadataBackend) -> None:
-    class FailingSync:
-        def sync(self) -> None:
-            raise InsufficientStorageError
+    commit_hook.error = InsufficientStorageError()
 
     async with backend.unit_of_work() as uow:
         await uow.workspaces.save(a_workspace())
         with pytest.raises(InsufficientStorageError):
-            await uow.commit(FailingSync())
+            await uow.commit()
     async with backend.unit_of_work(write=False) as uow:
         assert await uow.workspaces.get(WS_A) is None
 
 
 async def test_a_commit_runs_to_its_end_when_its_caller_is_cancelled(
-    backend: MetadataBackend,
+    backend: MetadataBackend, commit_hook: CommitHook
 ) -> None:
-    release = threading.Event()
-    pending = ProbingSync(backend, release=release)
+    commit_hook.release.clear()
     reached: list[str] = []
 
     async def commit_then_go_on() -> None:
         async with backend.unit_of_work() as uow:
             await uow.workspaces.save(a_workspace())
-            await uow.commit(pending)
+            await uow.commit()
             reached.append('committed')
             await asyncio.sleep(0)
             reached.append('went on')
 
     task = asyncio.create_task(commit_then_go_on())
-    assert await asyncio.to_thread(pending.started.wait, 10)
+    await asyncio.wait_for(commit_hook.started.wait(), 10)
     task.cancel()
     await asyncio.sleep(0.05)
-    assert not task.done()  # the commit waits for its pending sync, cancelled or not
-    release.set()
+    assert not task.done()  # the commit waits for its end, cancelled or not
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.workspaces.get(WS_A) is None  # not committed yet
+    commit_hook.release.set()
 
     with pytest.raises(asyncio.CancelledError):
         await task
