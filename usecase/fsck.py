@@ -6,19 +6,22 @@ its rows, a directory without a chat, `file_count` and `used_bytes` off and old 
 are repaired by `--repair`, which never loses a committed byte.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from uuid import UUID
 
-from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile, HistorySegment
-from domain.error import StoredContentMissingError
+from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName, ChatFile, HistorySegment
+from domain.error import DomainError, StoredContentMissingError
 from domain.page import PageKey
 from domain.workspace import Workspace
 from usecase.collect_garbage import CollectGarbage
 from usecase.convert_legacy import ConvertLegacy, lock_workspace
 from usecase.interface import BlobInventory, BlobStore, ChatViews, UnitOfWorkFactory
 from usecase.publish import Publisher
+
+logger = logging.getLogger('chat_storage.fsck')
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`, called as the workspaces are checked."""
@@ -47,8 +50,15 @@ class FindingKind(Enum):
         self.damage = damage
 
 
-# found by reading blobs whole; the check after a repair does not read them again
-_HASHED = frozenset({FindingKind.BLOB_SHA256_MISMATCH, FindingKind.BLOB_WRITABLE})
+# found by reading blobs whole; the check after a repair does not read them again, and
+# no repair changes a blob: they stand as found
+_HASHED = frozenset(
+    {
+        FindingKind.BLOB_SIZE_MISMATCH,
+        FindingKind.BLOB_SHA256_MISMATCH,
+        FindingKind.BLOB_WRITABLE,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,11 +303,39 @@ class CheckStorage:
             if ws is None or chat is None:
                 continue
             if finding.kind in {FindingKind.VIEW_OUT_OF_STEP, FindingKind.FILE_COUNT_MISMATCH}:
-                await self._publisher.chat(ws, chat)
+                await self._republish(ws, chat)
             elif finding.kind is FindingKind.ORPHAN_DIRECTORY:
                 await self._remove_orphan(ws, chat)
         if FindingKind.GARBAGE in kinds:
             await self._collect()
+
+    async def _republish(self, workspace_id: UUID, chat_id: UUID) -> None:
+        """Publish the chat; when some name cannot be published (its blob is gone), every
+        other name still is, and the view's file at that name is left as it is (it may be
+        the only copy of the lost blob). What stays out of step is reported by the check
+        that follows the repair."""
+        try:
+            await self._publisher.chat(workspace_id, chat_id)
+        except DomainError:
+            logger.warning('fsck: a chat cannot be published whole; publishing it name by name')
+        else:
+            return
+        async with self._uow(write=False) as uow:
+            chat, _ = await uow.history_segments.history(chat_id)
+            files = [] if chat is None else await uow.chat_files.list_by_chat_id(chat_id)
+        if chat is None or chat.workspace_id != workspace_id:
+            return
+        named = {f.name.value: f.file_id for f in files}
+        await self._views.ensure_chat(workspace_id, chat_id)
+        out_of_step = await self._views.differs(workspace_id, chat_id, named, chat.history_bytes)
+        for name in out_of_step:
+            if name == HISTORY_FILE_NAME:
+                await self._publisher.history(workspace_id, chat_id, chat.history_revision)
+            elif name in named:
+                # logs and leaves a name whose blob cannot be shown
+                await self._publisher.file(workspace_id, chat_id, ChatAttachmentName(name))
+            else:
+                await self._views.hide_file(workspace_id, chat_id, name)
 
     async def _recount(self, workspace_id: UUID, chat_id: UUID) -> None:
         async with self._uow() as uow:
