@@ -84,7 +84,8 @@ def _print_report(report: FsckReport, out: TextIO) -> None:
             if value is not None
         )
         state = ' [repaired]' if finding.repaired else ''
-        out.write(f'{level} {finding.kind.code} {where}: {finding.detail}{state}\n')
+        head = ' '.join(part for part in (level, finding.kind.code, where) if part)
+        out.write(f'{head}: {finding.detail}{state}\n')
     out.write('usage per workspace:\n')
     for totals in report.totals:
         state = 'ok' if totals.used_bytes == totals.stored_bytes else 'MISMATCH'
