@@ -510,6 +510,27 @@ async def test_compaction_is_skipped_when_a_put_replaced_the_history_meanwhile(
     assert world.blobs.released == {blob_id(1), blob_id(2)}
 
 
+async def test_compaction_keeps_a_segment_appended_meanwhile(world: World, chat: Chat) -> None:
+    history = await fill_to_compaction(world, chat)
+
+    async def append() -> None:
+        await world.append_history(USER, chat.chat_id, body(b'later\n'))
+
+    async def append_while_compacting() -> None:
+        world.views.after_change = None
+        world.blobs.before_stage = append
+
+    world.views.after_change = append_while_compacting
+    await world.append_history(USER, chat.chat_id, body(b'last\n'))
+    compacted = await world.chat(chat.chat_id)
+    assert compacted is not None
+    assert compacted.history_blob_id == blob_id(3)
+    assert world.blobs.blobs[blob_id(3)] == history + b'last\n'
+    assert [s.revision for s in await world.segments(chat.chat_id)] == [COMPACT_EVERY + 1]
+    content = await world.read_history(USER, chat.chat_id)
+    assert await joined(content.chunks) == history + b'last\nlater\n'
+
+
 async def test_compaction_that_fails_leaves_the_append_committed(
     world: World, chat: Chat, caplog: pytest.LogCaptureFixture
 ) -> None:
