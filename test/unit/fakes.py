@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Self
 from uuid import UUID
 
-from domain.chat import HISTORY_FILE_NAME, Chat, HistorySegment
+from domain.chat import HISTORY_FILE_NAME
 from domain.content import ByteRange, StagedContent
 from domain.error import (
     ContentLimitExceededError,
@@ -18,10 +18,7 @@ from domain.error import (
     InsufficientStorageError,
     StoredContentMissingError,
 )
-from domain.workspace import Workspace
-from repository.common import ReadOnlyUnitOfWorkError, check_limit
 from repository.memory import InMemoryMetadataBackend, InMemoryUnitOfWork
-from repository.memory_store import MemoryStore
 from usecase.interface import ByteStream, PendingSync
 
 Hook = Callable[[], Awaitable[None]]
@@ -192,143 +189,28 @@ class RecordingViews:
         return list(self.dirs)
 
 
-Segments = dict[UUID, tuple[HistorySegment, ...]]
-
-
-# `FakeHistorySegments` and `FakeStoreInventory` stand in for the in-memory backend's own
-# `history_segments` and `inventory`; once it has them, `RecordingBackend` subclasses the
-# backend's unit of work alone and these two classes (with `segments`) go.
-
-
-class FakeHistorySegments:
-    """`HistorySegmentRepository` over the segments of a `RecordingUnitOfWork`."""
-
-    def __init__(self, uow: 'RecordingUnitOfWork') -> None:
-        self._uow = uow
-
-    def _for_write(self) -> Segments:
-        if not self._uow.writable:
-            raise ReadOnlyUnitOfWorkError
-        return self._uow.segments
-
-    async def list_by_chat_id(self, chat_id: UUID) -> list[HistorySegment]:
-        return list(self._uow.segments.get(chat_id, ()))
-
-    async def history(self, chat_id: UUID) -> tuple[Chat | None, list[HistorySegment]]:
-        return self._uow.rows.chats.get(chat_id), await self.list_by_chat_id(chat_id)
-
-    async def history_of_user(
-        self, user_id: UUID, chat_id: UUID
-    ) -> tuple[Workspace | None, Chat | None, list[HistorySegment]]:
-        workspace, chat = await self._uow.chats.get_with_workspace(user_id, chat_id)
-        if chat is None:
-            return workspace, None, []
-        return workspace, chat, await self.list_by_chat_id(chat_id)
-
-    async def add(self, segment: HistorySegment) -> None:
-        segments = self._for_write()
-        existing = segments.get(segment.chat_id, ())
-        if any(s.revision == segment.revision for s in existing):
-            raise ValueError(f'a segment of revision {segment.revision} exists')
-        ordered = sorted((*existing, segment), key=lambda s: s.revision)
-        segments[segment.chat_id] = tuple(ordered)
-
-    async def delete_up_to(self, chat_id: UUID, revision: int) -> None:
-        segments = self._for_write()
-        segments[chat_id] = tuple(s for s in segments.get(chat_id, ()) if s.revision > revision)
-
-    async def delete_by_chat_id(self, chat_id: UUID) -> None:
-        self._for_write().pop(chat_id, None)
-
-
-class FakeStoreInventory:
-    """`StoreInventory` over the rows and segments of a `RecordingUnitOfWork`."""
-
-    def __init__(self, uow: 'RecordingUnitOfWork') -> None:
-        self._uow = uow
-
-    def _names(self, chat_ids: Collection[UUID]) -> set[UUID]:
-        rows = self._uow.rows
-        named = {f.file_id for f in rows.chat_files.values() if f.chat_id in chat_ids}
-        for chat_id in chat_ids:
-            chat = rows.chats.get(chat_id)
-            if chat is not None and chat.history_blob_id is not None:
-                named.add(chat.history_blob_id)
-            segments = self._uow.segments.get(chat_id, ())
-            named |= {s.blob_id for s in segments if s.blob_id is not None}
-        return named
-
-    async def named(self, blob_ids: Collection[UUID]) -> set[UUID]:
-        return self._names(set(self._uow.rows.chats)) & set(blob_ids)
-
-    async def of_chat(self, chat_id: UUID) -> list[UUID]:
-        return sorted(self._names({chat_id}))
-
-    async def of_workspace(self, workspace_id: UUID) -> list[UUID]:
-        chats = self._uow.rows.chats.values()
-        return sorted(self._names({c.chat_id for c in chats if c.workspace_id == workspace_id}))
-
-    async def chats_changed_since(
-        self, since: datetime, *, after: UUID | None, limit: int
-    ) -> list[Chat]:
-        check_limit(limit)
-        changed = sorted(
-            (
-                chat
-                for chat in self._uow.rows.chats.values()
-                if chat.updated_at >= since and (after is None or chat.chat_id > after)
-            ),
-            key=lambda chat: chat.chat_id,
-        )
-        return changed[:limit]
-
-
 class RecordingUnitOfWork(InMemoryUnitOfWork):
     """An in-memory unit of work that logs `begin` and `commit` of write units, and
     fails its commit with `RecordingBackend.commit_failure` when that is set."""
 
     def __init__(self, backend: 'RecordingBackend', *, write: bool) -> None:
-        self._recording = backend
-        self.writable = write
-        self.segments: Segments = {}
         super().__init__(backend, write=write)
-
-    @property
-    def rows(self) -> MemoryStore:
-        return self._store
-
-    def _bind(self, store: MemoryStore) -> None:
-        super()._bind(store)
-        self.history_segments = FakeHistorySegments(self)
-        self.inventory = FakeStoreInventory(self)
+        self._recording = backend
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        committed = self._recording.segments
-        self.segments = dict(committed) if self.writable else committed
-        if self.writable:
+        if self._write:
             self._recording.log.append('begin')
         return self
 
     async def commit(self, pending: PendingSync | None = None) -> None:
         failure = self._recording.commit_failure
-        if self.writable and failure is not None:
+        if self._write and failure is not None:
             self._recording.log.append('commit failed')
             raise failure
         await super().commit(pending)
-        if self.writable:
+        if self._write:
             self._recording.log.append('commit')
-
-    async def _commit(self, pending: PendingSync | None) -> None:
-        await super()._commit(pending)
-        if self.writable:
-            # the segments go with their chat (ON DELETE CASCADE)
-            chats = self._store.chats
-            self._recording.segments = {
-                chat_id: segments
-                for chat_id, segments in self.segments.items()
-                if chat_id in chats and segments
-            }
 
 
 class RecordingBackend(InMemoryMetadataBackend):
@@ -337,7 +219,6 @@ class RecordingBackend(InMemoryMetadataBackend):
     def __init__(self, log: list[str]) -> None:
         super().__init__()
         self.log = log
-        self.segments: Segments = {}
         self.commit_failure: DomainError | None = None
 
     def unit_of_work(
