@@ -58,6 +58,8 @@ class RecordingBlobStore:
         self.chunks_read = 0
         # awaited (and cleared) at the start of the next `stage`: a concurrent write
         self.before_stage: Hook | None = None
+        # raised by `release`, as by a disk that fails
+        self.release_failure: DomainError | None = None
 
     def label(self, blob: UUID) -> str:
         return self.labels.get(blob, str(blob))
@@ -107,8 +109,12 @@ class RecordingBlobStore:
         return f'/blobs/{blob}'
 
     async def release(self, blob_ids: Collection[UUID]) -> None:
+        entry = ' '.join(['release', *sorted(self.label(b) for b in blob_ids)])
+        if self.release_failure is not None:
+            self.log.append(f'{entry} failed')
+            raise self.release_failure
         self.released.update(blob_ids)
-        self.log.append(' '.join(['release', *sorted(self.label(b) for b in blob_ids)]))
+        self.log.append(entry)
 
     async def is_writable(self) -> bool:
         return True

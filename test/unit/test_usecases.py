@@ -803,3 +803,72 @@ async def test_publisher_chat_rebuilds_a_missing_directory(world: World, chat: C
     world.log.clear()
     assert await world.publisher.chat(chat.workspace_id, chat.chat_id) is True
     assert world.shown(chat) == {HISTORY_FILE_NAME: b'hi', 'a.txt': blob_id(1)}
+
+
+# what follows a commit never undoes its answer
+
+
+async def test_upload_answers_although_the_replaced_blob_cannot_be_released(
+    world: World, chat: Chat, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'old'))
+    world.blobs.release_failure = ServiceUnavailableError()
+    uploaded = await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'new'))
+    assert uploaded.replaced is True
+    assert world.log[-2:] == ['show_file a.txt b2', 'release b1 failed']
+    assert 'after a commit failed' in caplog.text
+
+
+async def test_history_put_publishes_although_the_old_base_cannot_be_released(
+    world: World, chat: Chat
+) -> None:
+    await world.write_history(USER, chat.chat_id, body(b'old'))
+    world.blobs.release_failure = ServiceUnavailableError()
+    written = await world.write_history(USER, chat.chat_id, body(b'new'))
+    assert written.history_blob_id == blob_id(2)
+    assert world.shown(chat)[HISTORY_FILE_NAME] == b'new'
+
+
+async def test_delete_attachment_answers_although_its_blob_cannot_be_released(
+    world: World, chat: Chat
+) -> None:
+    uploaded = await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'1'))
+    world.blobs.release_failure = ServiceUnavailableError()
+    await world.delete_attachment(USER, chat.chat_id, uploaded.chat_file.file_id)
+    assert world.log[-1] == 'release b1 failed'
+    assert await world.files(chat.chat_id) == []
+
+
+async def test_clear_attachments_answers_although_the_blobs_cannot_be_released(
+    world: World, chat: Chat
+) -> None:
+    await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'1'))
+    world.blobs.release_failure = ServiceUnavailableError()
+    await world.clear_attachments(USER, chat.chat_id)
+    assert world.log[-1] == 'release b1 failed'
+    assert await world.files(chat.chat_id) == []
+
+
+async def test_delete_chat_answers_although_its_directory_cannot_be_removed(
+    world: World, chat: Chat, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'1'))
+    world.log.clear()
+    world.views.failing = 'remove_chat'
+    await world.delete_chat(USER, chat.chat_id)
+    # the blobs are released all the same: the sweep removes the directory
+    assert world.log == ['begin', 'commit', 'remove_chat failed', 'release b1']
+    assert await world.chat(chat.chat_id) is None
+    assert 'after a commit failed' in caplog.text
+
+
+async def test_delete_workspace_answers_although_its_directory_cannot_be_removed(
+    world: World, chat: Chat
+) -> None:
+    await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'1'))
+    world.log.clear()
+    world.views.failing = 'remove_workspace'
+    world.blobs.release_failure = ServiceUnavailableError()
+    await world.delete_workspace(USER)
+    assert world.log == ['begin', 'commit', 'remove_workspace failed', 'release b1 failed']
+    assert await world.chat(chat.chat_id) is None
