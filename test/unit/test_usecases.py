@@ -774,6 +774,36 @@ async def test_publisher_chat_removes_names_the_rows_do_not_have(world: World, c
     assert world.shown(chat) == {HISTORY_FILE_NAME: b'', 'a.txt': blob_id(1)}
 
 
+async def test_publisher_chat_follows_rows_that_change_between_rounds(
+    world: World, chat: Chat
+) -> None:
+    world.shown(chat)['stray.txt'] = blob_id(1)
+    await world.upload(USER, chat.chat_id, 'a.txt', None, body(b'1'))
+
+    async def another_upload() -> None:
+        world.views.after_change = None
+        added = await world.put_row(chat, 'b.txt', b'2')
+        async with world.backend.unit_of_work() as uow:
+            current = await uow.chats.get(chat.chat_id)
+            assert current is not None
+            await uow.chats.save(replace(current, file_count=2, updated_at=world.clock.now()))
+            await uow.commit()
+        assert added == blob_id(2)
+
+    world.log.clear()
+    world.views.after_change = another_upload
+    assert await world.publisher.chat(chat.workspace_id, chat.chat_id) is True
+    assert [e for e in world.log if e.startswith(('show', 'hide'))] == [
+        'hide_file stray.txt',
+        'show_file b.txt b2',
+    ]
+    assert world.shown(chat) == {
+        HISTORY_FILE_NAME: b'',
+        'a.txt': blob_id(1),
+        'b.txt': blob_id(2),
+    }
+
+
 async def test_publisher_chat_removes_the_directory_of_a_chat_without_a_row(
     world: World, chat: Chat
 ) -> None:
