@@ -4,7 +4,7 @@ from uuid import UUID
 from usecase.common import owned_chat
 from usecase.get_attachment import owned_file
 from usecase.interface import BlobStore, Clock, UnitOfWorkFactory
-from usecase.publish import Publisher
+from usecase.publish import Publisher, after_commit
 
 
 class DeleteAttachment:
@@ -27,7 +27,7 @@ class DeleteAttachment:
             await uow.chats.save(updated)
             await uow.commit()
         await self._publisher.file(chat.workspace_id, chat_id, chat_file.name)
-        await self._blobs.release([file_id])
+        await after_commit(self._blobs.release([file_id]), 'release of a deleted file')
 
 
 class ClearAttachments:
@@ -51,4 +51,5 @@ class ClearAttachments:
             await uow.chats.save(replace(chat, file_count=0, updated_at=self._clock.now()))
             await uow.commit()
         await self._publisher.chat_quietly(workspace.workspace_id, chat_id)
-        await self._blobs.release([f.file_id for f in files])
+        released = [f.file_id for f in files]
+        await after_commit(self._blobs.release(released), 'release of deleted files')

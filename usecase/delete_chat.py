@@ -3,12 +3,14 @@ from uuid import UUID
 from domain.error import ChatHasActiveSandboxError
 from usecase.common import owned_chat
 from usecase.interface import BlobStore, ChatViews, Clock, UnitOfWorkFactory
+from usecase.publish import after_commit
 
 
 class DeleteChat:
     """Delete a chat with its directory, unless a sandbox session is active in it.
 
-    The rows go in one commit; the directory and the blobs follow it.
+    The rows go in one commit, which is the delete; the directory and the blobs follow
+    it, and a failure of theirs is left to the sweep and garbage collection.
     """
 
     def __init__(
@@ -31,5 +33,6 @@ class DeleteChat:
             await uow.chats.delete(chat_id)
             await uow.workspaces.add_used_bytes(workspace.workspace_id, -freed)
             await uow.commit()
-        await self._views.remove_chat(workspace.workspace_id, chat_id)
-        await self._blobs.release(released)
+        removal = self._views.remove_chat(workspace.workspace_id, chat_id)
+        await after_commit(removal, 'removal of a chat directory')
+        await after_commit(self._blobs.release(released), 'release of a chat')

@@ -3,12 +3,14 @@ from uuid import UUID
 from domain.error import ChatHasActiveSandboxError
 from usecase.common import owned_workspace
 from usecase.interface import BlobStore, ChatViews, Clock, UnitOfWorkFactory
+from usecase.publish import after_commit
 
 
 class DeleteWorkspace:
     """Delete the caller's workspace with all chats and files, unless a sandbox is active.
 
-    The rows go in one commit; the directory and the blobs follow it.
+    The rows go in one commit, which is the delete; the directory and the blobs follow
+    it, and a failure of theirs is left to the sweep and garbage collection.
     """
 
     def __init__(
@@ -33,5 +35,6 @@ class DeleteWorkspace:
             await uow.chats.delete_by_workspace_id(workspace_id)
             await uow.workspaces.delete(workspace_id)
             await uow.commit()
-        await self._views.remove_workspace(workspace_id)
-        await self._blobs.release(released)
+        removal = self._views.remove_workspace(workspace_id)
+        await after_commit(removal, 'removal of a workspace directory')
+        await after_commit(self._blobs.release(released), 'release of a workspace')

@@ -9,11 +9,12 @@ therefore converge on the latest rows, serialised by the database alone.
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Final
 from uuid import UUID
 
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName, ChatFile, HistorySegment
+from domain.error import DomainError
 from usecase.interface import BlobStore, ChatViews, UnitOfWorkFactory
 
 logger = logging.getLogger('chat_storage.views')
@@ -37,6 +38,16 @@ async def history_chunks(
         elif segment.blob_id is not None:
             async for chunk in blobs.read(segment.blob_id):
                 yield chunk
+
+
+async def after_commit(step: Awaitable[None], what: str) -> None:
+    """Await a step that follows a commit (a view removed, blobs released): the commit is
+    the write, so a failure is logged and left to the sweep and garbage collection, and
+    the answer stands."""
+    try:
+        await step
+    except DomainError:
+        logger.warning('%s after a commit failed; the sweep settles it', what, exc_info=True)
 
 
 def _chat_version(chat: Chat) -> tuple[object, ...]:

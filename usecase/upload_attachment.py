@@ -17,7 +17,7 @@ from usecase.idempotency import (
     replay_unstaged,
 )
 from usecase.interface import BlobStore, ByteStream, Clock, UnitOfWorkFactory
-from usecase.publish import Publisher
+from usecase.publish import Publisher, after_commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ class UploadAttachment:
         else:
             chat_file = stored.chat_file
             await self._publisher.file(workspace.workspace_id, chat_id, chat_file.name)
-            await self._blobs.release(released)
+            await after_commit(self._blobs.release(released), 'release of a replaced file')
         if answer is not None:
             return answer
         assert stored is not None  # noqa: S101 - no answer recorded: the upload committed

@@ -24,7 +24,7 @@ from usecase.idempotency import (
     replay_unstaged,
 )
 from usecase.interface import BlobStore, ByteStream, Clock, UnitOfWork, UnitOfWorkFactory
-from usecase.publish import Publisher
+from usecase.publish import Publisher, after_commit
 
 
 async def utf8_checked(content: ByteStream, chat_id: UUID) -> AsyncIterator[bytes]:
@@ -152,7 +152,7 @@ class WriteHistory:
         if written is None:
             await self._blobs.discard(staged)  # a recorded answer replayed
         else:
-            await self._blobs.release(released)
+            await after_commit(self._blobs.release(released), 'release of a replaced history')
             await self._after_commit(user_id, written)
         if answer is not None:
             return answer

@@ -16,14 +16,24 @@ from domain.error import (
 )
 from domain.idempotency import IdempotencyRecord, RecordedResponse
 from repository.idempotency_key import InMemoryIdempotencyKeyRepository
-from repository.memory import InMemoryUnitOfWork
 from repository.memory_store import MemoryStore
 from usecase.create_chat import CreateChat
 from usecase.ensure_workspace import EnsureWorkspace
 from usecase.idempotency import IdempotencyRequest
+from usecase.publish import Publisher
 from usecase.upload_attachment import UploadAttachment, UploadedAttachment
+from usecase.write_history import WriteHistory
 
-from .fakes import FailingCommitBackend, FixedClock, RecordingStorage, SequentialIds, body
+from .fakes import (
+    FixedClock,
+    RecordingBackend,
+    RecordingBlobStore,
+    RecordingUnitOfWork,
+    RecordingViews,
+    SequentialIds,
+    blob_id,
+    body,
+)
 
 USER = UUID('aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa')
 OTHER_USER = UUID('bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb')
@@ -47,21 +57,19 @@ class BlindKeyRepository(InMemoryIdempotencyKeyRepository):
         return await super().get(user_id, key)
 
 
-class RacingUnitOfWork(InMemoryUnitOfWork):
+class RacingUnitOfWork(RecordingUnitOfWork):
     def _bind(self, store: MemoryStore) -> None:
         super()._bind(store)
         backend = cast('RacingBackend', self._backend)
         self.idempotency_keys = BlindKeyRepository(store, writable=self._write, backend=backend)
 
 
-class RacingBackend(FailingCommitBackend):
+class RacingBackend(RecordingBackend):
     blind_gets = 0
 
     def unit_of_work(
         self, *, write: bool = True, one_statement: bool = False, group: bool = False
-    ) -> InMemoryUnitOfWork:
-        if self.failing and write:
-            return super().unit_of_work(write=write, one_statement=one_statement, group=group)
+    ) -> RecordingUnitOfWork:
         return RacingUnitOfWork(self, write=write)
 
 
@@ -84,14 +92,18 @@ def file_request(fingerprint: str = 'f1') -> IdempotencyRequest[UploadedAttachme
 
 class World:
     def __init__(self) -> None:
-        self.backend = RacingBackend()
-        self.storage = RecordingStorage()
+        self.log: list[str] = []
+        self.backend = RacingBackend(self.log)
+        self.blobs = RecordingBlobStore(self.log)
+        self.views = RecordingViews(self.log, self.blobs)
         self.clock = FixedClock()
         self.ids = SequentialIds()
         uow = self.backend.unit_of_work
+        publisher = Publisher(uow, self.blobs, self.views)
         self.ensure_workspace = EnsureWorkspace(uow, self.clock, self.ids, QUOTA)
-        self.create_chat = CreateChat(uow, self.storage, self.clock, self.ids)
-        self.upload = UploadAttachment(uow, self.storage, self.clock, self.ids, MAX_FILE)
+        self.create_chat = CreateChat(uow, self.views, self.clock, self.ids)
+        self.upload = UploadAttachment(uow, self.blobs, publisher, self.clock, MAX_FILE)
+        self.write_history = WriteHistory(uow, self.blobs, publisher, self.clock, MAX_FILE)
 
     async def chats(self, user_id: UUID = USER) -> list[Chat]:
         async with self.backend.unit_of_work(write=False) as uow:
@@ -137,11 +149,14 @@ async def test_create_chat_records_its_answer_with_the_chat(world: World) -> Non
 
 async def test_create_chat_retry_replays_and_creates_nothing(world: World) -> None:
     first = await world.create_chat(USER, 'a', idempotency=chat_request())
-    log_before = list(world.storage.log)
+    [chat] = await world.chats()
+    world.log.clear()
     again = await world.create_chat(USER, 'a', idempotency=chat_request())
     assert again == first
-    assert len(await world.chats()) == 1
-    assert world.storage.log == log_before  # no directory made
+    assert await world.chats() == [chat]
+    # the directory made before the lock is taken away again
+    assert world.log == ['ensure_chat', 'begin', 'remove_chat']
+    assert list(world.views.dirs) == [(chat.workspace_id, chat.chat_id)]
 
 
 async def test_create_chat_same_key_other_request_is_reused(world: World) -> None:
@@ -187,10 +202,10 @@ async def test_recording_deletes_other_expired_keys(world: World) -> None:
 
 
 async def test_create_chat_failed_commit_records_no_key(world: World) -> None:
-    world.backend.failing = True
+    world.backend.commit_failure = ServiceUnavailableError()
     with pytest.raises(ServiceUnavailableError):
         await world.create_chat(USER, 'a', idempotency=chat_request())
-    world.backend.failing = False
+    world.backend.commit_failure = None
     assert await world.record() is None
     assert await world.chats() == []
 
@@ -216,13 +231,13 @@ async def test_upload_retry_is_hashed_not_staged(world: World, chat_id: UUID) ->
         USER, chat_id, 'a.txt', 'text/plain', body(b'hello ', b'world'), idempotency=file_request()
     )
     used = await world.used_bytes()
-    log_before = list(world.storage.log)
+    log_before = list(world.log)
     again = await world.upload(
         USER, chat_id, 'a.txt', 'text/plain', body(b'hello', b' world'), idempotency=file_request()
     )
     assert again == first
     assert first.status_code == 201
-    assert world.storage.log == log_before  # nothing staged, put or discarded
+    assert world.log == log_before  # nothing staged, put or discarded
     assert await world.used_bytes() == used
     assert await world.file_count(chat_id) == 1
 
@@ -241,7 +256,7 @@ async def test_upload_retry_with_other_bytes_is_reused(world: World, chat_id: UU
     with pytest.raises(IdempotencyKeyReusedError):
         await world.upload(USER, chat_id, 'a.txt', None, body(b'two'), idempotency=file_request())
     assert await world.used_bytes() == used
-    assert [e for e in world.storage.log if e.startswith('stage')] == ['stage t0']
+    assert [e for e in world.log if e.startswith('stage')] == ['stage b1']
 
 
 async def test_upload_retry_with_other_name_is_reused(world: World, chat_id: UUID) -> None:
@@ -286,7 +301,7 @@ async def test_upload_losing_a_race_discards_its_staged_body(world: World, chat_
     world.backend.blind_gets = 2  # both lookups of the retry miss the committed key
     again = await world.upload(USER, chat_id, 'a.txt', None, body(b'x'), idempotency=file_request())
     assert again == first
-    assert world.storage.log[-2:] == ['stage t1', 'discard t1']
+    assert world.log[-3:] == ['stage b2', 'begin', 'discard b2']
     assert await world.used_bytes() == used
     assert await world.file_count(chat_id) == 1
 
@@ -298,7 +313,7 @@ async def test_upload_key_found_under_the_lock_discards_staged_body(
     world.backend.blind_gets = 1  # committed by the first request while this one was staging
     again = await world.upload(USER, chat_id, 'a.txt', None, body(b'x'), idempotency=file_request())
     assert again == first
-    assert world.storage.log[-2:] == ['stage t1', 'discard t1']
+    assert world.log[-3:] == ['stage b2', 'begin', 'discard b2']
     assert await world.file_count(chat_id) == 1
 
 
@@ -306,3 +321,15 @@ async def test_upload_without_key_is_unchanged(world: World, chat_id: UUID) -> N
     uploaded = await world.upload(USER, chat_id, 'a.txt', None, body(b'x'))
     assert isinstance(uploaded, UploadedAttachment)
     assert await world.record() is None
+
+
+async def test_history_put_key_found_under_the_lock_discards_its_blob(
+    world: World, chat_id: UUID
+) -> None:
+    first = await world.write_history(USER, chat_id, body(b'x'), idempotency=chat_request())
+    world.backend.blind_gets = 1  # committed by the first request while this one was staging
+    again = await world.write_history(USER, chat_id, body(b'x'), idempotency=chat_request())
+    assert again == first
+    assert world.log[-3:] == ['stage b2', 'begin', 'discard b2']
+    [chat] = await world.chats()
+    assert (chat.history_blob_id, chat.history_revision) == (blob_id(1), 1)
