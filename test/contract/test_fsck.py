@@ -417,6 +417,11 @@ def remove_the_chat_directory(chat_dir: Path, outside: Path) -> None:
     chat_dir.rmdir()
 
 
+def replace_the_chat_directory_by_a_symlink(chat_dir: Path, outside: Path) -> None:
+    remove_the_chat_directory(chat_dir, outside)
+    chat_dir.symlink_to(outside.parent)
+
+
 @pytest.mark.parametrize(
     'sandbox',
     [
@@ -428,6 +433,7 @@ def remove_the_chat_directory(chat_dir: Path, outside: Path) -> None:
         append_to_the_history,
         replace_the_history_by_a_directory,
         remove_the_chat_directory,
+        replace_the_chat_directory_by_a_symlink,
     ],
 )
 async def test_a_view_a_sandbox_changed_is_published_again(
