@@ -2,14 +2,18 @@
 
 A sandbox works inside a chat directory and may replace any entry with a symlink: to a
 file outside the data directory (`/etc/passwd`-like), or to another chat's file. Reads
-refuse (O_NOFOLLOW, also for downloads sent by path), writes replace the link and never
-write through it, deletes remove the link and leave its target. A chat directory that is
-itself a symlink (planted by something outside the sandbox) is refused as a whole.
+never look at the chat directory (they send the committed blob, also by path), so they
+serve the committed bytes; writes publish over the link and never write through it;
+deletes remove the link and leave its target. A chat directory that is itself a symlink
+(planted by something outside the sandbox) is replaced by a directory of the service's
+own at the next publication, its target left as it was (ADR 027, docs/api-notes.md).
 A real server, because large downloads are sent by path by the server itself.
 """
 
+import io
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +83,25 @@ def planted(server: ServerProcess, tmp_path: Path) -> Iterator[Planted]:
     bob.close()
 
 
-def _assert_refused_without_leak(response: httpx.Response) -> None:
-    assert response.status_code >= 400, response.status_code
-    assert response.headers['content-type'] == 'application/problem+json'
+def _assert_no_leak(response: httpx.Response) -> None:
     assert SECRET not in response.content
     assert OTHER not in response.content
     for marker in LEAK_MARKERS:
         assert marker not in response.text
+
+
+def _assert_served(response: httpx.Response, content: bytes, etag: str | None = None) -> None:
+    """The committed bytes (or their range), under the committed ETag; nothing planted."""
+    assert response.status_code in {200, 206}, response.text
+    if response.status_code == 206:
+        start, end = (
+            int(n) for n in response.headers['content-range'][6:].split('/')[0].split('-')
+        )
+        content = content[start : end + 1]
+    assert response.content == content
+    if etag is not None:
+        assert response.headers['etag'] == etag
+    _assert_no_leak(response)
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -94,22 +110,25 @@ def _assert_refused_without_leak(response: httpx.Response) -> None:
 @pytest.mark.parametrize('file', ['small', 'large'])
 @pytest.mark.parametrize('target', ['outside', 'other chat'])
 @pytest.mark.parametrize('range_header', [None, 'bytes=0-20'])
-def test_a_download_of_a_planted_symlink_is_refused(
+def test_a_download_after_a_symlink_is_planted_serves_the_committed_bytes(
     planted: Planted, file: str, target: str, range_header: str | None
 ) -> None:
     record = planted.small if file == 'small' else planted.large
+    url = f'/v1/chats/{planted.chat_id}/files/{record["file_id"]}/content'
+    etag = planted.caller.http.get(url).headers['etag']
     planted.plant(record['name'], planted.outside if target == 'outside' else planted.other_file)
     headers = {'Range': range_header} if range_header else {}
 
-    response = planted.caller.http.get(
-        f'/v1/chats/{planted.chat_id}/files/{record["file_id"]}/content', headers=headers
-    )
+    response = planted.caller.http.get(url, headers=headers)
 
-    _assert_refused_without_leak(response)
+    _assert_served(response, SMALL if file == 'small' else LARGE, etag)
+    assert response.status_code == (206 if range_header else 200)
     planted.assert_targets_untouched()
 
 
-def test_a_signed_link_to_a_planted_symlink_is_refused(server: ServerProcess) -> None:
+def test_a_signed_link_after_a_symlink_is_planted_serves_the_committed_bytes(
+    server: ServerProcess,
+) -> None:
     """The same with links on: a server of its own with STORAGE_LINK_SECRET."""
     root = server.log_dir / 'linked'
     root.mkdir(exist_ok=True)
@@ -130,17 +149,19 @@ def test_a_signed_link_to_a_planted_symlink_is_refused(server: ServerProcess) ->
 
         response = httpx.get(linked.base_url + link)
 
-        _assert_refused_without_leak(response)
+        _assert_served(response, LARGE)
         assert outside.read_bytes() == SECRET
         caller.close()
 
 
 def test_a_planted_history_symlink_is_not_read(planted: Planted) -> None:
+    url = f'/v1/chats/{planted.chat_id}/history'
+    etag = planted.caller.http.get(url).headers['etag']
     planted.plant('history.md', planted.outside)
 
-    response = planted.caller.http.get(f'/v1/chats/{planted.chat_id}/history')
+    response = planted.caller.http.get(url)
 
-    _assert_refused_without_leak(response)
+    _assert_served(response, b'# history\n', etag)
 
 
 def test_an_export_with_a_planted_symlink_never_contains_its_target(planted: Planted) -> None:
@@ -148,7 +169,11 @@ def test_an_export_with_a_planted_symlink_never_contains_its_target(planted: Pla
 
     response = planted.caller.http.get(f'/v1/chats/{planted.chat_id}/export')
 
-    # refused up front, or cut short where the planted entry comes: never its bytes
+    # the committed bytes, never the link's target
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.read('small.txt') == SMALL
+        assert archive.read('large.bin') == LARGE
     assert SECRET not in response.content
     assert OTHER not in response.content
 
@@ -190,6 +215,7 @@ def test_a_history_put_onto_a_planted_symlink_replaces_the_link(planted: Planted
 def test_an_append_to_a_planted_history_symlink_never_writes_through_it(
     planted: Planted,
 ) -> None:
+    """The append is a row; its publication replaces the link with the committed history."""
     planted.plant('history.md', planted.outside)
     used = planted.caller.used_bytes()
 
@@ -197,10 +223,14 @@ def test_an_append_to_a_planted_history_symlink_never_writes_through_it(
         f'/v1/chats/{planted.chat_id}/history', content=b'appended\n'
     )
 
-    _assert_refused_without_leak(response)
+    assert response.status_code == 200, response.text
+    _assert_no_leak(response)
     planted.assert_targets_untouched()
-    assert (planted.chat_dir / 'history.md').is_symlink()
-    assert planted.caller.used_bytes() == used
+    assert planted.caller.history(planted.chat_id) == b'# history\nappended\n'
+    entry = planted.chat_dir / 'history.md'
+    assert not entry.is_symlink()
+    assert entry.read_bytes() == b'# history\nappended\n'
+    assert planted.caller.used_bytes() == used + len(b'appended\n')
     assert staging_entries(planted.caller.server.data_dir) == set()
 
 
@@ -250,22 +280,36 @@ def symlinked_chat_dir(planted: Planted, tmp_path: Path) -> Path:
 def test_a_symlinked_chat_directory_is_neither_read_nor_written(
     planted: Planted, symlinked_chat_dir: Path
 ) -> None:
+    """Reads serve the rows' blobs; the first write publishes into a directory that
+    replaces the link; the link's target is never read or written."""
     before = {p.name: p.read_bytes() for p in symlinked_chat_dir.iterdir()}
     http, chat_id = planted.caller.http, planted.chat_id
 
-    responses = [
-        http.get(f'/v1/chats/{chat_id}/files/{planted.small["file_id"]}/content'),
-        http.get(f'/v1/chats/{chat_id}/files/{planted.large["file_id"]}/content'),
-        http.get(f'/v1/chats/{chat_id}/history'),
-        planted.caller.put_file(chat_id, 'small.txt', b'written through'),
-        planted.caller.put_file(chat_id, 'new.txt', b'written through'),
-        http.put(f'/v1/chats/{chat_id}/history', content=b'written through'),
-        http.post(f'/v1/chats/{chat_id}/history', content=b'written through'),
-        http.delete(f'/v1/chats/{chat_id}/files/{planted.small["file_id"]}'),
+    _assert_served(http.get(f'/v1/chats/{chat_id}/files/{planted.small["file_id"]}/content'), SMALL)
+    _assert_served(http.get(f'/v1/chats/{chat_id}/files/{planted.large["file_id"]}/content'), LARGE)
+    _assert_served(http.get(f'/v1/chats/{chat_id}/history'), b'# history\n')
+    writes = [
+        planted.caller.put_file(chat_id, 'small.txt', b'written'),
+        planted.caller.put_file(chat_id, 'new.txt', b'written'),
+        http.put(f'/v1/chats/{chat_id}/history', content=b'written'),
+        http.post(f'/v1/chats/{chat_id}/history', content=b' twice'),
     ]
+    for response in writes:
+        assert response.is_success, response.text
+        _assert_no_leak(response)
+    replaced = writes[0].json()
+    deleted = http.delete(f'/v1/chats/{chat_id}/files/{replaced["file_id"]}')
+    assert deleted.status_code == 204, deleted.text
 
-    for response in responses:
-        _assert_refused_without_leak(response)
-        assert SMALL not in response.content
     assert {p.name: p.read_bytes() for p in symlinked_chat_dir.iterdir()} == before
+    chat_dir = planted.chat_dir
+    assert chat_dir.is_dir()
+    assert not chat_dir.is_symlink()
+    shown = {p.name: p.read_bytes() for p in chat_dir.iterdir()}
+    # the names the writes published; the rest of the view is the sweep's
+    assert shown['history.md'] == b'written twice'
+    assert shown['new.txt'] == b'written'
+    assert 'small.txt' not in shown
+    assert shown.get('large.bin', LARGE) == LARGE
+    assert planted.caller.history(chat_id) == b'written twice'
     assert staging_entries(planted.caller.server.data_dir) == set()
