@@ -1,10 +1,10 @@
-"""`CheckStorage` on recording fakes of the rows, the blobs and the views."""
+"""`CheckStorage` on the in-memory rows and recording fakes of the blobs and the views."""
 
 import hashlib
 from dataclasses import replace
 from uuid import UUID
 
-from domain.chat import ChatAttachmentName, ChatFile, HistorySegment
+from domain.chat import Chat, ChatAttachmentName, ChatFile, HistorySegment
 from domain.workspace import Workspace
 from usecase.collect_garbage import CollectGarbage
 from usecase.convert_legacy import ConvertLegacy
@@ -12,8 +12,16 @@ from usecase.fsck import CheckStorage, FindingKind, FsckReport
 from usecase.publish import Publisher
 from usecase.sweep_views import SweepViews
 
-from .store_fakes import T0, FakeBlobs, FakeMetadata, FakeViews, MemoryMarks, StepClock
-from .test_convert_and_start import FakeLegacy
+from .fakes import (
+    T0,
+    MemoryMarks,
+    RecordingBackend,
+    RecordingBlobStore,
+    RecordingLegacy,
+    RecordingViews,
+    StepClock,
+    entries,
+)
 
 WS = UUID(int=1)
 USER = UUID(int=2)
@@ -23,11 +31,12 @@ GRACE = 60.0
 
 class Store:
     def __init__(self) -> None:
+        self.log: list[str] = []
         self.clock = StepClock()
-        self.meta = FakeMetadata()
-        self.blobs = FakeBlobs(self.clock)
-        self.views = FakeViews()
-        self.legacy = FakeLegacy(self.blobs)
+        self.meta = RecordingBackend(self.log)
+        self.blobs = RecordingBlobStore(self.log, self.clock)
+        self.views = RecordingViews(self.log, self.blobs)
+        self.legacy = RecordingLegacy(self.log, self.blobs)
         self.legacy.present_ = False
         uow = self.meta.unit_of_work
         self.publisher = Publisher(uow, self.blobs, self.views)
@@ -42,23 +51,27 @@ class Store:
         )
         self.sweep = SweepViews(uow, self.views, self.publisher, MemoryMarks(), self.clock)
 
-    async def clean_chat(self) -> None:
-        """A workspace with one chat: a base blob, two segments and one file, published."""
+    async def clean_chat(self) -> UUID:
+        """A workspace with one chat: a base blob, two segments and one file, published;
+        the file's id."""
         base = self.blobs.put(b'# base\n')
         seg = self.blobs.put(b'appended\n')
         data = b'a,b\n'
         file_id = self.blobs.put(data)
-        self.meta.rows.workspaces[WS] = Workspace(WS, USER, T0, 1000, 7 + 9 + 3 + 4)
-        self.meta.add_chat(WS, CHAT, history_blob_id=base, history_bytes=19, file_count=1)
-        self.meta.rows.segments[CHAT] = [
+        sha = hashlib.sha256(data).hexdigest()
+        await self.meta.seed(
+            Workspace(WS, USER, T0, 1000, 7 + 9 + 3 + 4),
+            Chat(CHAT, WS, T0, T0, history_blob_id=base, history_bytes=19, file_count=1),
             HistorySegment(CHAT, 2, 9, blob_id=seg),
             HistorySegment(CHAT, 3, 3, content=b'ok\n'),
-        ]
-        sha = hashlib.sha256(data).hexdigest()
-        self.meta.rows.files[file_id] = ChatFile(
-            file_id, CHAT, ChatAttachmentName('a.csv'), None, 4, T0, sha
+            ChatFile(file_id, CHAT, ChatAttachmentName('a.csv'), None, 4, T0, sha),
         )
         await self.sweep()
+        return file_id
+
+    def shown(self) -> dict[tuple[UUID, UUID], dict[str, UUID | bytes]]:
+        """A copy of every chat directory."""
+        return {key: dict(shown) for key, shown in self.views.dirs.items()}
 
 
 def _codes(report: FsckReport) -> list[str]:
@@ -80,19 +93,17 @@ async def test_a_clean_store_has_no_findings() -> None:
 
 async def test_every_kind_of_damage_is_reported_and_nothing_changed() -> None:
     store = Store()
-    await store.clean_chat()
+    file_id = await store.clean_chat()
     chat = store.meta.rows.chats[CHAT]
-    file_id = next(iter(store.meta.rows.files))
-    store.blobs.blobs[file_id].data = b'a,c\n'
-    store.blobs.blobs[file_id].writable = True
+    store.blobs.blobs[file_id] = b'a,c\n'
+    store.blobs.writable.add(file_id)
     assert chat.history_blob_id is not None
-    store.blobs.blobs[chat.history_blob_id].data = b'# b'
-    store.meta.rows.chats[CHAT] = replace(chat, file_count=2)
-    store.meta.rows.workspaces[WS] = Workspace(WS, USER, T0, 1000, 5)
-    store.views.dirs[WS, CHAT].files['planted'] = UUID(int=99)
+    store.blobs.blobs[chat.history_blob_id] = b'# b'
+    await store.meta.seed(replace(chat, file_count=2), Workspace(WS, USER, T0, 1000, 5))
+    store.views.dirs[WS, CHAT]['planted'] = UUID(int=99)
     await store.views.ensure_chat(WS, UUID(int=11))
     store.blobs.put(b'old garbage', age=GRACE * 2)
-    views_before = {k: (dict(v.files), v.history) for k, v in store.views.dirs.items()}
+    views_before = store.shown()
 
     report = await store.check()
 
@@ -107,17 +118,16 @@ async def test_every_kind_of_damage_is_reported_and_nothing_changed() -> None:
         'view_out_of_step',
     ]
     assert report.damage_left
-    assert {k: (dict(v.files), v.history) for k, v in store.views.dirs.items()} == views_before
-    assert 'write unit' not in store.meta.log
+    assert store.shown() == views_before
+    assert 'begin' not in store.log
 
 
 async def test_repair_fixes_what_needs_no_guess_and_reports_the_rest() -> None:
     store = Store()
-    await store.clean_chat()
-    file_id = next(iter(store.meta.rows.files))
-    store.blobs.blobs[file_id].data = b'a,c\n'
-    store.meta.rows.workspaces[WS] = Workspace(WS, USER, T0, 1000, 5)
-    store.views.dirs[WS, CHAT].files['planted'] = UUID(int=99)
+    file_id = await store.clean_chat()
+    store.blobs.blobs[file_id] = b'a,c\n'
+    await store.meta.seed(Workspace(WS, USER, T0, 1000, 5))
+    store.views.dirs[WS, CHAT]['planted'] = UUID(int=99)
     await store.views.ensure_chat(WS, UUID(int=11))
     garbage = store.blobs.put(b'old garbage', age=GRACE * 2)
 
@@ -133,22 +143,21 @@ async def test_repair_fixes_what_needs_no_guess_and_reports_the_rest() -> None:
     }
     assert report.damage_left
     assert store.meta.rows.workspaces[WS].used_bytes == 23
-    assert store.views.dirs[WS, CHAT].files == {'a.csv': file_id}
+    assert store.views.files(WS, CHAT) == {'a.csv': file_id}
     assert (WS, UUID(int=11)) not in store.views.dirs
     assert garbage not in store.blobs.blobs
 
 
 async def test_a_missing_blob_is_damage_that_repair_leaves() -> None:
     store = Store()
-    await store.clean_chat()
-    file_id = next(iter(store.meta.rows.files))
+    file_id = await store.clean_chat()
     del store.blobs.blobs[file_id]
 
     report = await store.check(repair=True)
 
     missing = [f for f in report.findings if f.kind is FindingKind.BLOB_MISSING]
     assert [(f.name, f.repaired) for f in missing] == [('a.csv', False)]
-    assert file_id in store.meta.rows.files
+    assert file_id in store.meta.rows.chat_files
 
 
 async def test_a_legacy_directory_is_reported_or_converted() -> None:
@@ -161,5 +170,5 @@ async def test_a_legacy_directory_is_reported_or_converted() -> None:
 
     report = await store.check(repair=True)
     assert [(f.kind.code, f.repaired) for f in report.findings] == [('legacy_layout', True)]
-    assert store.legacy.log == ['remove areas']
+    assert entries(store.log, 'adopt', 'remove areas') == ['remove areas']
     assert not report.damage_left

@@ -1,5 +1,5 @@
 """The previous release's data directory (test/contract/data) through `LegacyLayout` and
-`ConvertLegacy`, its rows read from its SQLite file into the recording fakes."""
+`ConvertLegacy`, its rows read from its SQLite file into the in-memory backend."""
 
 import base64
 import hashlib
@@ -16,46 +16,51 @@ from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.workspace import Workspace
 from usecase.convert_legacy import ConvertLegacy
 
-from .store_fakes import FakeBlobs, FakeMetadata, StepClock
+from .fakes import RecordingBackend, RecordingBlobStore
 
 TARBALL = Path(__file__).parents[1] / 'contract' / 'data' / 'legacy-data-dir.tar.gz'
 
 
-def _load(meta: FakeMetadata, database: Path) -> None:
+async def _load(meta: RecordingBackend, database: Path) -> None:
     rows = sqlite3.connect(database)
     rows.row_factory = sqlite3.Row
     when = datetime.fromisoformat
-    for r in rows.execute('select * from workspaces'):
-        workspace_id = UUID(r['workspace_id'])
-        meta.rows.workspaces[workspace_id] = Workspace(
-            workspace_id,
-            UUID(r['user_id']),
-            when(r['created_at']),
-            r['quota_bytes'],
-            r['used_bytes'],
-        )
-    for r in rows.execute('select * from chats'):
-        chat_id = UUID(r['chat_id'])
-        meta.rows.chats[chat_id] = Chat(
-            chat_id,
-            UUID(r['workspace_id']),
-            when(r['created_at']),
-            when(r['updated_at']),
-            history_bytes=r['history_bytes'],
-            history_revision=r['history_revision'],
-            file_count=r['file_count'],
-        )
-    for r in rows.execute('select * from chat_files'):
-        file_id = UUID(r['file_id'])
-        meta.rows.files[file_id] = ChatFile(
-            file_id,
-            UUID(r['chat_id']),
-            ChatAttachmentName(r['name']),
-            r['content_type'],
-            r['size_bytes'],
-            when(r['created_at']),
-            r['sha256'],
-        )
+    await meta.seed(
+        *(
+            Workspace(
+                UUID(r['workspace_id']),
+                UUID(r['user_id']),
+                when(r['created_at']),
+                r['quota_bytes'],
+                r['used_bytes'],
+            )
+            for r in rows.execute('select * from workspaces')
+        ),
+        *(
+            Chat(
+                UUID(r['chat_id']),
+                UUID(r['workspace_id']),
+                when(r['created_at']),
+                when(r['updated_at']),
+                history_bytes=r['history_bytes'],
+                history_revision=r['history_revision'],
+                file_count=r['file_count'],
+            )
+            for r in rows.execute('select * from chats')
+        ),
+        *(
+            ChatFile(
+                UUID(r['file_id']),
+                UUID(r['chat_id']),
+                ChatAttachmentName(r['name']),
+                r['content_type'],
+                r['size_bytes'],
+                when(r['created_at']),
+                r['sha256'],
+            )
+            for r in rows.execute('select * from chat_files')
+        ),
+    )
     rows.close()
 
 
@@ -66,9 +71,10 @@ async def test_the_previous_releases_directory_converts_every_committed_byte(
         archive.extractall(tmp_path, filter='tar')
     data = tmp_path / 'data'
     expected: dict[str, Any] = json.loads((tmp_path / 'expected.json').read_text())
-    meta = FakeMetadata()
-    _load(meta, data / 'metadata.db')
-    blobs = FakeBlobs(StepClock())
+    log: list[str] = []
+    meta = RecordingBackend(log)
+    await _load(meta, data / 'metadata.db')
+    blobs = RecordingBlobStore(log)
     convert = ConvertLegacy(meta.unit_of_work, blobs, LegacyLayout(data))
 
     result = await convert()
@@ -78,7 +84,7 @@ async def test_the_previous_releases_directory_converts_every_committed_byte(
     for chat_id, encoded in expected['histories'].items():
         chat = meta.rows.chats[UUID(chat_id)]
         assert chat.history_blob_id is not None
-        assert blobs.blobs[chat.history_blob_id].data == base64.b64decode(encoded)
+        assert blobs.blobs[chat.history_blob_id] == base64.b64decode(encoded)
     for file_id, row in expected['files'].items():
         content = blob_path(data, UUID(file_id)).read_bytes()
         assert hashlib.sha256(content).hexdigest() == row['sha256']

@@ -12,7 +12,7 @@ from adapter.legacy_layout import LegacyLayout, blob_path
 from domain.chat import Chat, ChatAttachmentName, ChatFile
 from domain.error import StoredContentMissingError
 
-from .store_fakes import T0
+from .fakes import T0
 
 WS = UUID(int=1)
 CHAT = UUID(int=10)

@@ -3,12 +3,20 @@
 from datetime import timedelta
 from uuid import UUID
 
-from domain.chat import ChatAttachmentName, ChatFile
+from domain.chat import Chat, ChatAttachmentName, ChatFile
 from usecase.collect_garbage import CollectGarbage
 from usecase.publish import Publisher
 from usecase.sweep_views import OVERLAP, SweepViews
 
-from .store_fakes import T0, FakeBlobs, FakeMetadata, FakeViews, MemoryMarks, StepClock
+from .fakes import (
+    T0,
+    MemoryMarks,
+    RecordingBackend,
+    RecordingBlobStore,
+    RecordingViews,
+    StepClock,
+    entries,
+)
 
 WS = UUID(int=1)
 OTHER_WS = UUID(int=2)
@@ -21,16 +29,16 @@ def _file(chat_id: UUID, name: str, file_id: UUID, size: int = 1) -> ChatFile:
 
 class Store:
     def __init__(self) -> None:
+        self.log: list[str] = []
         self.clock = StepClock()
-        self.meta = FakeMetadata()
-        self.blobs = FakeBlobs(self.clock)
-        self.views = FakeViews()
+        self.meta = RecordingBackend(self.log)
+        self.blobs = RecordingBlobStore(self.log, self.clock)
+        self.views = RecordingViews(self.log, self.blobs)
         self.marks = MemoryMarks()
-        self.publisher = Publisher(self.meta.unit_of_work, self.blobs, self.views)
-        self.sweep = SweepViews(
-            self.meta.unit_of_work, self.views, self.publisher, self.marks, self.clock
-        )
-        self.collect = CollectGarbage(self.meta.unit_of_work, self.blobs, GRACE)
+        uow = self.meta.unit_of_work
+        self.publisher = Publisher(uow, self.blobs, self.views)
+        self.sweep = SweepViews(uow, self.views, self.publisher, self.marks, self.clock)
+        self.collect = CollectGarbage(uow, self.blobs, GRACE)
 
 
 async def test_garbage_is_old_and_unnamed_and_nothing_else() -> None:
@@ -40,14 +48,16 @@ async def test_garbage_is_old_and_unnamed_and_nothing_else() -> None:
     base_old = store.blobs.put(b'base', age=GRACE * 2)
     unnamed_old = store.blobs.put(b'left', age=GRACE * 2)
     unnamed_new = store.blobs.put(b'staged', age=GRACE / 2)
-    store.meta.add_chat(WS, chat_id, history_blob_id=base_old, history_bytes=4)
-    store.meta.rows.files[named_old] = _file(chat_id, 'a.txt', named_old)
+    await store.meta.seed(
+        Chat(chat_id, WS, T0, T0, history_blob_id=base_old, history_bytes=4),
+        _file(chat_id, 'a.txt', named_old),
+    )
 
     assert await store.collect() == 1
 
     assert set(store.blobs.blobs) == {named_old, base_old, unnamed_new}
     assert unnamed_old not in store.blobs.blobs
-    assert 'write unit' not in store.meta.log
+    assert 'begin' not in store.log
 
 
 async def test_garbage_is_asked_about_in_batches_of_500() -> None:
@@ -57,11 +67,7 @@ async def test_garbage_is_asked_about_in_batches_of_500() -> None:
 
     assert await store.collect() == 1200
 
-    assert [e for e in store.meta.log if e.startswith('named')] == [
-        'named 500',
-        'named 500',
-        'named 200',
-    ]
+    assert entries(store.meta.asked, 'named') == ['named 500', 'named 500', 'named 200']
     assert store.blobs.blobs == {}
 
 
@@ -80,19 +86,20 @@ async def test_first_sweep_publishes_every_chat_and_records_its_start() -> None:
     chat_id = UUID(int=10)
     file_id = store.blobs.put(b'hello')
     base = store.blobs.put(b'# h\n')
-    store.meta.add_chat(WS, chat_id, history_blob_id=base, history_bytes=4, file_count=1)
-    store.meta.rows.files[file_id] = _file(chat_id, 'a.txt', file_id, 5)
+    await store.meta.seed(
+        Chat(chat_id, WS, T0, T0, history_blob_id=base, history_bytes=4, file_count=1),
+        _file(chat_id, 'a.txt', file_id, 5),
+    )
     store.clock.advance(3600)
 
     result = await store.sweep()
 
     assert result.chats_checked == 1
     assert result.chats_republished == 1
-    view = store.views.dirs[WS, chat_id]
-    assert view.files == {'a.txt': file_id}
-    assert view.history == b'# h\n'
+    assert store.views.files(WS, chat_id) == {'a.txt': file_id}
+    assert store.views.history(WS, chat_id) == b'# h\n'
     assert store.marks.marks == [store.clock.now()]
-    assert any('1970-01-01' in e for e in store.meta.log if e.startswith('changed since'))
+    assert any('1970-01-01' in e for e in entries(store.meta.asked, 'changed since'))
 
 
 async def test_later_sweeps_look_back_to_the_last_start_less_the_overlap() -> None:
@@ -102,28 +109,26 @@ async def test_later_sweeps_look_back_to_the_last_start_less_the_overlap() -> No
 
     await store.sweep()
 
-    asked = [e for e in store.meta.log if e.startswith('changed since')]
+    asked = entries(store.meta.asked, 'changed since')
     assert asked == [f'changed since {(T0 - OVERLAP).isoformat()} after None']
     assert store.marks.marks[-1] == T0 + timedelta(seconds=600)
 
 
 async def test_sweep_pages_through_the_changed_chats() -> None:
     store = Store()
-    for n in range(1, 1002):
-        store.meta.add_chat(WS, UUID(int=n))
+    await store.meta.seed(*(Chat(UUID(int=n), WS, T0, T0) for n in range(1, 1002)))
 
     result = await store.sweep()
 
     assert result.chats_checked == 1001
-    assert len([e for e in store.meta.log if e.startswith('changed since')]) == 3
+    assert len(entries(store.meta.asked, 'changed since')) == 3
     assert len(store.views.dirs) == 1001
 
 
 async def test_sweep_removes_directories_without_a_row_and_in_the_wrong_workspace() -> None:
     store = Store()
     kept, gone, moved = UUID(int=10), UUID(int=11), UUID(int=12)
-    store.meta.add_chat(WS, kept)
-    store.meta.add_chat(WS, moved)
+    await store.meta.seed(Chat(kept, WS, T0, T0), Chat(moved, WS, T0, T0))
     for key in [(WS, kept), (WS, gone), (OTHER_WS, moved), (WS, moved)]:
         await store.views.ensure_chat(*key)
     store.marks.marks = [T0]
@@ -137,16 +142,15 @@ async def test_sweep_removes_directories_without_a_row_and_in_the_wrong_workspac
 async def test_a_failed_publication_is_counted_and_the_mark_kept() -> None:
     store = Store()
     bad, good = UUID(int=10), UUID(int=11)
-    store.meta.add_chat(WS, bad)
-    store.meta.add_chat(WS, good)
-    store.views.failing.add(bad)
+    await store.meta.seed(Chat(bad, WS, T0, T0), Chat(good, WS, T0, T0))
+    store.views.failing_chats.add(bad)
 
     result = await store.sweep()
 
     assert result.failures == 1
     assert (WS, good) in store.views.dirs
     assert store.marks.marks == []
-    store.views.failing.clear()
+    store.views.failing_chats.clear()
     assert (await store.sweep()).failures == 0
     assert (WS, bad) in store.views.dirs
 
@@ -155,12 +159,13 @@ async def test_a_sandboxs_changes_are_undone_by_the_sweep() -> None:
     store = Store()
     chat_id = UUID(int=10)
     file_id = store.blobs.put(b'hello')
-    store.meta.add_chat(WS, chat_id, file_count=1)
-    store.meta.rows.files[file_id] = _file(chat_id, 'a.txt', file_id, 5)
+    await store.meta.seed(
+        Chat(chat_id, WS, T0, T0, file_count=1), _file(chat_id, 'a.txt', file_id, 5)
+    )
     await store.sweep()
-    store.views.dirs[WS, chat_id].files['planted.sh'] = UUID(int=99)
-    store.views.dirs[WS, chat_id].files.pop('a.txt')
+    store.views.dirs[WS, chat_id]['planted.sh'] = UUID(int=99)
+    store.views.dirs[WS, chat_id].pop('a.txt')
 
     await store.sweep(every_chat=True)
 
-    assert store.views.dirs[WS, chat_id].files == {'a.txt': file_id}
+    assert store.views.files(WS, chat_id) == {'a.txt': file_id}
