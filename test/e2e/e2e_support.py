@@ -272,6 +272,12 @@ def blob_area(data_dir: Path) -> set[str]:
     }
 
 
+def blob_path(data_dir: Path, blob_id: str) -> Path:
+    """Where the blob `blob_id` (a file's `file_id`) is kept."""
+    hex_id = blob_id.replace('-', '').lower()
+    return data_dir / '.blobs' / hex_id[:2] / hex_id
+
+
 def staging_entries(data_dir: Path) -> set[str]:
     """Staging names left in the blob area (`.blobs/tmp`): none once a write is over."""
     tmp = data_dir / '.blobs' / 'tmp'

@@ -6,6 +6,7 @@ import io
 import json
 import random
 import socket
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from e2e_support import HTTP_TIMEOUT, Caller, MakeServer, ServerProcess, assert_problem
+from e2e_support import (
+    HTTP_TIMEOUT,
+    Caller,
+    MakeServer,
+    ServerProcess,
+    assert_problem,
+    blob_path,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
@@ -85,34 +93,73 @@ def _metric(server: ServerProcess, name: str, **labels: str) -> float:
 CUT_SHORT_ID = 'e2e-export-cut-short'
 
 
-def test_a_file_replaced_during_the_export_cuts_the_archive_short(
-    make_server: MakeServer,
-) -> None:
-    server = make_server(
-        'sqlite',
-        extra_env={
-            'STORAGE_MAX_FILE_BYTES': str(64 * MIB),
-            'STORAGE_DEFAULT_QUOTA_BYTES': str(256 * MIB),
-        },
+def _slow_reader(server: ServerProcess, caller: Caller, request_id: str) -> httpx.Client:
+    """A client with a fixed small receive buffer (no autotuning): with the server's send
+    buffer (at most 4 MiB here) and one 1 MiB read in flight, far less than a 16 MiB file
+    is ahead of it, so the server is still on that file when the client pauses."""
+    return httpx.Client(
+        base_url=server.base_url,
+        headers={**caller.http.headers, 'X-Request-Id': request_id},
+        timeout=HTTP_TIMEOUT,
+        transport=httpx.HTTPTransport(
+            socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
+        ),
     )
+
+
+ROOMY = {'STORAGE_MAX_FILE_BYTES': str(64 * MIB), 'STORAGE_DEFAULT_QUOTA_BYTES': str(256 * MIB)}
+BIG = bytes(range(256)) * (64 * 1024)  # 16 MiB
+
+
+def test_a_file_replaced_during_the_export_is_sent_as_listed(make_server: MakeServer) -> None:
+    """The listing names immutable blobs: a write during the export releases the old blob,
+    which outlives the export by the grace period."""
+    server = make_server('sqlite', extra_env=ROOMY)
     caller = Caller(server)
     try:
         chat_id = caller.workspace_and_chat()['chat_id']
-        big = bytes(range(256)) * (64 * 1024)  # 16 MiB
-        caller.stored_file(chat_id, 'big.bin', big)
+        caller.stored_file(chat_id, 'big.bin', BIG)
         caller.stored_file(chat_id, 'small.txt', b's' * 1000)
         received = bytearray()
-        # a fixed small receive buffer (no autotuning): with the server's send buffer
-        # (at most 4 MiB here) and one 1 MiB read in flight, far less than big.bin is
-        # ahead of us, so the server is still on big.bin when we pause
-        slow_reader = httpx.Client(
-            base_url=server.base_url,
-            headers={**caller.http.headers, 'X-Request-Id': CUT_SHORT_ID},
-            timeout=HTTP_TIMEOUT,
-            transport=httpx.HTTPTransport(
-                socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
-            ),
-        )
+        slow_reader = _slow_reader(server, caller, 'e2e-export-as-listed')
+        with slow_reader, slow_reader.stream('GET', f'/v1/chats/{chat_id}/export') as response:
+            assert response.status_code == 200
+            chunks = response.iter_raw()
+            while len(received) < MIB:
+                received += next(chunks)
+            caller.stored_file(chat_id, 'small.txt', b'S' * 1000)
+            caller.http.put(f'/v1/chats/{chat_id}/history', content=b'later')
+            drain(chunks, received)
+        assert unzip(bytes(received)) == {
+            'history.md': b'',
+            'big.bin': BIG,
+            'small.txt': b's' * 1000,
+        }
+        retried = caller.http.get(f'/v1/chats/{chat_id}/export')
+        assert unzip(retried.content) == {
+            'history.md': b'later',
+            'big.bin': BIG,
+            'small.txt': b'S' * 1000,
+        }
+    finally:
+        caller.close()
+    assert 'Traceback' not in server.stderr()
+
+
+def test_a_listed_blob_collected_during_the_export_cuts_the_archive_short(
+    make_server: MakeServer,
+) -> None:
+    """With a grace period shorter than the export, the replaced file's blob is collected
+    before the archive reaches it: the response is cut short, never sent under the listed
+    record with other bytes."""
+    server = make_server('sqlite', extra_env={**ROOMY, 'STORAGE_GARBAGE_GRACE_SECONDS': '1'})
+    caller = Caller(server)
+    try:
+        chat_id = caller.workspace_and_chat()['chat_id']
+        caller.stored_file(chat_id, 'big.bin', BIG)
+        listed = caller.stored_file(chat_id, 'small.txt', b's' * 1000)
+        received = bytearray()
+        slow_reader = _slow_reader(server, caller, CUT_SHORT_ID)
         with slow_reader, slow_reader.stream('GET', f'/v1/chats/{chat_id}/export') as response:
             assert response.status_code == 200
             chunks = response.iter_raw()
@@ -120,6 +167,11 @@ def test_a_file_replaced_during_the_export_cuts_the_archive_short(
                 received += next(chunks)
             # same size, other bytes: only the digest tells the versions apart
             caller.stored_file(chat_id, 'small.txt', b'S' * 1000)
+            released = blob_path(server.data_dir, listed['file_id'])
+            deadline = time.monotonic() + 10.0
+            while released.exists():
+                assert time.monotonic() < deadline, 'the released blob was not collected'
+                time.sleep(0.1)
             with pytest.raises(httpx.RemoteProtocolError):
                 drain(chunks, received)
         with pytest.raises(zipfile.BadZipFile):
@@ -128,7 +180,7 @@ def test_a_file_replaced_during_the_export_cuts_the_archive_short(
         retried = caller.http.get(f'/v1/chats/{chat_id}/export')
         assert unzip(retried.content) == {
             'history.md': b'',
-            'big.bin': big,
+            'big.bin': BIG,
             'small.txt': b'S' * 1000,
         }
     finally:
