@@ -3,12 +3,15 @@
 Writer threads (one user each) upload through both routes, replace files, put and append
 history, delete files, clear chats and delete chats. The server is killed with SIGKILL at
 random moments (`CRASH_SEED`, `CRASH_KILLS`) and restarted on the same data directory;
-start-up recovery (ADR 016) must leave a store where:
+the rows are the only commit point (ADR 027), and start-up must leave a store where:
 
 - every acknowledged write reads back byte for byte, every acknowledged delete stayed;
 - an operation in flight at the kill is all or nothing;
-- rows and files agree, no staging or trash entry survives, `used_bytes` is the sum of
-  the stored bytes.
+- every record's blob is there, each chat directory is the view of its rows (attachments
+  hard links of their blobs, `history.md` the committed history), `used_bytes` is the sum
+  of the stored bytes;
+- once the last server is stopped and the garbage collected, the blob area holds the
+  records' blobs and at most one history blob per chat, and nothing staged.
 
 Each server is `chat-storage serve`. By default it is forked from a parent that has
 imported the service once (`CRASH_FORK=1`), so that a restart costs a fraction of a
@@ -16,7 +19,6 @@ second instead of the seconds of Python imports; `CRASH_FORK=0` execs the consol
 script every time, as `ServerProcess` always does.
 """
 
-import fcntl
 import functools
 import os
 import random
@@ -32,7 +34,7 @@ from typing import IO, cast
 
 import httpx
 import pytest
-from e2e_support import ROOT, Caller, ServerProcess, sha256
+from e2e_support import ROOT, Caller, ServerProcess, blob_area, blob_path, sha256, staging_entries
 
 pytestmark = pytest.mark.e2e
 
@@ -221,14 +223,14 @@ def _check_writer(writer: Writer, data_dir: Path) -> None:
     writer.may_have_new_chat = False
     stored = 0
     for chat_id, chat in writer.chats.items():
-        stored += _check_chat(writer, chat_id, chat)
+        stored += _check_chat(writer, chat_id, chat, data_dir)
     workspace_dir = data_dir / 'workspaces' / workspace['workspace_id'] / 'chats'
     on_disk = {p.name for p in workspace_dir.iterdir()} if workspace_dir.exists() else set()
     assert on_disk == set(writer.chats), 'chat directories and chats differ'
     assert writer.caller.used_bytes() == stored
 
 
-def _check_chat(writer: Writer, chat_id: str, chat: ChatModel) -> int:
+def _check_chat(writer: Writer, chat_id: str, chat: ChatModel, data_dir: Path) -> int:
     """Check one chat against its model and the disk; the bytes it stores."""
     history = writer.caller.history(chat_id)
     assert history in chat.history, f'history of {chat_id} is no version written'
@@ -256,10 +258,12 @@ def _check_chat(writer: Writer, chat_id: str, chat: ChatModel) -> int:
     chat_dir = writer.caller.chat_dir({'workspace_id': _workspace_id(writer), 'chat_id': chat_id})
     entries = {p.name: p for p in chat_dir.iterdir()}
     assert set(entries) == {'history.md', *records}, 'chat directory and rows differ'
-    assert entries['history.md'].stat().st_size == len(history), 'history.md has a tail'
+    assert entries['history.md'].read_bytes() == history, 'history.md is not the history'
     for name, record in records.items():
-        assert entries[name].is_file()
+        blob = blob_path(data_dir, record['file_id'])
+        assert blob.is_file(), f'{chat_id}/{name} has no blob'
         assert not entries[name].is_symlink()
+        assert entries[name].samefile(blob), f'{chat_id}/{name} is not its blob'
         assert entries[name].stat().st_size == record['size_bytes']
     return len(history) + sum(int(r['size_bytes']) for r in records.values())
 
@@ -358,9 +362,10 @@ class ForkedServer(ServerProcess):
         """Start a server and SIGKILL it after `delay` seconds, healthy or not."""
         child = self._fork()
         time.sleep(delay)
+        workers = _descendants(child.pid)
         child.kill()
         child.wait()
-        _wait_for_owners_to_die(self.data_dir)
+        _wait_for_workers_to_die(workers)
 
     def close(self) -> None:
         self.stop()
@@ -387,33 +392,48 @@ def _in_threads(calls: list[Callable[[], None]]) -> None:
         raise failures[0]
 
 
-def _wait_for_owners_to_die(data_dir: Path) -> None:
-    """Until no process holds an owner lock: the server's workers die with it (SIGKILL on
-    their parent's death), a moment after it."""
+def _descendants(pid: int) -> set[int]:
+    """The processes `pid` started (its workers), and theirs, as /proc has them now."""
+    children: dict[int, set[int]] = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), set()) - found:
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in {'Z', 'X'}
+
+
+def _wait_for_workers_to_die(workers: set[int]) -> None:
+    """Until the workers of a killed server are gone: they die with it (SIGKILL on their
+    parent's death), a moment after it; one still running could commit after the check."""
     deadline = time.monotonic() + 10.0
-    for path in (data_dir / '.locks').glob('owner-*'):
-        while True:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                break
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                assert time.monotonic() < deadline, f'{path.name} is still held'
-                time.sleep(0.01)
-                continue
-            finally:
-                os.close(fd)
-            break
+    while alive := {pid for pid in workers if _alive(pid)}:
+        assert time.monotonic() < deadline, f'workers {sorted(alive)} are still running'
+        time.sleep(0.01)
 
 
 def _kill(server: ServerProcess) -> None:
     process, server.process = server.process, None
     assert process is not None
+    workers = _descendants(process.pid)
     process.kill()
     process.wait()
-    _wait_for_owners_to_die(server.data_dir)
+    _wait_for_workers_to_die(workers)
 
 
 def _fsck(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -426,6 +446,39 @@ def _fsck(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+
+
+def _check_garbage_is_collected(server: ServerProcess, writers: list[Writer]) -> None:
+    """A start-up with a short grace period, once every blob is older than it, leaves the
+    records' blobs and at most one history blob per chat: a kill leaks nothing for good."""
+    grace = 1.0
+    time.sleep(grace + 0.5)
+    log_dir = server.log_dir / 'collected'
+    log_dir.mkdir()
+    final = ServerProcess(server.data_dir, log_dir, backend=server.backend)
+    final.env = {
+        **server.env,
+        'STORAGE_PORT': str(final.port),
+        'STORAGE_GARBAGE_GRACE_SECONDS': str(grace),
+    }
+    with final:
+        pass
+    assert staging_entries(server.data_dir) == set(), 'staged blobs survive the collection'
+    named = {
+        str(
+            blob_path(server.data_dir, w.file_ids[chat_id, name]).relative_to(
+                server.data_dir / '.blobs'
+            )
+        )
+        for w in writers
+        for chat_id, chat in w.chats.items()
+        for name, versions in chat.files.items()
+        if _settled(versions) is not None
+    }
+    blobs = blob_area(server.data_dir)
+    assert named <= blobs, 'a record lost its blob'
+    chats = sum(len(w.chats) for w in writers)
+    assert len(blobs - named) <= chats, f'{len(blobs - named)} blobs for {chats} histories'
 
 
 @pytest.fixture(params=['sqlite', pytest.param('postgres', marks=pytest.mark.postgres)])
@@ -482,10 +535,9 @@ def test_sigkill_under_concurrent_writers_loses_nothing_acknowledged(
                 server.start_and_kill(rng.uniform(0.0, 0.8))
                 early_kills += 1
             server.start()
-            assert list((server.data_dir / '.staging').iterdir()) == [], f'kill {kill}'
-            assert list((server.data_dir / '.trash').iterdir()) == [], f'kill {kill}'
             _in_threads([functools.partial(_check_writer, w, server.data_dir) for w in writers])
         server.stop()
+        _check_garbage_is_collected(server, writers)
         checked = _fsck(server.data_dir, server.env)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert 'result: clean' in checked.stdout
