@@ -12,6 +12,7 @@ rows.
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -31,6 +32,7 @@ from adapter.file_system import (
     DIR_FLAGS,
     DIR_MODE,
     FILE_MODE,
+    READ_FLAGS,
     TMP_DIR_NAME,
     WORKSPACES_DIR_NAME,
     blob_relative_path,
@@ -270,12 +272,25 @@ class ChatViews:
     # --- reads ------------------------------------------------------------------------
 
     async def differs(
-        self, workspace_id: UUID, chat_id: UUID, files: Mapping[str, UUID], history_bytes: int
+        self,
+        workspace_id: UUID,
+        chat_id: UUID,
+        files: Mapping[str, UUID],
+        history: AsyncIterable[bytes],
     ) -> list[str]:
-        return await self._run(self._differs, workspace_id, chat_id, dict(files), history_bytes)
+        digest, size = hashlib.sha256(), 0
+        async for chunk in history:
+            digest.update(chunk)
+            size += len(chunk)
+        committed = (size, digest.hexdigest())
+        return await self._run(self._differs, workspace_id, chat_id, dict(files), committed)
 
     def _differs(
-        self, workspace_id: UUID, chat_id: UUID, files: dict[str, UUID], history_bytes: int
+        self,
+        workspace_id: UUID,
+        chat_id: UUID,
+        files: dict[str, UUID],
+        committed: tuple[int, str],
     ) -> list[str]:
         with _directories(self.data_dir) as directories:
             try:
@@ -290,13 +305,8 @@ class ChatViews:
             for name, blob_id in files.items():
                 if not _is_link_of(directories.data, blob_relative_path(blob_id), chat, name):
                     out_of_step.add(name)
-            try:
-                history = os.stat(HISTORY_FILE_NAME, dir_fd=chat, follow_symlinks=False)
-            except FileNotFoundError:
+            if _history_of(chat) != committed:
                 out_of_step.add(HISTORY_FILE_NAME)
-            else:
-                if not stat.S_ISREG(history.st_mode) or history.st_size != history_bytes:
-                    out_of_step.add(HISTORY_FILE_NAME)
             return sorted(out_of_step)
 
     async def chats(self) -> list[tuple[UUID, UUID]]:
@@ -312,6 +322,23 @@ class ChatViews:
                     continue  # removed or replaced meanwhile
                 found.extend((workspace_id, chat_id) for chat_id in _uuid_directories(workspace))
         return sorted(found)
+
+
+def _history_of(chat_fd: int) -> tuple[int, str] | None:
+    """Size and sha256 of the chat directory's `history.md`; None unless a regular file."""
+    try:
+        fd = os.open(HISTORY_FILE_NAME, READ_FLAGS, dir_fd=chat_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, 'rb') as file:
+        digest, size = hashlib.sha256(), 0
+        while chunk := file.read(DEFAULT_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def _uuid_directories(dir_fd: int) -> list[UUID]:

@@ -7,7 +7,7 @@ are repaired by `--repair`, which never loses a committed byte.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from uuid import UUID
@@ -19,7 +19,7 @@ from domain.workspace import Workspace
 from usecase.collect_garbage import CollectGarbage
 from usecase.convert_legacy import ConvertLegacy, lock_workspace
 from usecase.interface import BlobInventory, BlobStore, ChatViews, UnitOfWorkFactory
-from usecase.publish import Publisher
+from usecase.publish import Publisher, history_chunks
 
 logger = logging.getLogger('chat_storage.fsck')
 
@@ -111,6 +111,35 @@ class _ChatRows:
     chat: Chat
     files: list[ChatFile]
     segments: list[HistorySegment]
+
+
+class _Readable:
+    """The chunks of a history up to a blob that cannot be read, counted."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.failed = False
+        self.size_bytes = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                self.size_bytes += len(chunk)
+                yield chunk
+        except DomainError:
+            self.failed = True
+
+
+async def _differs(
+    views: ChatViews, chat: Chat, named: dict[str, UUID], history: AsyncIterator[bytes]
+) -> list[str]:
+    """`views.differs`, leaving out a `history.md` whose stored bytes are damaged (a
+    missing or cut blob, reported on its own): its view may be the only good copy."""
+    readable = _Readable(history)
+    out_of_step = await views.differs(chat.workspace_id, chat.chat_id, named, readable)
+    if readable.failed or readable.size_bytes != chat.history_bytes:
+        return [name for name in out_of_step if name != HISTORY_FILE_NAME]
+    return out_of_step
 
 
 class CheckStorage:
@@ -234,7 +263,8 @@ class CheckStorage:
             await self._check_file(scan, chat, chat_file)
         await self._check_history(scan, rows)
         named = {f.name.value: f.file_id for f in rows.files}
-        out_of_step = await self._views.differs(*ids, named, chat.history_bytes)
+        history = history_chunks(self._blobs, chat, rows.segments)
+        out_of_step = await _differs(self._views, chat, named, history)
         if out_of_step:
             detail = 'not the rows at: ' + ', '.join(out_of_step)
             scan.findings.append(Finding(FindingKind.VIEW_OUT_OF_STEP, detail, *ids))
@@ -321,13 +351,14 @@ class CheckStorage:
         else:
             return
         async with self._uow(write=False) as uow:
-            chat, _ = await uow.history_segments.history(chat_id)
+            chat, segments = await uow.history_segments.history(chat_id)
             files = [] if chat is None else await uow.chat_files.list_by_chat_id(chat_id)
         if chat is None or chat.workspace_id != workspace_id:
             return
         named = {f.name.value: f.file_id for f in files}
         await self._views.ensure_chat(workspace_id, chat_id)
-        out_of_step = await self._views.differs(workspace_id, chat_id, named, chat.history_bytes)
+        history = history_chunks(self._blobs, chat, segments)
+        out_of_step = await _differs(self._views, chat, named, history)
         for name in out_of_step:
             if name == HISTORY_FILE_NAME:
                 await self._publisher.history(workspace_id, chat_id, chat.history_revision)

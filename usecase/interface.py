@@ -445,11 +445,15 @@ class ChatViews(Protocol):
         ...
 
     async def differs(
-        self, workspace_id: UUID, chat_id: UUID, files: Mapping[str, UUID], history_bytes: int
+        self,
+        workspace_id: UUID,
+        chat_id: UUID,
+        files: Mapping[str, UUID],
+        history: AsyncIterable[bytes],
     ) -> list[str]:
         """The names at which the directory is not the rows' view: a name of `files` that
-        is not its blob, a name not in `files`, a `history.md` of another size, and the
-        directory itself (`.`) when missing."""
+        is not its blob, a name not in `files`, a `history.md` that does not hold exactly
+        the bytes of `history`, and the directory itself (`.`) when missing."""
         ...
 
     async def chats(self) -> list[tuple[UUID, UUID]]:

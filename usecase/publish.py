@@ -50,6 +50,13 @@ async def after_commit(step: Awaitable[None], what: str) -> None:
         logger.warning('%s after a commit failed; the sweep settles it', what, exc_info=True)
 
 
+async def no_history() -> AsyncIterator[bytes]:
+    """An empty history."""
+    empty: tuple[bytes, ...] = ()
+    for chunk in empty:
+        yield chunk
+
+
 def _chat_version(chat: Chat) -> tuple[object, ...]:
     return (chat.updated_at, chat.history_revision, chat.history_bytes, chat.file_count)
 
@@ -129,7 +136,7 @@ class Publisher:
                 if chat is not None:
                     files = await uow.chat_files.list_by_chat_id(chat_id)
             if chat is None:
-                if await self._views.differs(workspace_id, chat_id, {}, 0) != ['.']:
+                if await self._views.differs(workspace_id, chat_id, {}, no_history()) != ['.']:
                     await self._views.remove_chat(workspace_id, chat_id)
                     changed = True
                 return changed
@@ -138,7 +145,7 @@ class Publisher:
                 return changed
             named = {f.name.value: f.file_id for f in files}
             out_of_step = await self._views.differs(
-                workspace_id, chat_id, named, chat.history_bytes
+                workspace_id, chat_id, named, history_chunks(self._blobs, chat, segments)
             )
             changed = changed or bool(out_of_step)
             await self._show(chat, named, segments, out_of_step)
@@ -156,7 +163,7 @@ class Publisher:
         if '.' in out_of_step:
             await self._views.ensure_chat(workspace_id, chat_id)
             out_of_step = await self._views.differs(
-                workspace_id, chat_id, named, chat.history_bytes
+                workspace_id, chat_id, named, history_chunks(self._blobs, chat, segments)
             )
         for name in out_of_step:
             if name in {HISTORY_FILE_NAME, '.'}:

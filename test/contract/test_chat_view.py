@@ -290,18 +290,18 @@ async def test_a_directory_in_step_differs_nowhere(views: ChatViews, blobs: Blob
     await views.show_file(WORKSPACE_ID, CHAT_ID, 'a.txt', blob_id)
     await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# hi'))
 
-    assert await views.differs(WORKSPACE_ID, CHAT_ID, {'a.txt': blob_id}, 4) == []
+    assert await views.differs(WORKSPACE_ID, CHAT_ID, {'a.txt': blob_id}, chunks(b'# hi')) == []
 
 
 async def test_a_missing_or_symlinked_directory_differs_as_a_whole(
     views: ChatViews, chat_dir: Path, outside: Path
 ) -> None:
-    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, 0) == ['.']
+    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, chunks()) == ['.']
 
     chat_dir.parent.mkdir(parents=True)
     chat_dir.symlink_to(outside)
 
-    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, 0) == ['.']
+    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, chunks()) == ['.']
 
 
 async def test_differs_names_each_name_out_of_step(
@@ -314,7 +314,7 @@ async def test_differs_names_each_name_out_of_step(
     (chat_dir / 'planted').write_bytes(b'by a sandbox')
     files = {'shown': shown_id, 'replaced': shown_id, 'missing': other_id}
 
-    out_of_step = await views.differs(WORKSPACE_ID, CHAT_ID, files, 10)
+    out_of_step = await views.differs(WORKSPACE_ID, CHAT_ID, files, chunks(b'0123456789'))
 
     assert out_of_step == ['history.md', 'missing', 'planted', 'replaced']
 
@@ -326,7 +326,18 @@ async def test_a_history_that_is_not_a_regular_file_differs(
     (chat_dir / 'history.md').unlink()
     (chat_dir / 'history.md').mkdir()
 
-    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, 4096) == ['history.md']
+    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, chunks(b'x' * 4096)) == ['history.md']
+
+
+async def test_a_history_of_the_same_size_and_other_bytes_differs(
+    views: ChatViews, chat_dir: Path
+) -> None:
+    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# committed'))
+    replaced = chat_dir / 'by-a-sandbox'
+    replaced.write_bytes(b'# sandboxed')
+    replaced.rename(chat_dir / 'history.md')
+
+    assert await views.differs(WORKSPACE_ID, CHAT_ID, {}, chunks(b'# committed')) == ['history.md']
 
 
 # --- chats, remove ----------------------------------------------------------------------

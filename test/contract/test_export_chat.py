@@ -7,9 +7,9 @@ from uuid import UUID
 
 import pytest
 
-from adapter.clock import SystemClock
 from adapter.blob_store import BlobStore
 from adapter.chat_view import ChatViews
+from adapter.clock import SystemClock
 from adapter.id_generator import UuidGenerator
 from usecase.append_history import AppendHistory
 from usecase.create_chat import CreateChat
@@ -72,10 +72,10 @@ class Chat:
 
 
 @pytest.fixture
-async def chat(backend: MetadataBackend, tmp_path: Path) -> AsyncIterator[Chat]:
+async def chat(backend: MetadataBackend, tmp_path: Path) -> Chat:
     started = Chat(backend, tmp_path / 'data')
     await started.start()
-    yield started
+    return started
 
 
 async def read_entries(export: ChatExport) -> dict[str, bytes]:

@@ -457,10 +457,6 @@ async def test_a_view_a_sandbox_changed_is_published_again(
     assert outside.read_bytes() == b"not the service's"  # a symlink's target is never touched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='ChatViews.differs compares the size of history.md only, not its bytes',
-)
 async def test_a_history_edited_to_the_same_size_is_out_of_step(store: Store) -> None:
     history = store.chat_dir / HISTORY_FILE_NAME
     edited = (await store.history()).replace(b'hello', b'HELLO')

@@ -8,6 +8,7 @@ timeout, B appends, and A is resumed: B's appends are all there, A's bytes nowhe
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -47,10 +48,8 @@ def descendants(pid: int) -> list[int]:
 
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def blob_files(data_dir: Path) -> set[str]:

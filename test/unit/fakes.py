@@ -257,15 +257,19 @@ class RecordingViews:
             del self.dirs[key]
 
     async def differs(
-        self, workspace_id: UUID, chat_id: UUID, files: Mapping[str, UUID], history_bytes: int
+        self,
+        workspace_id: UUID,
+        chat_id: UUID,
+        files: Mapping[str, UUID],
+        history: AsyncIterable[bytes],
     ) -> list[str]:
+        committed = b''.join([chunk async for chunk in history])
         shown = self.dirs.get((workspace_id, chat_id))
         if shown is None:
             return ['.']
         names = {name for name in files if shown.get(name) != files[name]}
         names |= {name for name in shown if name not in files and name != HISTORY_FILE_NAME}
-        history = shown.get(HISTORY_FILE_NAME)
-        if not isinstance(history, bytes) or len(history) != history_bytes:
+        if shown.get(HISTORY_FILE_NAME) != committed:
             names.add(HISTORY_FILE_NAME)
         return sorted(names)
 
