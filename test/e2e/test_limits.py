@@ -12,6 +12,7 @@ from e2e_support import (
     Caller,
     Json,
     assert_problem,
+    blob_area,
     chunked,
     dir_snapshot,
     multipart_body,
@@ -38,11 +39,12 @@ class Loaded:
     def chat_id(self) -> str:
         return str(self.chat['chat_id'])
 
-    def state(self) -> tuple[dict[str, str], set[str], int, list[Json], bytes, str]:
+    def state(self) -> tuple[dict[str, str], set[str], set[str], int, list[Json], bytes, str]:
         history = self.caller.http.get(f'/v1/chats/{self.chat_id}/history')
         return (
             dir_snapshot(self.caller.chat_dir(self.chat)),
             staging_entries(self.caller.server.data_dir),
+            blob_area(self.caller.server.data_dir),
             self.caller.used_bytes(),
             self.caller.files(self.chat_id),
             history.content,

@@ -13,6 +13,7 @@ from e2e_support import (
     Caller,
     Json,
     assert_problem,
+    blob_area,
     dir_snapshot,
     multipart_body,
     staging_entries,
@@ -257,6 +258,7 @@ def test_another_users_chat_is_not_listed(owner: Owner, caller: Caller) -> None:
 class Snapshot:
     files: dict[str, str]
     staging: set[str]
+    blobs: set[str]
     used_bytes: int
     records: list[Json]
 
@@ -265,6 +267,7 @@ def _snapshot(caller: Caller, chat: Json) -> Snapshot:
     return Snapshot(
         dir_snapshot(caller.chat_dir(chat)),
         staging_entries(caller.server.data_dir),
+        blob_area(caller.server.data_dir),
         caller.used_bytes(),
         caller.files(chat['chat_id']),
     )

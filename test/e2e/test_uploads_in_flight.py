@@ -6,7 +6,16 @@ import time
 from contextlib import closing
 
 import pytest
-from e2e_support import HOST, Caller, Json, ServerProcess, dir_snapshot, sha256, staging_entries
+from e2e_support import (
+    HOST,
+    Caller,
+    Json,
+    ServerProcess,
+    blob_area,
+    dir_snapshot,
+    sha256,
+    staging_entries,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +101,7 @@ def test_an_upload_cut_off_midway_leaves_the_old_file_and_no_trace(
 ) -> None:
     chat, old = chat_with_old_file
     before = _state(caller, chat)
+    blobs_before = blob_area(server.data_dir)
     chunked = framing == 'chunked'
     path = f'/v1/chats/{chat["chat_id"]}/files/by-name/doc.bin'
 
@@ -103,6 +113,7 @@ def test_an_upload_cut_off_midway_leaves_the_old_file_and_no_trace(
 
     assert _wait_for_no_staging(server) == set()
     assert _state(caller, chat) == before
+    assert blob_area(server.data_dir) == blobs_before
     assert caller.content(chat['chat_id'], old['file_id']) == OLD
     assert (caller.chat_dir(chat) / 'doc.bin').read_bytes() == OLD
 
@@ -112,6 +123,7 @@ def test_a_new_file_cut_off_midway_is_not_created(
 ) -> None:
     chat, _ = chat_with_old_file
     before = _state(caller, chat)
+    blobs_before = blob_area(server.data_dir)
     path = f'/v1/chats/{chat["chat_id"]}/files/by-name/partial.bin'
 
     upload = _start_upload(server, caller, path, length=len(NEW))
@@ -121,6 +133,7 @@ def test_a_new_file_cut_off_midway_is_not_created(
 
     assert _wait_for_no_staging(server) == set()
     assert _state(caller, chat) == before
+    assert blob_area(server.data_dir) == blobs_before
     assert not (caller.chat_dir(chat) / 'partial.bin').exists()
 
 
@@ -129,6 +142,7 @@ def test_a_history_write_cut_off_midway_leaves_the_history(
 ) -> None:
     chat, _ = chat_with_old_file
     before = _state(caller, chat)
+    blobs_before = blob_area(server.data_dir)
     etag = caller.http.get(f'/v1/chats/{chat["chat_id"]}/history').headers['etag']
     path = f'/v1/chats/{chat["chat_id"]}/history'
 
@@ -139,6 +153,7 @@ def test_a_history_write_cut_off_midway_leaves_the_history(
 
     assert _wait_for_no_staging(server) == set()
     assert _state(caller, chat) == before
+    assert blob_area(server.data_dir) == blobs_before
     history = caller.http.get(path)
     assert history.content == b'# history\n'
     assert history.headers['etag'] == etag
