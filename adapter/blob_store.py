@@ -132,6 +132,8 @@ class BlobStore:
                     break
                 position += len(data)
                 yield data
+                if len(data) < size:
+                    break  # a short read of an immutable file is its end: no call for EOF
         finally:
             # no thread uses it any more: a cancelled call waited for its thread
             reader.close()

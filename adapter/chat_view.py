@@ -31,15 +31,17 @@ from adapter.file_system import (
     DEFAULT_CHUNK_BYTES,
     DIR_FLAGS,
     DIR_MODE,
-    FILE_MODE,
+    HISTORY_MODE,
     READ_FLAGS,
     TMP_DIR_NAME,
     WORKSPACES_DIR_NAME,
+    WRITE_FLAGS,
     blob_relative_path,
     storage_error,
     write_all,
 )
 from domain.chat import HISTORY_FILE_NAME
+from usecase.interface import HistoryView
 
 T = TypeVar('T')
 P = ParamSpec('P')
@@ -224,23 +226,46 @@ class ChatViews:
                 return  # no directory of ours holds the name
             _remove_entry(name, chat)
 
-    async def show_history(
-        self, workspace_id: UUID, chat_id: UUID, chunks: AsyncIterable[bytes]
-    ) -> None:
+    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> None:
+        if history.extend and await self._extend_history(workspace_id, chat_id, history):
+            return
         staged = _StagedHistory(self.data_dir)
         try:
             await self._run(staged.create)
-            batch = bytearray()
-            async for chunk in chunks:
-                batch += chunk
-                if len(batch) >= self._chunk_bytes:
-                    await self._run(staged.write, bytes(batch))
-                    batch.clear()
-            await self._run(staged.write, bytes(batch))
+            await self._write_batched(staged.write, history.chunks_from(0))
             await self._run(staged.publish, workspace_id, chat_id)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(staged.remove)
+
+    async def _extend_history(
+        self, workspace_id: UUID, chat_id: UUID, history: HistoryView
+    ) -> bool:
+        """Extend a `history.md` that holds the history up to a boundary, in place;
+        False when there is none such (then it is written anew)."""
+        shown = _ShownHistory(self.data_dir)
+        try:
+            size = await self._run(shown.open, workspace_id, chat_id)
+            if size not in history.boundaries:
+                return False
+            if size < history.size_bytes:
+                await self._write_batched(shown.write, history.chunks_from(size))
+            return True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(shown.close)
+
+    async def _write_batched(
+        self, write: Callable[[bytes], None], chunks: AsyncIterable[bytes]
+    ) -> None:
+        batch = bytearray()
+        async for chunk in chunks:
+            batch += chunk
+            if len(batch) >= self._chunk_bytes:
+                await self._run(write, bytes(batch))
+                batch.clear()
+        if batch:
+            await self._run(write, bytes(batch))
 
     async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
         await self._run(self._remove, workspace_id, chat_id)
@@ -367,7 +392,44 @@ def _is_link_of(blob_dir_fd: int, blob: str, chat_fd: int, name: str) -> bool:
 def _create_history(chat_fd: int) -> None:
     """An empty `history.md` unless something is at the name."""
     with contextlib.suppress(FileExistsError):
-        os.close(os.open(HISTORY_FILE_NAME, CREATE_FLAGS, FILE_MODE, dir_fd=chat_fd))
+        os.close(os.open(HISTORY_FILE_NAME, CREATE_FLAGS, HISTORY_MODE, dir_fd=chat_fd))
+
+
+class _ShownHistory:
+    """The `history.md` of a chat directory, opened to be extended at its end."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.fd: int | None = None
+        self.position = 0
+
+    def open(self, workspace_id: UUID, chat_id: UUID) -> int | None:
+        """Its size; None when it is not a regular file (or missing)."""
+        with _directories(self.data_dir) as directories:
+            try:
+                chat = directories.chat(workspace_id, chat_id)
+                self.fd = os.open(HISTORY_FILE_NAME, WRITE_FLAGS, dir_fd=chat)
+            except OSError:
+                return None
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            return None
+        self.position = os.fstat(self.fd).st_size
+        return self.position
+
+    def write(self, data: bytes) -> None:
+        if self.fd is None:
+            raise ValueError('file is not open')
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, self.position)
+            self.position += written
+            view = view[written:]
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class _StagedHistory:
@@ -379,7 +441,7 @@ class _StagedHistory:
         self.fd: int | None = None
 
     def create(self) -> None:
-        self.fd = os.open(self.path, CREATE_FLAGS, FILE_MODE)
+        self.fd = os.open(self.path, CREATE_FLAGS, HISTORY_MODE)
 
     def write(self, data: bytes) -> None:
         if self.fd is None:

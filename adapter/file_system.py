@@ -32,6 +32,8 @@ CHATS_DIR_NAME = 'chats'
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 # blobs and the files of a view: readable by a sandbox under another uid, written by none
 FILE_MODE = 0o444
+# the chat directory's history.md is written by the service only, and extended in place
+HISTORY_MODE = 0o644
 DIR_MODE = 0o755
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -40,6 +42,7 @@ _MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR, er
 # O_NOFOLLOW: a symlink never leads us out of the data directory. O_NONBLOCK: opening a
 # FIFO planted by a sandbox must not hang a worker thread; regular files ignore it.
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

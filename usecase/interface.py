@@ -4,7 +4,7 @@ Repositories and storage are implemented in `repository` and `adapter`; use case
 only these protocols. Every metadata call happens inside a `UnitOfWork`.
 """
 
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -389,6 +389,26 @@ class BlobStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryView:
+    """What a chat directory's `history.md` is to hold: the committed history.
+
+    Between two `PUT`s a history only grows, so its bytes at an offset never change: a
+    `history.md` that holds the history up to one of `boundaries` (the end of the base or
+    of a segment) may be extended in place with `chunks_from(its size)`, and two
+    publications extending it at once write the same bytes at the same offsets. `extend`
+    False asks for a new file in any case.
+    """
+
+    boundaries: tuple[int, ...]
+    chunks_from: Callable[[int], AsyncIterator[bytes]]
+    extend: bool = True
+
+    @property
+    def size_bytes(self) -> int:
+        return self.boundaries[-1]
+
+
+@dataclass(frozen=True, slots=True)
 class BlobState:
     size_bytes: int
     sha256: str
@@ -430,10 +450,9 @@ class ChatViews(Protocol):
         """Remove `name` from the chat directory; a missing one is no error."""
         ...
 
-    async def show_history(
-        self, workspace_id: UUID, chat_id: UUID, chunks: AsyncIterable[bytes]
-    ) -> None:
-        """Make `history.md` hold exactly `chunks`."""
+    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> None:
+        """Make `history.md` hold exactly the committed history: extended in place when it
+        holds it up to a boundary (and `history.extend`), else written anew."""
         ...
 
     async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:

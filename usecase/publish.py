@@ -14,8 +14,9 @@ from typing import Final
 from uuid import UUID
 
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName, ChatFile, HistorySegment
+from domain.content import ByteRange
 from domain.error import DomainError
-from usecase.interface import BlobStore, ChatViews, UnitOfWorkFactory
+from usecase.interface import BlobStore, ChatViews, HistoryView, UnitOfWorkFactory
 
 logger = logging.getLogger('chat_storage.views')
 
@@ -26,18 +27,38 @@ _UNSEEN: Final = object()
 
 
 async def history_chunks(
-    blobs: BlobStore, chat: Chat, segments: list[HistorySegment]
+    blobs: BlobStore, chat: Chat, segments: list[HistorySegment], start: int = 0
 ) -> AsyncIterator[bytes]:
-    """The committed history: its base blob, then each segment in order."""
-    if chat.history_blob_id is not None:
-        async for chunk in blobs.read(chat.history_blob_id):
+    """The committed history from `start` (0, or the end of the base or of a segment):
+    its base blob, then each segment in order."""
+    base = chat.history_bytes - sum(segment.size_bytes for segment in segments)
+    if chat.history_blob_id is not None and 0 == start < base:
+        async for chunk in blobs.read(chat.history_blob_id, ByteRange(0, base - 1)):
             yield chunk
+    end = base
     for segment in segments:
+        end += segment.size_bytes
+        if end <= start or not segment.size_bytes:
+            continue
         if segment.content is not None:
             yield segment.content
         elif segment.blob_id is not None:
-            async for chunk in blobs.read(segment.blob_id):
+            async for chunk in blobs.read(segment.blob_id, ByteRange(0, segment.size_bytes - 1)):
                 yield chunk
+
+
+def history_view(
+    blobs: BlobStore, chat: Chat, segments: list[HistorySegment], *, extend: bool
+) -> HistoryView:
+    """The committed history as a chat directory is to show it."""
+    boundaries = [chat.history_bytes - sum(segment.size_bytes for segment in segments)]
+    for segment in segments:
+        boundaries.append(boundaries[-1] + segment.size_bytes)
+
+    def chunks_from(start: int) -> AsyncIterator[bytes]:
+        return history_chunks(blobs, chat, segments, start)
+
+    return HistoryView(tuple(boundaries), chunks_from, extend)
 
 
 async def after_commit(step: Awaitable[None], what: str) -> None:
@@ -87,7 +108,6 @@ class Publisher:
                 if current is None:
                     await self._views.hide_file(workspace_id, chat_id, name.value)
                 else:
-                    await self._views.ensure_chat(workspace_id, chat_id)
                     await self._views.show_file(workspace_id, chat_id, name.value, current)
                 shown = current
         except Exception:
@@ -108,9 +128,10 @@ class Publisher:
                 version = (chat.history_revision, chat.history_bytes)
                 if version == shown:
                     return
-                await self._views.ensure_chat(workspace_id, chat_id)
-                chunks = history_chunks(self._blobs, chat, segments)
-                await self._views.show_history(workspace_id, chat_id, chunks)
+                # the first round may extend what is shown; a later one follows a write
+                # that committed meanwhile, which may have been a put: a new file then
+                view = history_view(self._blobs, chat, segments, extend=shown is _UNSEEN)
+                await self._views.show_history(workspace_id, chat_id, view)
                 shown = version
         except Exception:
             logger.warning('publication of a history failed; the sweep retries it', exc_info=True)
@@ -173,5 +194,5 @@ class Publisher:
             else:
                 await self._views.hide_file(workspace_id, chat_id, name)
         if HISTORY_FILE_NAME in out_of_step:
-            chunks = history_chunks(self._blobs, chat, segments)
-            await self._views.show_history(workspace_id, chat_id, chunks)
+            view = history_view(self._blobs, chat, segments, extend=False)
+            await self._views.show_history(workspace_id, chat_id, view)

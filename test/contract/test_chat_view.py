@@ -9,6 +9,7 @@ import pytest
 from adapter.blob_store import BlobStore
 from adapter.chat_view import ChatViews
 from domain.error import StoredContentMissingError
+from usecase.interface import HistoryView
 
 WORKSPACE_ID = UUID('10000000-0000-4000-8000-000000000001')
 CHAT_ID = UUID('20000000-0000-4000-8000-000000000001')
@@ -22,6 +23,16 @@ LONG_NAME = 'ü' * 127 + '.'
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
+
+
+def history(*parts: bytes, extend: bool = False) -> HistoryView:
+    """A history of these parts, extensible at the end of each."""
+    ends = [sum(len(part) for part in parts[: n + 1]) for n in range(len(parts))] or [0]
+
+    def chunks_from(start: int) -> AsyncIterator[bytes]:
+        return chunks(*(part for part, end in zip(parts, ends, strict=True) if end > start))
+
+    return HistoryView(tuple(ends), chunks_from, extend)
 
 
 @pytest.fixture
@@ -91,7 +102,7 @@ async def test_ensure_chat_makes_the_directory_with_an_empty_history(
 
 async def test_ensure_chat_keeps_what_is_there(views: ChatViews, chat_dir: Path) -> None:
     await views.ensure_chat(WORKSPACE_ID, CHAT_ID)
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# kept'))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# kept'))
 
     await views.ensure_chat(WORKSPACE_ID, CHAT_ID)
 
@@ -243,10 +254,53 @@ async def test_show_history_writes_exactly_the_chunks(
     parts = [b'# title\n', b'x' * 100, b'', b'\xff not utf-8 is kept as it is']
     await views.ensure_chat(WORKSPACE_ID, CHAT_ID)
 
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(*parts))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(*parts))
 
     assert (chat_dir / 'history.md').read_bytes() == b''.join(parts)
     assert tmp_entries(data_dir) == []
+
+
+async def test_show_history_extends_a_history_shown_up_to_a_boundary_in_place(
+    views: ChatViews, chat_dir: Path, data_dir: Path
+) -> None:
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# base\n'))
+    shown = (chat_dir / 'history.md').stat().st_ino
+
+    await views.show_history(
+        WORKSPACE_ID, CHAT_ID, history(b'# base\n', b'one\n', b'two\n', extend=True)
+    )
+
+    assert (chat_dir / 'history.md').read_bytes() == b'# base\none\ntwo\n'
+    assert (chat_dir / 'history.md').stat().st_ino == shown
+    assert tmp_entries(data_dir) == []
+
+
+async def test_show_history_writes_anew_what_is_not_shown_up_to_a_boundary(
+    views: ChatViews, chat_dir: Path
+) -> None:
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# other bytes, other size'))
+    shown = (chat_dir / 'history.md').stat().st_ino
+
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# base\n', b'one\n', extend=True))
+
+    assert (chat_dir / 'history.md').read_bytes() == b'# base\none\n'
+    assert (chat_dir / 'history.md').stat().st_ino != shown
+
+
+async def test_show_history_never_extends_through_a_planted_symlink(
+    views: ChatViews, chat_dir: Path, outside: Path
+) -> None:
+    await views.ensure_chat(WORKSPACE_ID, CHAT_ID)
+    (chat_dir / 'history.md').unlink()
+    target = outside / 'secret'
+    (chat_dir / 'history.md').symlink_to(target)
+    size = target.stat().st_size
+
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'x' * size, b'appended', extend=True))
+
+    assert (chat_dir / 'history.md').read_bytes() == b'x' * size + b'appended'
+    assert not (chat_dir / 'history.md').is_symlink()
+    assert_untouched(outside)
 
 
 async def test_show_history_replaces_a_planted_directory_or_symlink(
@@ -256,10 +310,10 @@ async def test_show_history_replaces_a_planted_directory_or_symlink(
     (chat_dir / 'history.md').unlink()
     (chat_dir / 'history.md').symlink_to(outside / 'secret')
 
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# one'))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# one'))
     (chat_dir / 'history.md').unlink()
     (chat_dir / 'history.md').mkdir()
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# two'))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# two'))
 
     assert (chat_dir / 'history.md').read_bytes() == b'# two'
     assert_untouched(outside)
@@ -269,14 +323,15 @@ async def test_a_failing_stream_leaves_the_history_as_it_was(
     views: ChatViews, chat_dir: Path, data_dir: Path
 ) -> None:
     await views.ensure_chat(WORKSPACE_ID, CHAT_ID)
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# kept'))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# kept'))
 
     async def broken() -> AsyncIterator[bytes]:
         yield b'x' * 200
         raise ConnectionResetError
 
+    broken_history = HistoryView((200,), lambda _: broken(), extend=False)
     with pytest.raises(ConnectionResetError):
-        await views.show_history(WORKSPACE_ID, CHAT_ID, broken())
+        await views.show_history(WORKSPACE_ID, CHAT_ID, broken_history)
 
     assert (chat_dir / 'history.md').read_bytes() == b'# kept'
     assert tmp_entries(data_dir) == []
@@ -288,7 +343,7 @@ async def test_a_failing_stream_leaves_the_history_as_it_was(
 async def test_a_directory_in_step_differs_nowhere(views: ChatViews, blobs: BlobStore) -> None:
     blob_id = await blob(blobs, b'attachment')
     await views.show_file(WORKSPACE_ID, CHAT_ID, 'a.txt', blob_id)
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# hi'))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# hi'))
 
     assert await views.differs(WORKSPACE_ID, CHAT_ID, {'a.txt': blob_id}, chunks(b'# hi')) == []
 
@@ -332,7 +387,7 @@ async def test_a_history_that_is_not_a_regular_file_differs(
 async def test_a_history_of_the_same_size_and_other_bytes_differs(
     views: ChatViews, chat_dir: Path
 ) -> None:
-    await views.show_history(WORKSPACE_ID, CHAT_ID, chunks(b'# committed'))
+    await views.show_history(WORKSPACE_ID, CHAT_ID, history(b'# committed'))
     replaced = chat_dir / 'by-a-sandbox'
     replaced.write_bytes(b'# sandboxed')
     replaced.rename(chat_dir / 'history.md')

@@ -24,7 +24,7 @@ from repository.inventory import InMemoryStoreInventory
 from repository.memory import InMemoryMetadataBackend, InMemoryUnitOfWork
 from repository.memory_store import MemoryStore
 from repository.workspace import InMemoryWorkspaceRepository
-from usecase.interface import BlobState, ByteStream
+from usecase.interface import BlobState, ByteStream, HistoryView
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -232,7 +232,7 @@ class RecordingViews:
         self._record(f'show_file {name} {self.blobs.label(blob_id)}', chat_id)
         if blob_id not in self.blobs.blobs:
             raise StoredContentMissingError(chat_id)
-        self.dirs[workspace_id, chat_id][name] = blob_id
+        self.dirs.setdefault((workspace_id, chat_id), {})[name] = blob_id
         await self._changed()
 
     async def hide_file(self, workspace_id: UUID, chat_id: UUID, name: str) -> None:
@@ -240,11 +240,12 @@ class RecordingViews:
         self.dirs.get((workspace_id, chat_id), {}).pop(name, None)
         await self._changed()
 
-    async def show_history(
-        self, workspace_id: UUID, chat_id: UUID, chunks: AsyncIterable[bytes]
-    ) -> None:
+    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> None:
         self._record('show_history', chat_id)
-        self.dirs[workspace_id, chat_id][HISTORY_FILE_NAME] = b''.join([c async for c in chunks])
+        chunks = history.chunks_from(0)
+        self.dirs.setdefault((workspace_id, chat_id), {})[HISTORY_FILE_NAME] = b''.join(
+            [c async for c in chunks]
+        )
         await self._changed()
 
     async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:

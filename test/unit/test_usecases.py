@@ -211,7 +211,6 @@ async def test_upload_publishes_the_name_after_the_commit(world: World, chat: Ch
         'stage b1',
         'begin',
         'commit',
-        'ensure_chat',
         'show_file a.txt b1',
         'release',
     ]
@@ -403,7 +402,6 @@ async def test_append_publishes_the_whole_history(world: World, chat: Chat) -> N
         'begin',
         'commit',
         'release',
-        'ensure_chat',
         'show_history',
     ]
     assert world.shown(chat)[HISTORY_FILE_NAME] == b'base\nmore\n'
@@ -760,7 +758,7 @@ async def test_publisher_history_leaves_a_later_revision_to_its_writer(
     world.views.after_change = another_append
     await world.publisher.history(chat.workspace_id, chat.chat_id, 1)
     # the second round sees revision 2 committed: its writer publishes it
-    assert world.log == ['ensure_chat', 'show_history', 'begin', 'commit']
+    assert world.log == ['show_history', 'begin', 'commit']
     assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\n'
 
 
