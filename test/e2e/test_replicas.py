@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from e2e_support import ServerProcess, sha256, staging_entries
+from e2e_support import ServerProcess, blob_area, blob_path, sha256, staging_entries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -82,7 +82,11 @@ async def test_racing_uploads_never_exceed_the_quota(
     for index in accepted:
         digest = hashlib.sha256((chat_dir / f'f{index}').read_bytes()).hexdigest()
         assert digest == hashlib.sha256(bytes([index]) * UPLOAD).hexdigest()
-    assert list((replicas[0].data_dir / '.staging').iterdir()) == []
+    # a refused upload leaves no blob: the blob area holds the accepted files' only
+    data_dir = replicas[0].data_dir
+    assert staging_entries(data_dir) == set()
+    accepted_blobs = {blob_path(data_dir, f['file_id']) for f in files['items']}
+    assert {data_dir / '.blobs' / name for name in blob_area(data_dir)} == accepted_blobs
 
 
 async def test_if_match_race_has_exactly_one_winner(clients: list[httpx.AsyncClient]) -> None:

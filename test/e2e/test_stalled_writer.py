@@ -146,8 +146,9 @@ async def test_a_writer_stalled_past_its_lock_changes_nothing_committed(
         assert (await b.get(history)).content == expected + b'again\n'
 
         async def view_is_the_history() -> bool:
-            chat_dir = first.data_dir / str((await b.get('/v1/workspace')).json()['workspace_id'])
-            view = chat_dir / str(chat_id) / 'history.md'
+            workspace_id = (await b.get('/v1/workspace')).json()['workspace_id']
+            chat_dir = first.data_dir / 'workspaces' / str(workspace_id) / 'chats' / str(chat_id)
+            view = chat_dir / 'history.md'
             return view.exists() and view.read_bytes() == expected + b'again\n'
 
         await wait_until(view_is_the_history, 'the chat directory to show the history')
