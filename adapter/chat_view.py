@@ -18,7 +18,7 @@ import shutil
 import stat
 from collections.abc import AsyncIterable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import anyio
@@ -226,9 +226,11 @@ class ChatViews:
                 return  # no directory of ours holds the name
             _remove_entry(name, chat)
 
-    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> None:
+    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> bool:
         if history.extend and await self._extend_history(workspace_id, chat_id, history):
-            return
+            return True
+        if not history.whole:
+            return False
         staged = _StagedHistory(self.data_dir)
         try:
             await self._run(staged.create)
@@ -237,6 +239,7 @@ class ChatViews:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(staged.remove)
+        return True
 
     async def _extend_history(
         self, workspace_id: UUID, chat_id: UUID, history: HistoryView
@@ -252,20 +255,19 @@ class ChatViews:
                 await self._write_batched(shown.write, history.chunks_from(size))
             return True
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(shown.close)
+            if shown.fd is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(shown.close)
 
-    async def _write_batched(
-        self, write: Callable[[bytes], None], chunks: AsyncIterable[bytes]
-    ) -> None:
+    async def _write_batched(self, write: '_Write', chunks: AsyncIterable[bytes]) -> None:
+        """The chunks in batches of about `chunk_bytes`; the last call is told so."""
         batch = bytearray()
         async for chunk in chunks:
-            batch += chunk
             if len(batch) >= self._chunk_bytes:
-                await self._run(write, bytes(batch))
+                await self._run(write, bytes(batch), last=False)
                 batch.clear()
-        if batch:
-            await self._run(write, bytes(batch))
+            batch += chunk
+        await self._run(write, bytes(batch), last=True)
 
     async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
         await self._run(self._remove, workspace_id, chat_id)
@@ -395,6 +397,10 @@ def _create_history(chat_fd: int) -> None:
         os.close(os.open(HISTORY_FILE_NAME, CREATE_FLAGS, HISTORY_MODE, dir_fd=chat_fd))
 
 
+class _Write(Protocol):
+    def __call__(self, data: bytes, *, last: bool) -> None: ...
+
+
 class _ShownHistory:
     """The `history.md` of a chat directory, opened to be extended at its end."""
 
@@ -416,7 +422,8 @@ class _ShownHistory:
         self.position = os.fstat(self.fd).st_size
         return self.position
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, last: bool) -> None:
+        """Write at the end as it was found; `last` closes the file too (one call)."""
         if self.fd is None:
             raise ValueError('file is not open')
         view = memoryview(data)
@@ -424,6 +431,8 @@ class _ShownHistory:
             written = os.pwrite(self.fd, view, self.position)
             self.position += written
             view = view[written:]
+        if last:
+            self.close()
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
@@ -443,7 +452,7 @@ class _StagedHistory:
     def create(self) -> None:
         self.fd = os.open(self.path, CREATE_FLAGS, HISTORY_MODE)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, last: bool) -> None:  # noqa: ARG002 - closed on publish
         if self.fd is None:
             raise ValueError('file is not open')
         write_all(self.fd, data)

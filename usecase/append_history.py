@@ -50,8 +50,10 @@ class AppendHistory(WriteHistory):
         await uow.chats.save(updated)
         return updated, []
 
-    async def _after_commit(self, user_id: UUID, chat: Chat) -> None:
-        await super()._after_commit(user_id, chat)
+    async def _after_commit(self, user_id: UUID, chat: Chat, staged: StagedContent) -> None:
+        # a small append is in memory: a history.md that shows what came before it is
+        # extended with it, with no read of the segments
+        await self._publisher.history(chat.workspace_id, chat, staged.inline)
         if chat.history_revision % COMPACT_EVERY == 0:
             try:
                 await self._compact(user_id, chat.chat_id)

@@ -361,7 +361,7 @@ class CheckStorage:
         out_of_step = await _differs(self._views, chat, named, history)
         for name in out_of_step:
             if name == HISTORY_FILE_NAME:
-                await self._publisher.history(workspace_id, chat_id, chat.history_revision)
+                await self._publisher.history(workspace_id, chat)
             elif name in named:
                 # logs and leaves a name whose blob cannot be shown
                 await self._publisher.file(workspace_id, chat_id, ChatAttachmentName(name))

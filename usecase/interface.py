@@ -396,12 +396,14 @@ class HistoryView:
     `history.md` that holds the history up to one of `boundaries` (the end of the base or
     of a segment) may be extended in place with `chunks_from(its size)`, and two
     publications extending it at once write the same bytes at the same offsets. `extend`
-    False asks for a new file in any case.
+    False asks for a new file in any case. A view of only the end of the history (`whole`
+    False: `chunks_from` starts at the first boundary at the earliest) can only extend.
     """
 
     boundaries: tuple[int, ...]
     chunks_from: Callable[[int], AsyncIterator[bytes]]
     extend: bool = True
+    whole: bool = True
 
     @property
     def size_bytes(self) -> int:
@@ -450,9 +452,10 @@ class ChatViews(Protocol):
         """Remove `name` from the chat directory; a missing one is no error."""
         ...
 
-    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> None:
+    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> bool:
         """Make `history.md` hold exactly the committed history: extended in place when it
-        holds it up to a boundary (and `history.extend`), else written anew."""
+        holds it up to a boundary (and `history.extend`), else written anew. False when
+        it could do neither (not `history.whole`)."""
         ...
 
     async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:

@@ -78,6 +78,10 @@ async def no_history() -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _one(chunk: bytes) -> AsyncIterator[bytes]:
+    yield chunk
+
+
 def _chat_version(chat: Chat) -> tuple[object, ...]:
     return (chat.updated_at, chat.history_revision, chat.history_bytes, chat.file_count)
 
@@ -115,28 +119,46 @@ class Publisher:
             return
         logger.warning('publication of a file did not settle; the sweep retries it')
 
-    async def history(self, workspace_id: UUID, chat_id: UUID, revision: int) -> None:
-        """Show the committed history; nothing to do once a write later than `revision`
-        committed (that write publishes)."""
-        shown: object = _UNSEEN
+    async def history(self, workspace_id: UUID, chat: Chat, appended: bytes | None = None) -> None:
+        """Show the committed history as of `chat` or later.
+
+        `appended` is what the write of `chat` appended: a `history.md` that shows the
+        history just before it is extended with it, with no read of the segments. A
+        publication that wrote nothing yet leaves a write committed after `chat` to that
+        write's own publication; one that wrote goes on until the rows stay as it showed
+        them (it may have extended a file that a put had just replaced).
+        """
+        chat_id, revision = chat.chat_id, chat.history_revision
+        wrote = False
         try:
+            if appended is not None:
+                end = chat.history_bytes
+                tail = HistoryView(
+                    (end - len(appended), end), lambda _: _one(appended), whole=False
+                )
+                wrote = await self._views.show_history(workspace_id, chat_id, tail)
+                if wrote and await self._current(chat_id) == (revision, end):
+                    return
             for _ in range(MAX_ROUNDS):
                 async with self._uow(write=False, one_statement=True) as uow:
-                    chat, segments = await uow.history_segments.history(chat_id)
-                if chat is None or chat.history_revision > revision:
+                    found, segments = await uow.history_segments.history(chat_id)
+                if found is None or (not wrote and found.history_revision > revision):
                     return
-                version = (chat.history_revision, chat.history_bytes)
-                if version == shown:
-                    return
-                # the first round may extend what is shown; a later one follows a write
-                # that committed meanwhile, which may have been a put: a new file then
-                view = history_view(self._blobs, chat, segments, extend=shown is _UNSEEN)
+                view = history_view(self._blobs, found, segments, extend=not wrote)
                 await self._views.show_history(workspace_id, chat_id, view)
-                shown = version
+                wrote = True
+                if await self._current(chat_id) == (found.history_revision, found.history_bytes):
+                    return
         except Exception:
             logger.warning('publication of a history failed; the sweep retries it', exc_info=True)
             return
         logger.warning('publication of a history did not settle; the sweep retries it')
+
+    async def _current(self, chat_id: UUID) -> tuple[int, int] | None:
+        """The committed history's revision and size (None: the chat is gone)."""
+        async with self._uow(write=False, one_statement=True) as uow:
+            chat = await uow.chats.get(chat_id)
+        return None if chat is None else (chat.history_revision, chat.history_bytes)
 
     async def chat_quietly(self, workspace_id: UUID, chat_id: UUID) -> None:
         """`chat`, with a failure logged and left to the sweep."""

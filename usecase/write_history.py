@@ -153,7 +153,7 @@ class WriteHistory:
             await self._blobs.discard(staged)  # a recorded answer replayed
         else:
             await after_commit(self._blobs.release(released), 'release of a replaced history')
-            await self._after_commit(user_id, written)
+            await self._after_commit(user_id, written, staged)
         if answer is not None:
             return answer
         assert written is not None  # noqa: S101 - no answer recorded: the write committed
@@ -222,5 +222,10 @@ class WriteHistory:
             released.append(updated.history_blob_id)
         return saved, released
 
-    async def _after_commit(self, user_id: UUID, chat: Chat) -> None:  # noqa: ARG002
-        await self._publisher.history(chat.workspace_id, chat.chat_id, chat.history_revision)
+    async def _after_commit(
+        self,
+        user_id: UUID,  # noqa: ARG002 - an append's compaction needs it
+        chat: Chat,
+        staged: StagedContent,  # noqa: ARG002 - an append's publication needs it
+    ) -> None:
+        await self._publisher.history(chat.workspace_id, chat)

@@ -240,13 +240,21 @@ class RecordingViews:
         self.dirs.get((workspace_id, chat_id), {}).pop(name, None)
         await self._changed()
 
-    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> None:
-        self._record('show_history', chat_id)
-        chunks = history.chunks_from(0)
-        self.dirs.setdefault((workspace_id, chat_id), {})[HISTORY_FILE_NAME] = b''.join(
-            [c async for c in chunks]
-        )
+    async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> bool:
+        shown = self.dirs.setdefault((workspace_id, chat_id), {})
+        if not history.whole:
+            before = shown.get(HISTORY_FILE_NAME)
+            if not isinstance(before, bytes) or len(before) != history.boundaries[0]:
+                return False
+            self._record('extend_history', chat_id)
+            tail = history.chunks_from(history.boundaries[0])
+            shown[HISTORY_FILE_NAME] = before + b''.join([c async for c in tail])
+        else:
+            self._record('show_history', chat_id)
+            chunks = history.chunks_from(0)
+            shown[HISTORY_FILE_NAME] = b''.join([c async for c in chunks])
         await self._changed()
+        return True
 
     async def remove_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
         self._record('remove_chat', chat_id)

@@ -393,7 +393,20 @@ async def test_large_append_adds_a_segment_naming_a_blob(world: World, chat: Cha
     ]
 
 
-async def test_append_publishes_the_whole_history(world: World, chat: Chat) -> None:
+async def test_append_publishes_the_whole_history_when_the_view_is_not_just_before_it(
+    world: World, chat: Chat
+) -> None:
+    await world.write_history(USER, chat.chat_id, body(b'base\n'))
+    world.views.dirs[chat.workspace_id, chat.chat_id][HISTORY_FILE_NAME] = b'sandboxed'
+    world.log.clear()
+    await world.append_history(USER, chat.chat_id, body(b'more\n'))
+    assert [entry for entry in world.log if 'history' in entry] == ['show_history']
+    assert world.shown(chat)[HISTORY_FILE_NAME] == b'base\nmore\n'
+
+
+async def test_small_append_extends_the_history_shown_with_its_bytes(
+    world: World, chat: Chat
+) -> None:
     await world.write_history(USER, chat.chat_id, body(b'base\n'))
     world.log.clear()
     await world.append_history(USER, chat.chat_id, body(b'more\n'))
@@ -402,7 +415,7 @@ async def test_append_publishes_the_whole_history(world: World, chat: Chat) -> N
         'begin',
         'commit',
         'release',
-        'show_history',
+        'extend_history',
     ]
     assert world.shown(chat)[HISTORY_FILE_NAME] == b'base\nmore\n'
 
@@ -740,26 +753,63 @@ async def test_publisher_logs_and_swallows_a_view_failure(
     assert caplog.records[-1].exc_info is not None
 
 
+async def commit_second_append(world: World, chat: Chat) -> None:
+    async with world.backend.unit_of_work() as uow:
+        current = await uow.chats.get(chat.chat_id)
+        assert current is not None
+        await uow.history_segments.add(HistorySegment(chat.chat_id, 2, 4, content=b'two\n'))
+        await uow.chats.save(replace(current, history_bytes=8, history_revision=2))
+        await uow.commit()
+
+
 async def test_publisher_history_leaves_a_later_revision_to_its_writer(
     world: World, chat: Chat
 ) -> None:
     await world.append_history(USER, chat.chat_id, body(b'one\n'))
+    async with world.backend.unit_of_work(write=False) as uow:
+        first = await uow.chats.get(chat.chat_id)
+    assert first is not None
+    await commit_second_append(world, chat)
+
+    world.log.clear()
+    await world.publisher.history(chat.workspace_id, first)
+
+    # nothing written: the write of revision 2 publishes it
+    assert world.log == []
+    assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\n'
+
+
+async def test_publisher_history_that_wrote_goes_on_until_the_rows_stay(
+    world: World, chat: Chat
+) -> None:
+    await world.write_history(USER, chat.chat_id, body(b''))
+    async with world.backend.unit_of_work() as uow:
+        current = await uow.chats.get(chat.chat_id)
+        assert current is not None
+        await uow.history_segments.add(HistorySegment(chat.chat_id, 2, 4, content=b'one\n'))
+        first = replace(current, history_bytes=4, history_revision=2)
+        await uow.chats.save(first)
+        await uow.commit()
 
     async def another_append() -> None:
         world.views.after_change = None
         async with world.backend.unit_of_work() as uow:
-            current = await uow.chats.get(chat.chat_id)
-            assert current is not None
-            await uow.history_segments.add(HistorySegment(chat.chat_id, 2, 4, content=b'two\n'))
-            await uow.chats.save(replace(current, history_bytes=8, history_revision=2))
+            found = await uow.chats.get(chat.chat_id)
+            assert found is not None
+            await uow.history_segments.add(HistorySegment(chat.chat_id, 3, 4, content=b'two\n'))
+            await uow.chats.save(replace(found, history_bytes=8, history_revision=3))
             await uow.commit()
 
     world.log.clear()
     world.views.after_change = another_append
-    await world.publisher.history(chat.workspace_id, chat.chat_id, 1)
-    # the second round sees revision 2 committed: its writer publishes it
-    assert world.log == ['show_history', 'begin', 'commit']
-    assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\n'
+    await world.publisher.history(chat.workspace_id, first, b'one\n')
+
+    # it extended what was shown, saw revision 3 committed meanwhile, and showed that
+    assert [entry for entry in world.log if 'history' in entry] == [
+        'extend_history',
+        'show_history',
+    ]
+    assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\ntwo\n'
 
 
 async def test_publisher_chat_removes_names_the_rows_do_not_have(world: World, chat: Chat) -> None:
