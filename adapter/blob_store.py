@@ -149,6 +149,8 @@ class BlobStore:
         return str(path)
 
     async def release(self, blob_ids: Collection[UUID]) -> None:
+        if not blob_ids:
+            return
         try:
             await anyio.to_thread.run_sync(self._touch, list(blob_ids))
         except OSError as exc:

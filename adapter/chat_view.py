@@ -246,6 +246,12 @@ class ChatViews:
     ) -> bool:
         """Extend a `history.md` that holds the history up to a boundary, in place;
         False when there is none such (then it is written anew)."""
+        if not history.whole:
+            # the end of a history, in memory: looked at and extended in one call
+            tail = b''.join([chunk async for chunk in history.chunks_from(history.boundaries[0])])
+            return await self._run(
+                _extend_with, self.data_dir, workspace_id, chat_id, history, tail
+            )
         shown = _ShownHistory(self.data_dir)
         try:
             size = await self._run(shown.open, workspace_id, chat_id)
@@ -439,6 +445,21 @@ class _ShownHistory:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _extend_with(
+    data_dir: Path, workspace_id: UUID, chat_id: UUID, history: HistoryView, tail: bytes
+) -> bool:
+    """Extend a `history.md` that holds the history up to `history.boundaries[0]` with
+    `tail` (the rest of it); True when it then holds the history."""
+    shown = _ShownHistory(data_dir)
+    try:
+        size = shown.open(workspace_id, chat_id)
+        if size == history.boundaries[0]:
+            shown.write(tail, last=True)
+        return size in {history.boundaries[0], history.size_bytes}
+    finally:
+        shown.close()
 
 
 class _StagedHistory:

@@ -14,7 +14,7 @@ from usecase.write_history import WriteHistory
 logger = logging.getLogger('chat_storage.history')
 
 # every this many revisions, an append folds the base and its segments into a new base
-COMPACT_EVERY: Final = 32
+COMPACT_EVERY: Final = 64
 
 
 class AppendHistory(WriteHistory):

@@ -472,7 +472,7 @@ async def fill_to_compaction(world: World, chat: Chat) -> bytes:
     return history + b'L' * LARGE
 
 
-async def test_append_of_every_32nd_revision_folds_the_history_into_a_new_base(
+async def test_append_of_every_compact_every_th_revision_folds_the_history_into_a_new_base(
     world: World, chat: Chat
 ) -> None:
     history = await fill_to_compaction(world, chat)
