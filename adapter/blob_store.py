@@ -39,6 +39,9 @@ from domain.content import ByteRange, StagedContent
 from domain.error import ContentLimitExceededError, StoredContentMissingError
 from usecase.interface import BlobState, IdGenerator
 
+# a range at most this long is read in one call on the event loop
+SMALL_READ_BYTES = 64 * 1024
+
 
 class _Reader:
     """A blob opened by the worker thread of its first read; the descriptor is kept here,
@@ -116,6 +119,20 @@ class BlobStore:
     async def read(
         self, blob_id: UUID, byte_range: ByteRange | None = None
     ) -> AsyncIterator[bytes]:
+        if byte_range is not None and byte_range.length <= SMALL_READ_BYTES:
+            # a small part read whole: from the page cache that costs less on the event
+            # loop than a call to a thread and back (ADR 019)
+            try:
+                fd = open_regular(self.blob_path(blob_id), READ_FLAGS)
+                try:
+                    data = os.pread(fd, byte_range.length, byte_range.first)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise storage_error(exc) from exc
+            if data:
+                yield data
+            return
         reader = _Reader(self.blob_path(blob_id))
         position = 0 if byte_range is None else byte_range.first
         stop = None if byte_range is None else byte_range.last + 1

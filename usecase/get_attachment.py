@@ -47,7 +47,10 @@ class AttachmentContent:
     blobs: BlobStore
 
     def open(self, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
-        """The file's bytes, or the given range of them, in chunks."""
+        """The file's bytes (as many as its record says), or the given range of them."""
+        size = self.chat_file.size_bytes
+        if byte_range is None and size:
+            byte_range = ByteRange(0, size - 1)
         return self.blobs.read(self.chat_file.file_id, byte_range)
 
     async def path(self) -> str:
