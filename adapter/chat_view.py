@@ -413,7 +413,7 @@ class _ShownHistory:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.fd: int | None = None
-        self.position = 0
+        self.position = self.found = 0
 
     def open(self, workspace_id: UUID, chat_id: UUID) -> int | None:
         """Its size; None when it is not a regular file (or missing)."""
@@ -425,18 +425,24 @@ class _ShownHistory:
                 return None
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
             return None
-        self.position = os.fstat(self.fd).st_size
+        self.position = self.found = os.fstat(self.fd).st_size
         return self.position
 
     def write(self, data: bytes, *, last: bool) -> None:
-        """Write at the end as it was found; `last` closes the file too (one call)."""
+        """Write at the end as it was found; `last` closes the file too (one call). A
+        write that fails (a full disk) cuts the file back to what it held."""
         if self.fd is None:
             raise ValueError('file is not open')
         view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, self.position)
-            self.position += written
-            view = view[written:]
+        try:
+            while view:
+                written = os.pwrite(self.fd, view, self.position)
+                self.position += written
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.found)
+            raise
         if last:
             self.close()
 

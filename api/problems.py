@@ -120,7 +120,7 @@ PROBLEM_TYPES: dict[type[DomainError], ProblemType] = {
         409,
         'Chat changed during export',
         lambda _: (
-            'A file of the chat was replaced or deleted as the export started; '
+            'A file the export listed is no longer stored as it was listed; '
             'export it again to get the chat as it is now.'
         ),
     ),

@@ -49,10 +49,11 @@ def archive_name(chat: Chat) -> str:
     summary='Download a chat as a ZIP archive',
     description='`history.md` and every attachment under its own name, stored without '
     'compression, streamed as it is read (ZIP64 where sizes need it). Each member is '
-    'exactly the bytes listed when the export started; when a file is replaced or deleted '
-    'before its turn, the stream stops before the archive is complete (retry); when that '
-    'happens before the first byte, the answer is `409 chat_changed_during_export` '
-    '(retry). `HEAD` answers the same status and headers without reading anything.',
+    'exactly the bytes listed when the export started, whatever is written meanwhile; '
+    'when a listed file is gone or damaged before its turn, the stream stops before the '
+    'archive is complete (retry); when that happens before the first byte, the answer is '
+    '`409 chat_changed_during_export` (retry). `HEAD` answers the same status and headers '
+    'without reading anything.',
     response_class=StreamingResponse,
     responses={200: ZIP_RESPONSE, **problem_responses('chat_changed_during_export')},
 )

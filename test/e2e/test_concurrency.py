@@ -114,13 +114,14 @@ async def test_concurrent_uploads_of_one_name_leave_one_whole_file(
 # three versions, two of one size: a reader that mixes them up cannot hide behind a length
 VERSIONS = (b'A' * 200_000, b'B' * 200_000, b'C' * 70_000)
 READS = 150
+REPLACEMENTS = 100
 
 
 async def test_reads_during_replacements_get_one_committed_version_whole(
     server: ServerProcess, caller: Caller
 ) -> None:
-    """A replacement swaps its file in before its metadata commits (ADR 011): a reader
-    in that window must not get the new bytes under the old record, nor a body cut short."""
+    """Downloads and history reads racing at least 100 same-name replacements each get
+    one whole committed version under its own ETag, never a mix or a body cut short."""
     chat_id = caller.workspace_and_chat()['chat_id']
     files = f'/v1/chats/{chat_id}/files'
     history = f'/v1/chats/{chat_id}/history'
@@ -129,15 +130,19 @@ async def test_reads_during_replacements_get_one_committed_version_whole(
     done = asyncio.Event()
     wrong: list[str] = []
 
+    replaced = 0
+
     async def replace(http: httpx.AsyncClient) -> None:
+        nonlocal replaced
         turn = 0
-        while not done.is_set():
+        while not done.is_set() or turn < REPLACEMENTS:
             turn += 1
             body = VERSIONS[turn % len(VERSIONS)]
             written = await http.put(f'{files}/by-name/r.bin', content=body)
             assert written.status_code == 200, written.text
             latest['file'] = written.json()['file_id']
             assert (await http.put(history, content=body)).status_code == 200
+            replaced = turn
 
     async def read(http: httpx.AsyncClient) -> Counter[int]:
         statuses: Counter[int] = Counter()
@@ -164,6 +169,7 @@ async def test_reads_during_replacements_get_one_committed_version_whole(
             await writer
 
     statuses = sum(counts, Counter[int]())
+    assert replaced >= REPLACEMENTS
     assert wrong == []
     # a file replaced after its id was read is gone (404); everything else is read whole
     assert set(statuses) <= {200, 404}, statuses
