@@ -47,11 +47,11 @@ def clock() -> StepClock:
     return StepClock()
 
 
-@pytest.fixture(
-    params=['sqlite', 'memory', pytest.param('postgres', marks=pytest.mark.postgres)],
-)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture
+def backend_name() -> str:
+    """The app in-process on SQLite: the contract suite (test/contract) proves the
+    metadata backends equal."""
+    return 'sqlite'
 
 
 @pytest.fixture
