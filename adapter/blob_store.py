@@ -37,7 +37,8 @@ from adapter.file_system import (
 from adapter.id_generator import UuidGenerator
 from domain.content import ByteRange, StagedContent
 from domain.error import ContentLimitExceededError, StoredContentMissingError
-from usecase.interface import BlobState, IdGenerator
+from usecase.interface import IdGenerator
+from usecase.store_ports import BlobState
 
 # a range at most this long is read in one call on the event loop
 SMALL_READ_BYTES = 64 * 1024

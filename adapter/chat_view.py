@@ -1,145 +1,51 @@
 """The chat directories `<data>/<workspace_id>/<chat_id>/` as a view of the rows.
 
-An attachment is a hard link to its blob; `history.md` a file written whole. A sandbox
-mounts a chat directory and may plant anything in it (a symlink, a directory, a FIFO, a
-symlink in place of the directory itself), so every call works through directory
-descriptors opened with `O_NOFOLLOW`: nothing a sandbox plants leads a read or a write out
-of the data directory. Every change is staged in `.blobs/tmp` and renamed into place, so
-a name is always either its old or its new file, and nothing of the service's own is ever
-left in a chat directory. Nothing is fsynced: after a crash the views are rebuilt from the
-rows.
+An attachment is a hard link to its blob; `history.md` a file written whole or extended
+at its end (`adapter.history_file`). A sandbox mounts a chat directory and may plant
+anything in it (a symlink, a directory, a FIFO, a symlink in place of the directory
+itself), so every call works through directory descriptors opened with `O_NOFOLLOW`:
+nothing a sandbox plants leads a read or a write out of the data directory. Every change
+is staged in `.blobs/tmp` and renamed into place, so a name is always either its old or
+its new file, and nothing of the service's own is ever left in a chat directory. Nothing
+is fsynced: after a crash the views are rebuilt from the rows.
 """
 
 import contextlib
-import errno
 import hashlib
 import os
-import shutil
 import stat
-from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 from uuid import UUID, uuid4
 
 import anyio
 import anyio.to_thread
 
+from adapter.chat_directory import ABSENT, open_directories, remove_entry
 from adapter.file_system import (
     BLOBS_DIR_NAME,
     CHATS_DIR_NAME,
     CREATE_FLAGS,
     DEFAULT_CHUNK_BYTES,
-    DIR_FLAGS,
-    DIR_MODE,
     HISTORY_MODE,
     READ_FLAGS,
     TMP_DIR_NAME,
     WORKSPACES_DIR_NAME,
-    WRITE_FLAGS,
     blob_relative_path,
     storage_error,
-    write_all,
 )
+from adapter.history_file import HistoryWrite, ShownHistory, StagedHistory, extend_with
 from domain.chat import HISTORY_FILE_NAME
-from usecase.interface import HistoryView
+from usecase.store_ports import HistoryView
 
 T = TypeVar('T')
 P = ParamSpec('P')
-
-# what opening a directory with O_NOFOLLOW meets where a symlink or a file is planted
-_NOT_A_DIRECTORY = frozenset({errno.ELOOP, errno.ENOTDIR})
-# no directory of ours is at the name
-_ABSENT = _NOT_A_DIRECTORY | {errno.ENOENT}
 
 
 def _check_name(name: str) -> None:
     if not name or name in {'.', '..'} or '/' in name:
         raise ValueError('not a file name')
-
-
-def _open_dir(parent_fd: int, name: str, *, create: bool) -> int:
-    """Open the directory `name` in `parent_fd`, never through a symlink.
-
-    With `create`, a missing directory is made, and whatever else is at the name (a
-    symlink, a file) is replaced by one; without, `FileNotFoundError` or `NotADirectoryError`.
-    """
-    try:
-        return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
-    except FileNotFoundError:
-        if not create:
-            raise
-    except OSError as exc:
-        if not create or exc.errno not in _NOT_A_DIRECTORY:
-            raise
-        os.unlink(name, dir_fd=parent_fd)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(name, DIR_MODE, dir_fd=parent_fd)
-    return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
-
-
-def _remove_entry(name: str, dir_fd: int) -> None:
-    """Remove the file, link or tree at `name` in `dir_fd`; a missing one is no error.
-
-    `shutil.rmtree` with `dir_fd` works through descriptors: a symlink inside the tree is
-    removed, never followed.
-    """
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(name, dir_fd=dir_fd)
-
-
-class _Directories:
-    """Descriptors of the data directory, `.blobs/tmp` and a chat directory, for one call."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._fds: list[int] = []
-        self.data = self._keep(os.open(data_dir, DIR_FLAGS & ~os.O_NOFOLLOW))
-        try:
-            tmp = os.open(f'{BLOBS_DIR_NAME}/{TMP_DIR_NAME}', DIR_FLAGS, dir_fd=self.data)
-        except BaseException:
-            self.close()
-            raise
-        self.tmp = self._keep(tmp)
-        try:
-            workspaces = os.open(WORKSPACES_DIR_NAME, DIR_FLAGS, dir_fd=self.data)
-        except BaseException:
-            self.close()
-            raise
-        self.workspaces = self._keep(workspaces)
-
-    def _keep(self, fd: int) -> int:
-        self._fds.append(fd)
-        return fd
-
-    def workspace(self, workspace_id: UUID, *, create: bool = False) -> int:
-        return self._keep(_open_dir(self.workspaces, str(workspace_id), create=create))
-
-    def chats(self, workspace_id: UUID, *, create: bool = False) -> int:
-        """The directory of the workspace's chat directories."""
-        workspace = self.workspace(workspace_id, create=create)
-        return self._keep(_open_dir(workspace, CHATS_DIR_NAME, create=create))
-
-    def chat(self, workspace_id: UUID, chat_id: UUID, *, create: bool = False) -> int:
-        chats = self.chats(workspace_id, create=create)
-        return self._keep(_open_dir(chats, str(chat_id), create=create))
-
-    def close(self) -> None:
-        for fd in reversed(self._fds):
-            os.close(fd)
-        self._fds.clear()
-
-
-@contextlib.contextmanager
-def _directories(data_dir: Path) -> Iterator[_Directories]:
-    directories = _Directories(data_dir)
-    try:
-        yield directories
-    finally:
-        directories.close()
 
 
 class ChatViews:
@@ -174,7 +80,7 @@ class ChatViews:
         await self._run(self._ensure_chat, workspace_id, chat_id)
 
     def _ensure_chat(self, workspace_id: UUID, chat_id: UUID) -> None:
-        with _directories(self.data_dir) as directories:
+        with open_directories(self.data_dir) as directories:
             chat = directories.chat(workspace_id, chat_id, create=True)
             _create_history(chat)
 
@@ -183,7 +89,7 @@ class ChatViews:
         await self._run(self._show_file, workspace_id, chat_id, name, blob_id)
 
     def _show_file(self, workspace_id: UUID, chat_id: UUID, name: str, blob_id: UUID) -> None:
-        with _directories(self.data_dir) as directories:
+        with open_directories(self.data_dir) as directories:
             chat = directories.chat(workspace_id, chat_id, create=True)
             _create_history(chat)
             blob = blob_relative_path(blob_id)
@@ -196,7 +102,7 @@ class ChatViews:
                 if (present.st_dev, present.st_ino) == (shown.st_dev, shown.st_ino):
                     return
                 if stat.S_ISDIR(present.st_mode):
-                    _remove_entry(name, chat)
+                    remove_entry(name, chat)
             staged = uuid4().hex
             os.link(
                 blob,
@@ -217,21 +123,21 @@ class ChatViews:
         await self._run(self._hide_file, workspace_id, chat_id, name)
 
     def _hide_file(self, workspace_id: UUID, chat_id: UUID, name: str) -> None:
-        with _directories(self.data_dir) as directories:
+        with open_directories(self.data_dir) as directories:
             try:
                 chat = directories.chat(workspace_id, chat_id)
             except OSError as exc:
-                if exc.errno not in _ABSENT:
+                if exc.errno not in ABSENT:
                     raise
                 return  # no directory of ours holds the name
-            _remove_entry(name, chat)
+            remove_entry(name, chat)
 
     async def show_history(self, workspace_id: UUID, chat_id: UUID, history: HistoryView) -> bool:
         if history.extend and await self._extend_history(workspace_id, chat_id, history):
             return True
         if not history.whole:
             return False
-        staged = _StagedHistory(self.data_dir)
+        staged = StagedHistory(self.data_dir)
         try:
             await self._run(staged.create)
             await self._write_batched(staged.write, history.chunks_from(0))
@@ -249,10 +155,8 @@ class ChatViews:
         if not history.whole:
             # the end of a history, in memory: looked at and extended in one call
             tail = b''.join([chunk async for chunk in history.chunks_from(history.boundaries[0])])
-            return await self._run(
-                _extend_with, self.data_dir, workspace_id, chat_id, history, tail
-            )
-        shown = _ShownHistory(self.data_dir)
+            return await self._run(extend_with, self.data_dir, workspace_id, chat_id, history, tail)
+        shown = ShownHistory(self.data_dir)
         try:
             size = await self._run(shown.open, workspace_id, chat_id)
             if size not in history.boundaries:
@@ -265,7 +169,7 @@ class ChatViews:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(shown.close)
 
-    async def _write_batched(self, write: '_Write', chunks: AsyncIterable[bytes]) -> None:
+    async def _write_batched(self, write: HistoryWrite, chunks: AsyncIterable[bytes]) -> None:
         """The chunks in batches of about `chunk_bytes`; the last call is told so."""
         batch = bytearray()
         async for chunk in chunks:
@@ -284,14 +188,14 @@ class ChatViews:
     def _remove(self, workspace_id: UUID, chat_id: UUID | None) -> None:
         """Move the directory into `.blobs/tmp`, so that it vanishes at once, then remove
         it there (a crash leaves it to garbage collection)."""
-        with _directories(self.data_dir) as directories:
+        with open_directories(self.data_dir) as directories:
             if chat_id is None:
                 parent, name = directories.workspaces, str(workspace_id)
             else:
                 try:
                     parent = directories.chats(workspace_id)
                 except OSError as exc:
-                    if exc.errno not in _ABSENT:
+                    if exc.errno not in ABSENT:
                         raise
                     return  # no directory of ours holds the chat
                 name = str(chat_id)
@@ -300,7 +204,7 @@ class ChatViews:
                 os.rename(name, removed, src_dir_fd=parent, dst_dir_fd=directories.tmp)
             except FileNotFoundError:
                 return
-            _remove_entry(removed, directories.tmp)
+            remove_entry(removed, directories.tmp)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -325,11 +229,11 @@ class ChatViews:
         files: dict[str, UUID],
         committed: tuple[int, str],
     ) -> list[str]:
-        with _directories(self.data_dir) as directories:
+        with open_directories(self.data_dir) as directories:
             try:
                 chat = directories.chat(workspace_id, chat_id)
             except OSError as exc:
-                if exc.errno in _ABSENT:
+                if exc.errno in ABSENT:
                     return ['.']
                 raise
             with os.scandir(chat) as entries:
@@ -347,7 +251,7 @@ class ChatViews:
 
     def _chats(self) -> list[tuple[UUID, UUID]]:
         found: list[tuple[UUID, UUID]] = []
-        with _directories(self.data_dir) as directories:
+        with open_directories(self.data_dir) as directories:
             for workspace_id in _uuid_directories(directories.workspaces):
                 try:
                     workspace = directories.chats(workspace_id)
@@ -401,109 +305,3 @@ def _create_history(chat_fd: int) -> None:
     """An empty `history.md` unless something is at the name."""
     with contextlib.suppress(FileExistsError):
         os.close(os.open(HISTORY_FILE_NAME, CREATE_FLAGS, HISTORY_MODE, dir_fd=chat_fd))
-
-
-class _Write(Protocol):
-    def __call__(self, data: bytes, *, last: bool) -> None: ...
-
-
-class _ShownHistory:
-    """The `history.md` of a chat directory, opened to be extended at its end."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.fd: int | None = None
-        self.position = self.found = 0
-
-    def open(self, workspace_id: UUID, chat_id: UUID) -> int | None:
-        """Its size; None when it is not a regular file (or missing)."""
-        with _directories(self.data_dir) as directories:
-            try:
-                chat = directories.chat(workspace_id, chat_id)
-                self.fd = os.open(HISTORY_FILE_NAME, WRITE_FLAGS, dir_fd=chat)
-            except OSError:
-                return None
-        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
-            return None
-        self.position = self.found = os.fstat(self.fd).st_size
-        return self.position
-
-    def write(self, data: bytes, *, last: bool) -> None:
-        """Write at the end as it was found; `last` closes the file too (one call). A
-        write that fails (a full disk) cuts the file back to what it held."""
-        if self.fd is None:
-            raise ValueError('file is not open')
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.pwrite(self.fd, view, self.position)
-                self.position += written
-                view = view[written:]
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, self.found)
-            raise
-        if last:
-            self.close()
-
-    def close(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _extend_with(
-    data_dir: Path, workspace_id: UUID, chat_id: UUID, history: HistoryView, tail: bytes
-) -> bool:
-    """Extend a `history.md` that holds the history up to `history.boundaries[0]` with
-    `tail` (the rest of it); True when it then holds the history."""
-    shown = _ShownHistory(data_dir)
-    try:
-        size = shown.open(workspace_id, chat_id)
-        if size == history.boundaries[0]:
-            shown.write(tail, last=True)
-        return size in {history.boundaries[0], history.size_bytes}
-    finally:
-        shown.close()
-
-
-class _StagedHistory:
-    """A new `history.md` written in `.blobs/tmp`, renamed into its chat directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / BLOBS_DIR_NAME / TMP_DIR_NAME / uuid4().hex
-        self.data_dir = data_dir
-        self.fd: int | None = None
-
-    def create(self) -> None:
-        self.fd = os.open(self.path, CREATE_FLAGS, HISTORY_MODE)
-
-    def write(self, data: bytes, *, last: bool) -> None:  # noqa: ARG002 - closed on publish
-        if self.fd is None:
-            raise ValueError('file is not open')
-        write_all(self.fd, data)
-
-    def publish(self, workspace_id: UUID, chat_id: UUID) -> None:
-        if self.fd is None:
-            raise ValueError('file is not open')
-        fd, self.fd = self.fd, None
-        os.close(fd)
-        with _directories(self.data_dir) as directories:
-            chat = directories.chat(workspace_id, chat_id, create=True)
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISDIR(
-                    os.stat(HISTORY_FILE_NAME, dir_fd=chat, follow_symlinks=False).st_mode
-                ):
-                    _remove_entry(HISTORY_FILE_NAME, chat)
-            os.rename(
-                self.path.name, HISTORY_FILE_NAME, src_dir_fd=directories.tmp, dst_dir_fd=chat
-            )
-
-    def remove(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)

@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import UNSUPPORTED_MEDIA_TYPE_DETAIL, validation_problem
+from api.problem_types import UNSUPPORTED_MEDIA_TYPE_DETAIL
+from api.problems import validation_problem
 from api.routing import app_path
 
 # JSON bodies are small documents ({"title": …}, {"ttl_seconds": …}); FastAPI reads them

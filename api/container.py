@@ -13,7 +13,7 @@ from usecase.export_chat import ExportChat
 from usecase.get_attachment import GetAttachment, ReadAttachment
 from usecase.get_chat import GetChat
 from usecase.get_workspace import GetWorkspace, GetWorkspaceUsage
-from usecase.interface import BlobStore, ChatViews, Clock, IdGenerator, MetadataBackend
+from usecase.interface import Clock, IdGenerator, MetadataBackend
 from usecase.list_attachments import ListAttachments
 from usecase.list_chats import ListChats
 from usecase.publish import Publisher
@@ -26,6 +26,7 @@ from usecase.sandbox_session import (
     StartSandboxSession,
 )
 from usecase.signed_link import CreateDownloadLink, OpenLinkedAttachment
+from usecase.store_ports import BlobStore, ChatViews
 from usecase.upload_attachment import UploadAttachment
 from usecase.write_history import WriteHistory
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.body import checked_content_type
-from api.problems import UNSUPPORTED_MEDIA_TYPE_DETAIL, ApiProblem, validation_problem
+from api.problem_types import UNSUPPORTED_MEDIA_TYPE_DETAIL
+from api.problems import ApiProblem, validation_problem
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

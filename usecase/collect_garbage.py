@@ -10,7 +10,8 @@ import logging
 from typing import Final
 from uuid import UUID
 
-from usecase.interface import BlobInventory, UnitOfWorkFactory
+from usecase.interface import UnitOfWorkFactory
+from usecase.store_ports import BlobInventory
 
 logger = logging.getLogger('chat_storage.maintenance')
 

@@ -14,7 +14,8 @@ from domain.error import (
     WorkspaceQuotaExceededError,
 )
 from domain.workspace import Workspace
-from usecase.interface import BlobStore, ByteStream, UnitOfWork
+from usecase.interface import ByteStream, UnitOfWork
+from usecase.store_ports import BlobStore
 
 
 async def primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

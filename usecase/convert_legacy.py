@@ -18,7 +18,8 @@ from uuid import UUID
 from domain.chat import Chat, ChatFile
 from domain.error import ServiceUnavailableError, StoredContentMissingError
 from domain.workspace import Workspace
-from usecase.interface import BlobStore, UnitOfWork, UnitOfWorkFactory
+from usecase.interface import UnitOfWork, UnitOfWorkFactory
+from usecase.store_ports import BlobStore
 from usecase.sweep_views import EVERY_CHAT
 
 logger = logging.getLogger('chat_storage.maintenance')

@@ -13,7 +13,8 @@ from usecase.idempotency import (
     record_response,
     replay,
 )
-from usecase.interface import ChatViews, Clock, IdGenerator, UnitOfWorkFactory
+from usecase.interface import Clock, IdGenerator, UnitOfWorkFactory
+from usecase.store_ports import ChatViews
 
 
 class CreateChat:

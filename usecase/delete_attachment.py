@@ -3,8 +3,9 @@ from uuid import UUID
 
 from usecase.common import owned_chat
 from usecase.get_attachment import owned_file
-from usecase.interface import BlobStore, Clock, UnitOfWorkFactory
+from usecase.interface import Clock, UnitOfWorkFactory
 from usecase.publish import Publisher, after_commit
+from usecase.store_ports import BlobStore
 
 
 class DeleteAttachment:

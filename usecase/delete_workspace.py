@@ -2,8 +2,9 @@ from uuid import UUID
 
 from domain.error import ChatHasActiveSandboxError
 from usecase.common import owned_workspace
-from usecase.interface import BlobStore, ChatViews, Clock, UnitOfWorkFactory
+from usecase.interface import Clock, UnitOfWorkFactory
 from usecase.publish import after_commit
+from usecase.store_ports import BlobStore, ChatViews
 
 
 class DeleteWorkspace:

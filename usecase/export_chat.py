@@ -10,8 +10,9 @@ from uuid import UUID
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile, HistorySegment
 from domain.error import ChatNotFoundError, DomainError, StoredContentMissingError
 from usecase.common import owned_chat
-from usecase.interface import BlobStore, UnitOfWorkFactory
+from usecase.interface import UnitOfWorkFactory
 from usecase.publish import history_chunks
+from usecase.store_ports import BlobStore
 
 # a chunk at least this large is hashed in a worker thread (hashlib lets go of the GIL):
 # an export of gigabytes of attachments does not hold the event loop for seconds

@@ -18,8 +18,9 @@ from domain.page import PageKey
 from domain.workspace import Workspace
 from usecase.collect_garbage import CollectGarbage
 from usecase.convert_legacy import ConvertLegacy, lock_workspace
-from usecase.interface import BlobInventory, BlobStore, ChatViews, UnitOfWorkFactory
+from usecase.interface import UnitOfWorkFactory
 from usecase.publish import Publisher, history_chunks
+from usecase.store_ports import BlobInventory, BlobStore, ChatViews
 
 logger = logging.getLogger('chat_storage.fsck')
 

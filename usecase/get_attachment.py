@@ -6,7 +6,8 @@ from domain.chat import Chat, ChatFile
 from domain.content import ByteRange
 from domain.error import ChatFileNotFoundError
 from usecase.common import owned_chat
-from usecase.interface import BlobStore, UnitOfWork, UnitOfWorkFactory
+from usecase.interface import UnitOfWork, UnitOfWorkFactory
+from usecase.store_ports import BlobStore
 
 
 async def owned_file(

@@ -16,7 +16,8 @@ from uuid import UUID
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatAttachmentName, ChatFile, HistorySegment
 from domain.content import ByteRange
 from domain.error import DomainError
-from usecase.interface import BlobStore, ChatViews, HistoryView, UnitOfWorkFactory
+from usecase.interface import UnitOfWorkFactory
+from usecase.store_ports import BlobStore, ChatViews, HistoryView
 
 logger = logging.getLogger('chat_storage.views')
 

@@ -5,8 +5,9 @@ from uuid import UUID
 from domain.chat import Chat
 from domain.error import ChatNotFoundError, WorkspaceNotFoundError
 from usecase.common import primed
-from usecase.interface import BlobStore, UnitOfWorkFactory
+from usecase.interface import UnitOfWorkFactory
 from usecase.publish import history_chunks
+from usecase.store_ports import BlobStore
 
 
 @dataclass(frozen=True, slots=True)

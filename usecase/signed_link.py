@@ -13,7 +13,8 @@ from uuid import UUID
 
 from domain.error import InvalidLinkError
 from usecase.get_attachment import AttachmentContent, owned_file
-from usecase.interface import BlobStore, Clock, UnitOfWorkFactory
+from usecase.interface import Clock, UnitOfWorkFactory
+from usecase.store_ports import BlobStore
 
 MIN_LINK_SECONDS = 1
 MAX_LINK_SECONDS = 86_400

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 from uuid import UUID
 
-from usecase.interface import ChatViews, Clock, UnitOfWorkFactory
+from usecase.interface import Clock, UnitOfWorkFactory
 from usecase.publish import Publisher
+from usecase.store_ports import ChatViews
 
 logger = logging.getLogger('chat_storage.maintenance')
 

@@ -16,8 +16,9 @@ from usecase.idempotency import (
     replay_under_lock,
     replay_unstaged,
 )
-from usecase.interface import BlobStore, ByteStream, Clock, UnitOfWorkFactory
+from usecase.interface import ByteStream, Clock, UnitOfWorkFactory
 from usecase.publish import Publisher, after_commit
+from usecase.store_ports import BlobStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,9 @@ from usecase.idempotency import (
     replay_under_lock,
     replay_unstaged,
 )
-from usecase.interface import BlobStore, ByteStream, Clock, UnitOfWork, UnitOfWorkFactory
+from usecase.interface import ByteStream, Clock, UnitOfWork, UnitOfWorkFactory
 from usecase.publish import Publisher, after_commit
+from usecase.store_ports import BlobStore
 
 
 async def utf8_checked(content: ByteStream, chat_id: UUID) -> AsyncIterator[bytes]:

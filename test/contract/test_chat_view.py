@@ -9,7 +9,7 @@ import pytest
 from adapter.blob_store import BlobStore
 from adapter.chat_view import ChatViews
 from domain.error import StoredContentMissingError
-from usecase.interface import HistoryView
+from usecase.store_ports import HistoryView
 
 WORKSPACE_ID = UUID('10000000-0000-4000-8000-000000000001')
 CHAT_ID = UUID('20000000-0000-4000-8000-000000000001')

@@ -24,7 +24,8 @@ from repository.inventory import InMemoryStoreInventory
 from repository.memory import InMemoryMetadataBackend, InMemoryUnitOfWork
 from repository.memory_store import MemoryStore
 from repository.workspace import InMemoryWorkspaceRepository
-from usecase.interface import BlobState, ByteStream, HistoryView
+from usecase.interface import ByteStream
+from usecase.store_ports import BlobState, HistoryView
 
 Hook = Callable[[], Awaitable[None]]
 
