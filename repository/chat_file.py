@@ -43,9 +43,6 @@ class InMemoryChatFileRepository(MemoryRepository, ChatFileRepository):
             return []
         return await self.list_by_chat_id(chat_id, limit=limit, after=after)
 
-    async def total_size_by_chat_id(self, chat_id: UUID) -> int:
-        return sum(f.size_bytes for f in self._store.chat_files.values() if f.chat_id == chat_id)
-
     async def save(self, chat_file: ChatFile) -> None:
         store = self._for_write()
         key = (chat_file.chat_id, chat_file.name.value)

@@ -3,6 +3,7 @@ from datetime import datetime
 from uuid import UUID
 
 from domain.chat import Chat
+from domain.workspace import Workspace
 from repository.common import check_limit
 from repository.memory_store import MemoryRepository
 from usecase.interface import StoreInventory
@@ -34,6 +35,23 @@ class InMemoryStoreInventory(MemoryRepository, StoreInventory):
         )
         return changed[:limit]
 
+    async def chat_file_bytes(self, chat_id: UUID) -> int:
+        return sum(f.size_bytes for f in self._store.chat_files.values() if f.chat_id == chat_id)
+
+    async def workspace_stored_bytes(self, workspace_id: UUID) -> int:
+        return self._stored_bytes_by_workspace().get(workspace_id, 0)
+
+    async def usage_mismatches(self) -> list[Workspace]:
+        stored = self._stored_bytes_by_workspace()
+        return sorted(
+            (
+                w
+                for w in self._store.workspaces.values()
+                if w.used_bytes != stored.get(w.workspace_id, 0)
+            ),
+            key=lambda w: (w.created_at, w.workspace_id),
+        )
+
     def _names(self, chat_ids: Collection[UUID]) -> Iterator[UUID]:
         """The blob ids the rows of these chats name (with repeats)."""
         store = self._store
@@ -47,3 +65,16 @@ class InMemoryStoreInventory(MemoryRepository, StoreInventory):
             for segment in store.history_segments.get(chat_id, ()):
                 if segment.blob_id is not None:
                     yield segment.blob_id
+
+    def _stored_bytes_by_workspace(self) -> dict[UUID, int]:
+        store = self._store
+        stored: dict[UUID, int] = {}
+        for chat in store.chats.values():
+            stored[chat.workspace_id] = stored.get(chat.workspace_id, 0) + chat.history_bytes
+        for chat_file in store.chat_files.values():
+            owner = store.chats.get(chat_file.chat_id)
+            if owner is not None:
+                stored[owner.workspace_id] = (
+                    stored.get(owner.workspace_id, 0) + chat_file.size_bytes
+                )
+        return stored

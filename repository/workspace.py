@@ -73,30 +73,3 @@ class InMemoryWorkspaceRepository(MemoryRepository, WorkspaceRepository):
             limit=limit,
             after=after,
         )
-
-    async def stored_bytes(self, workspace_id: UUID) -> int:
-        return self._stored_bytes_by_workspace().get(workspace_id, 0)
-
-    async def list_usage_mismatches(self) -> list[Workspace]:
-        stored = self._stored_bytes_by_workspace()
-        return sorted(
-            (
-                w
-                for w in self._store.workspaces.values()
-                if w.used_bytes != stored.get(w.workspace_id, 0)
-            ),
-            key=lambda w: (w.created_at, w.workspace_id),
-        )
-
-    def _stored_bytes_by_workspace(self) -> dict[UUID, int]:
-        store = self._store
-        stored: dict[UUID, int] = {}
-        for chat in store.chats.values():
-            stored[chat.workspace_id] = stored.get(chat.workspace_id, 0) + chat.history_bytes
-        for chat_file in store.chat_files.values():
-            owner = store.chats.get(chat_file.chat_id)
-            if owner is not None:
-                stored[owner.workspace_id] = (
-                    stored.get(owner.workspace_id, 0) + chat_file.size_bytes
-                )
-        return stored

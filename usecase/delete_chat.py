@@ -27,7 +27,7 @@ class DeleteChat:
             workspace, chat = await owned_chat(uow, user_id, chat_id, for_update=True)
             if await uow.sandbox_sessions.get_active_by_chat_id(chat_id, self._clock.now()):
                 raise ChatHasActiveSandboxError(chat_id)
-            freed = chat.history_bytes + await uow.chat_files.total_size_by_chat_id(chat_id)
+            freed = chat.history_bytes + await uow.inventory.chat_file_bytes(chat_id)
             released = await uow.inventory.of_chat(chat_id)
             await uow.sandbox_sessions.delete_by_chat_id(chat_id)
             await uow.chat_files.delete_by_chat_id(chat_id)

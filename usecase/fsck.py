@@ -386,7 +386,7 @@ class CheckStorage:
             workspace = await lock_workspace(uow, workspace_id)
             if workspace is None:
                 return
-            stored = await uow.workspaces.stored_bytes(workspace_id)
+            stored = await uow.inventory.workspace_stored_bytes(workspace_id)
             if stored != workspace.used_bytes:
                 await uow.workspaces.save(replace(workspace, used_bytes=stored))
                 await uow.commit()

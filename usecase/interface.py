@@ -58,15 +58,6 @@ class WorkspaceRepository(Protocol):
         """Every workspace by `created_at`, then `workspace_id`, strictly after `after`."""
         ...
 
-    async def stored_bytes(self, workspace_id: UUID) -> int:
-        """What the workspace's rows account for: its chats' histories and attachments."""
-        ...
-
-    async def list_usage_mismatches(self) -> list[Workspace]:
-        """Every workspace whose `used_bytes` is not its `stored_bytes`, by `created_at`, then
-        `workspace_id`: one pass over the rows, however many workspaces there are."""
-        ...
-
 
 class ChatRepository(Protocol):
     async def get(self, chat_id: UUID) -> Chat | None:
@@ -141,10 +132,6 @@ class ChatFileRepository(Protocol):
     ) -> list[ChatFile]:
         """`list_by_chat_id`, in one read, when the chat is in the user's workspace; empty
         otherwise."""
-        ...
-
-    async def total_size_by_chat_id(self, chat_id: UUID) -> int:
-        """Sum of `size_bytes` of the chat's files."""
         ...
 
     async def save(self, chat_file: ChatFile) -> None:
@@ -245,8 +232,9 @@ class HistorySegmentRepository(Protocol):
 
 
 class StoreInventory(Protocol):
-    """Which blobs the rows name (attachments' `file_id`, history bases and segments),
-    and which chats changed: what garbage collection and the view sweep ask."""
+    """What the rows say is stored: which blobs they name (attachments' `file_id`, history
+    bases and segments), how many bytes they account for, and which chats changed; what
+    garbage collection, the view sweep, `fsck` and deletes ask."""
 
     async def named(self, blob_ids: Collection[UUID]) -> set[UUID]:
         """Those of `blob_ids` that some row names."""
@@ -265,6 +253,20 @@ class StoreInventory(Protocol):
     ) -> list[Chat]:
         """Chats whose `updated_at` is at or after `since`, by `chat_id`, strictly after
         `after`."""
+        ...
+
+    async def chat_file_bytes(self, chat_id: UUID) -> int:
+        """Sum of `size_bytes` of the chat's files."""
+        ...
+
+    async def workspace_stored_bytes(self, workspace_id: UUID) -> int:
+        """What the workspace's rows account for: its chats' histories and attachments."""
+        ...
+
+    async def usage_mismatches(self) -> list[Workspace]:
+        """Every workspace whose `used_bytes` is not its `workspace_stored_bytes`, by
+        `created_at`, then `workspace_id`: one pass over the rows, however many workspaces
+        there are."""
         ...
 
 

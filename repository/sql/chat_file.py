@@ -4,7 +4,7 @@ from dataclasses import fields
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, ColumnElement, bindparam, cast, delete, func, select
+from sqlalchemy import bindparam, delete, select
 
 from domain.chat import ChatAttachmentName, ChatFile
 from domain.page import PageKey
@@ -82,14 +82,6 @@ class SqlChatFileRepository(ChatFileRepository):
             limit=limit,
             after=after,
         )
-
-    async def total_size_by_chat_id(self, chat_id: UUID) -> int:
-        # SUM(bigint) is numeric on PostgreSQL; cast back so the driver returns an int
-        total: ColumnElement[int] = cast(
-            func.coalesce(func.sum(chat_files.c.size_bytes), 0), BigInteger
-        )
-        result = await self._session.execute(select(total).where(chat_files.c.chat_id == chat_id))
-        return int(result.scalar_one())
 
     async def save(self, chat_file: ChatFile) -> None:
         await self._session.execute_write(

@@ -1,17 +1,21 @@
-"""The store inventory of the SQL backends: which blobs the rows name, which chats changed."""
+"""The store inventory of the SQL backends: which blobs the rows name, how many bytes they
+account for, which chats changed."""
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, CompoundSelect, select, union
+from sqlalchemy import BigInteger, ColumnElement, CompoundSelect, Select, cast, func, select, union
 
 from domain.chat import Chat
+from domain.workspace import Workspace
 from repository.common import check_limit
 from repository.sql.chat import CHAT_SHAPE
 from repository.sql.session import SqlSession
 from repository.sql.statements import IDS_PER_READ
-from repository.sql.tables import chat_files, chats, history_segments
+from repository.sql.tables import chat_files, chats, history_segments, workspaces
+from repository.sql.workspace import workspace_of
 from usecase.interface import StoreInventory
 
 
@@ -29,6 +33,53 @@ def _names(
         .select_from(history_segments.join(chats, chats.c.chat_id == history_segments.c.chat_id))
         .where(history_segments.c.blob_id.is_not(None), segments),
     )
+
+
+def _stored_by_workspace(*where: ColumnElement[bool]) -> Select[Any]:
+    """The workspaces (those matching `where`) joined to what their rows account for, as
+    the column `stored`: the sums of their chats' `history_bytes` and of their files'
+    sizes, each grouped by workspace in one pass over its table."""
+    histories = (
+        select(
+            chats.c.workspace_id.label('workspace_id'),
+            func.sum(chats.c.history_bytes).label('stored'),
+        )
+        .where(*where)
+        .group_by(chats.c.workspace_id)
+        .subquery()
+    )
+    files = (
+        select(
+            chats.c.workspace_id.label('workspace_id'),
+            func.sum(chat_files.c.size_bytes).label('stored'),
+        )
+        .select_from(chat_files.join(chats, chat_files.c.chat_id == chats.c.chat_id))
+        .where(*where)
+        .group_by(chats.c.workspace_id)
+        .subquery()
+    )
+    # SUM(bigint) is numeric on PostgreSQL: cast back to compare with a bigint
+    stored = cast(
+        func.coalesce(histories.c.stored, 0) + func.coalesce(files.c.stored, 0), BigInteger
+    ).label('stored')
+    return (
+        select(workspaces, stored)
+        .outerjoin(histories, histories.c.workspace_id == workspaces.c.workspace_id)
+        .outerjoin(files, files.c.workspace_id == workspaces.c.workspace_id)
+    )
+
+
+def _usage_mismatches() -> Select[Any]:
+    """Workspaces whose `used_bytes` is not what their rows account for."""
+    every = _stored_by_workspace().subquery()
+    return (
+        select(*(every.c[column.name] for column in workspaces.c))
+        .where(every.c.used_bytes != every.c.stored)
+        .order_by(every.c.created_at, every.c.workspace_id)
+    )
+
+
+_USAGE_MISMATCHES = _usage_mismatches()
 
 
 class SqlStoreInventory(StoreInventory):
@@ -67,6 +118,26 @@ class SqlStoreInventory(StoreInventory):
             statement = statement.where(chats.c.chat_id > after)
         result = await self._session.execute(statement.order_by(chats.c.chat_id).limit(limit))
         return [CHAT_SHAPE.of_mapping(row) for row in result.mappings()]
+
+    async def chat_file_bytes(self, chat_id: UUID) -> int:
+        # SUM(bigint) is numeric on PostgreSQL; cast back so the driver returns an int
+        total: ColumnElement[int] = cast(
+            func.coalesce(func.sum(chat_files.c.size_bytes), 0), BigInteger
+        )
+        result = await self._session.execute(select(total).where(chat_files.c.chat_id == chat_id))
+        return int(result.scalar_one())
+
+    async def workspace_stored_bytes(self, workspace_id: UUID) -> int:
+        statement = _stored_by_workspace(chats.c.workspace_id == workspace_id).where(
+            workspaces.c.workspace_id == workspace_id
+        )
+        result = await self._session.execute(statement)
+        row = result.mappings().one_or_none()
+        return 0 if row is None else int(row['stored'])
+
+    async def usage_mismatches(self) -> list[Workspace]:
+        result = await self._session.execute(_USAGE_MISMATCHES)
+        return [workspace_of(row) for row in result.mappings()]
 
     async def _ids(self, statement: CompoundSelect[UUID]) -> list[UUID]:
         result = await self._session.execute(statement)

@@ -4,72 +4,15 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Select,
-    bindparam,
-    cast,
-    delete,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import BigInteger, bindparam, delete, select, update
 from sqlalchemy.engine import RowMapping
 
 from domain.page import PageKey
 from domain.workspace import Workspace
 from repository.sql.session import SqlSession
 from repository.sql.statements import insert_ignoring_conflicts, keyset_page, upsert
-from repository.sql.tables import chat_files, chats, workspaces
+from repository.sql.tables import workspaces
 from usecase.interface import WorkspaceRepository
-
-
-def _stored_by_workspace(*where: ColumnElement[bool]) -> Select[Any]:
-    """The workspaces (those matching `where`) joined to what their rows account for, as
-    the column `stored`: the sums of their chats' `history_bytes` and of their files'
-    sizes, each grouped by workspace in one pass over its table."""
-    histories = (
-        select(
-            chats.c.workspace_id.label('workspace_id'),
-            func.sum(chats.c.history_bytes).label('stored'),
-        )
-        .where(*where)
-        .group_by(chats.c.workspace_id)
-        .subquery()
-    )
-    files = (
-        select(
-            chats.c.workspace_id.label('workspace_id'),
-            func.sum(chat_files.c.size_bytes).label('stored'),
-        )
-        .select_from(chat_files.join(chats, chat_files.c.chat_id == chats.c.chat_id))
-        .where(*where)
-        .group_by(chats.c.workspace_id)
-        .subquery()
-    )
-    # SUM(bigint) is numeric on PostgreSQL: cast back to compare with a bigint
-    stored = cast(
-        func.coalesce(histories.c.stored, 0) + func.coalesce(files.c.stored, 0), BigInteger
-    ).label('stored')
-    return (
-        select(workspaces, stored)
-        .outerjoin(histories, histories.c.workspace_id == workspaces.c.workspace_id)
-        .outerjoin(files, files.c.workspace_id == workspaces.c.workspace_id)
-    )
-
-
-def _usage_mismatches() -> Select[Any]:
-    """Workspaces whose `used_bytes` is not what their rows account for."""
-    every = _stored_by_workspace().subquery()
-    return (
-        select(*(every.c[column.name] for column in workspaces.c))
-        .where(every.c.used_bytes != every.c.stored)
-        .order_by(every.c.created_at, every.c.workspace_id)
-    )
-
-
-_USAGE_MISMATCHES = _usage_mismatches()
 
 
 class SqlWorkspaceRepository(WorkspaceRepository):
@@ -141,18 +84,6 @@ class SqlWorkspaceRepository(WorkspaceRepository):
             after=after,
         )
         result = await self._session.execute(statement)
-        return [workspace_of(row) for row in result.mappings()]
-
-    async def stored_bytes(self, workspace_id: UUID) -> int:
-        statement = _stored_by_workspace(chats.c.workspace_id == workspace_id).where(
-            workspaces.c.workspace_id == workspace_id
-        )
-        result = await self._session.execute(statement)
-        row = result.mappings().one_or_none()
-        return 0 if row is None else int(row['stored'])
-
-    async def list_usage_mismatches(self) -> list[Workspace]:
-        result = await self._session.execute(_USAGE_MISMATCHES)
         return [workspace_of(row) for row in result.mappings()]
 
 

@@ -20,19 +20,33 @@ CHAT_A = UUID('33333333-3333-3333-3333-333333333333')
 CHAT_B = UUID('44444444-4444-4444-4444-444444444444')
 CHAT_C = UUID('77777777-7777-7777-7777-777777777777')
 FILE_A = UUID('55555555-5555-5555-5555-555555555555')
+FILE_B = UUID('66666666-6666-6666-6666-666666666666')
 FILE_C = UUID('88888888-8888-8888-8888-888888888888')
 BASE_A = UUID('b0000000-0000-0000-0000-00000000000a')
 BASE_C = UUID('b0000000-0000-0000-0000-00000000000c')
 SEGMENT_BLOB_A = UUID('5e000000-0000-0000-0000-00000000000a')
 SEGMENT_BLOB_C = UUID('5e000000-0000-0000-0000-00000000000c')
 UNNAMED = UUID('deadbeef-0000-0000-0000-000000000000')
+WS_C = UUID('01000000-0000-0000-0000-000000000000')
+USER_C = UUID('f0000000-0000-0000-0000-000000000000')
 TS = datetime(2026, 4, 1, 12, 0, 0, tzinfo=UTC)
 TS_2 = datetime(2026, 4, 1, 13, 0, 0, tzinfo=UTC)
+TS_MICRO = datetime(2026, 4, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-def a_workspace(workspace_id: UUID = WS_A, user_id: UUID = USER_A) -> Workspace:
+def a_workspace(
+    workspace_id: UUID = WS_A,
+    user_id: UUID = USER_A,
+    *,
+    used_bytes: int = 0,
+    created_at: datetime = TS,
+) -> Workspace:
     return Workspace(
-        workspace_id=workspace_id, user_id=user_id, created_at=TS, quota_bytes=1000, used_bytes=0
+        workspace_id=workspace_id,
+        user_id=user_id,
+        created_at=created_at,
+        quota_bytes=1000,
+        used_bytes=used_bytes,
     )
 
 
@@ -54,13 +68,13 @@ def a_chat(
     )
 
 
-def a_file(file_id: UUID = FILE_A, chat_id: UUID = CHAT_A) -> ChatFile:
+def a_file(file_id: UUID = FILE_A, chat_id: UUID = CHAT_A, *, size_bytes: int = 1) -> ChatFile:
     return ChatFile(
         file_id=file_id,
         chat_id=chat_id,
         name=ChatAttachmentName(f'{file_id}.txt'),
         content_type='text/plain',
-        size_bytes=1,
+        size_bytes=size_bytes,
         created_at=TS,
         sha256='0' * 64,
     )
@@ -399,3 +413,82 @@ async def test_chats_changed_since_sees_a_later_save(backend: MetadataBackend) -
     await given(backend, later)
     async with backend.unit_of_work(write=False) as uow:
         assert await uow.inventory.chats_changed_since(TS_2, after=None, limit=10) == [later]
+
+
+async def test_inventory_chat_file_bytes_sums_the_chats_files(backend: MetadataBackend) -> None:
+    await given(
+        backend,
+        a_workspace(),
+        a_chat(CHAT_A),
+        a_chat(CHAT_B),
+        a_file(FILE_A, CHAT_A, size_bytes=3_000_000_000),
+        a_file(FILE_B, CHAT_A, size_bytes=5),
+        a_file(FILE_C, CHAT_B, size_bytes=7),
+    )
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.inventory.chat_file_bytes(CHAT_A) == 3_000_000_005
+
+
+async def test_inventory_chat_file_bytes_of_a_chat_without_files_is_zero(
+    backend: MetadataBackend,
+) -> None:
+    await given(backend, a_workspace(), a_chat())
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.inventory.chat_file_bytes(CHAT_A) == 0
+
+
+async def test_inventory_workspace_stored_bytes_sums_histories_and_files(
+    backend: MetadataBackend,
+) -> None:
+    await given(
+        backend,
+        a_workspace(WS_A, USER_A),
+        a_workspace(WS_B, USER_B),
+        replace(a_chat(CHAT_A, WS_A), history_bytes=3_000_000_000),
+        replace(a_chat(CHAT_B, WS_A), history_bytes=11),
+        replace(a_chat(CHAT_C, WS_B), history_bytes=13),
+        a_file(FILE_A, CHAT_A, size_bytes=5),
+        a_file(FILE_B, CHAT_B, size_bytes=7),
+        a_file(FILE_C, CHAT_C, size_bytes=17),
+    )
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.inventory.workspace_stored_bytes(WS_A) == 3_000_000_023
+        assert await uow.inventory.workspace_stored_bytes(WS_B) == 30
+        assert await uow.inventory.workspace_stored_bytes(UNNAMED) == 0
+
+
+async def test_inventory_usage_mismatches_are_the_workspaces_their_rows_disagree_with(
+    backend: MetadataBackend,
+) -> None:
+    await given(
+        backend,
+        # 3_000_000_005 stored, and so used: agrees
+        a_workspace(WS_A, USER_A, used_bytes=3_000_000_005),
+        # 30 stored, 31 used
+        a_workspace(WS_B, USER_B, used_bytes=31, created_at=TS_2),
+        # nothing stored, 1 used: a workspace without chats counts too
+        a_workspace(WS_C, USER_C, used_bytes=1, created_at=TS_MICRO),
+        replace(a_chat(CHAT_A, WS_A), history_bytes=3_000_000_000),
+        a_file(FILE_A, CHAT_A, size_bytes=5),
+        replace(a_chat(CHAT_C, WS_B), history_bytes=13),
+        a_file(FILE_B, CHAT_C, size_bytes=17),
+    )
+    async with backend.unit_of_work(write=False) as uow:
+        mismatched = await uow.inventory.usage_mismatches()
+    # by created_at: TS_MICRO before TS_2
+    assert [(w.workspace_id, w.used_bytes) for w in mismatched] == [(WS_C, 1), (WS_B, 31)]
+
+
+async def test_inventory_usage_mismatches_of_agreeing_rows_are_none(
+    backend: MetadataBackend,
+) -> None:
+    await given(
+        backend,
+        a_workspace(WS_A, USER_A, used_bytes=9),
+        a_workspace(WS_B, USER_B),
+        replace(a_chat(CHAT_A, WS_A), history_bytes=4),
+        a_file(FILE_A, CHAT_A, size_bytes=2),
+        a_file(FILE_B, CHAT_A, size_bytes=3),
+    )
+    async with backend.unit_of_work(write=False) as uow:
+        assert await uow.inventory.usage_mismatches() == []

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID
@@ -530,28 +529,6 @@ async def test_chat_file_without_content_type_round_trips(backend: MetadataBacke
         assert await uow.chat_files.get(FILE_A) == chat_file
 
 
-async def test_chat_file_total_size_by_chat_id(backend: MetadataBackend) -> None:
-    await given(
-        backend,
-        a_workspace(),
-        a_chat(CHAT_A),
-        a_chat(CHAT_B),
-        a_file(FILE_A, CHAT_A, 'a', size_bytes=3_000_000_000),
-        a_file(FILE_B, CHAT_A, 'b', size_bytes=5),
-        a_file(FILE_C, CHAT_B, 'c', size_bytes=7),
-    )
-    async with backend.unit_of_work(write=False) as uow:
-        assert await uow.chat_files.total_size_by_chat_id(CHAT_A) == 3_000_000_005
-
-
-async def test_chat_file_total_size_of_chat_without_files_is_zero(
-    backend: MetadataBackend,
-) -> None:
-    await given(backend, a_workspace(), a_chat())
-    async with backend.unit_of_work(write=False) as uow:
-        assert await uow.chat_files.total_size_by_chat_id(CHAT_A) == 0
-
-
 async def test_chat_get_many_returns_the_chats_that_exist(backend: MetadataBackend) -> None:
     await given_two_workspaces_with_chats(backend)
     async with backend.unit_of_work(write=False) as uow:
@@ -572,62 +549,6 @@ async def test_chat_get_many_reads_more_ids_than_one_statement_binds(
     async with backend.unit_of_work(write=False) as uow:
         found = await uow.chats.get_many(asked)
     assert sorted(chat.chat_id for chat in found) == [chat.chat_id for chat in chats]
-
-
-async def test_workspace_stored_bytes_sums_histories_and_files(backend: MetadataBackend) -> None:
-    await given(
-        backend,
-        a_workspace(WS_A, USER_A),
-        a_workspace(WS_B, USER_B),
-        replace(a_chat(CHAT_A, WS_A), history_bytes=3_000_000_000),
-        replace(a_chat(CHAT_B, WS_A, TS_2), history_bytes=11),
-        replace(a_chat(CHAT_C, WS_B), history_bytes=13),
-        a_file(FILE_A, CHAT_A, 'a', size_bytes=5),
-        a_file(FILE_B, CHAT_B, 'b', size_bytes=7),
-        a_file(FILE_C, CHAT_C, 'c', size_bytes=17),
-    )
-    async with backend.unit_of_work(write=False) as uow:
-        assert await uow.workspaces.stored_bytes(WS_A) == 3_000_000_023
-        assert await uow.workspaces.stored_bytes(WS_B) == 30
-        assert await uow.workspaces.stored_bytes(ID_LOW) == 0
-
-
-async def test_workspace_usage_mismatches_are_the_workspaces_their_rows_disagree_with(
-    backend: MetadataBackend,
-) -> None:
-    ws_c, user_c = ID_MID, ID_HIGH
-    await given(
-        backend,
-        # 3_000_000_005 stored, and so used: agrees
-        a_workspace(WS_A, USER_A, used_bytes=3_000_000_005),
-        # 30 stored, 31 used
-        a_workspace(WS_B, USER_B, used_bytes=31, created_at=TS_2),
-        # nothing stored, 1 used: a workspace without chats counts too
-        a_workspace(ws_c, user_c, used_bytes=1, created_at=TS_MICRO),
-        replace(a_chat(CHAT_A, WS_A), history_bytes=3_000_000_000),
-        a_file(FILE_A, CHAT_A, 'a', size_bytes=5),
-        replace(a_chat(CHAT_C, WS_B), history_bytes=13),
-        a_file(FILE_B, CHAT_C, 'b', size_bytes=17),
-    )
-    async with backend.unit_of_work(write=False) as uow:
-        mismatched = await uow.workspaces.list_usage_mismatches()
-    # by created_at: TS_MICRO before TS_2
-    assert [(w.workspace_id, w.used_bytes) for w in mismatched] == [(ws_c, 1), (WS_B, 31)]
-
-
-async def test_workspace_usage_mismatches_of_agreeing_rows_are_none(
-    backend: MetadataBackend,
-) -> None:
-    await given(
-        backend,
-        a_workspace(WS_A, USER_A, used_bytes=9),
-        a_workspace(WS_B, USER_B),
-        replace(a_chat(CHAT_A, WS_A), history_bytes=4),
-        a_file(FILE_A, CHAT_A, 'a', size_bytes=2),
-        a_file(FILE_B, CHAT_A, 'b', size_bytes=3),
-    )
-    async with backend.unit_of_work(write=False) as uow:
-        assert await uow.workspaces.list_usage_mismatches() == []
 
 
 async def test_chat_file_delete_unknown_is_no_error(backend: MetadataBackend) -> None:
