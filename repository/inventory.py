@@ -3,7 +3,6 @@ from datetime import datetime
 from uuid import UUID
 
 from domain.chat import Chat
-from domain.workspace import Workspace
 from repository.common import check_limit
 from repository.memory_store import MemoryRepository
 from usecase.interface import StoreInventory
@@ -40,17 +39,6 @@ class InMemoryStoreInventory(MemoryRepository, StoreInventory):
 
     async def workspace_stored_bytes(self, workspace_id: UUID) -> int:
         return self._stored_bytes_by_workspace().get(workspace_id, 0)
-
-    async def usage_mismatches(self) -> list[Workspace]:
-        stored = self._stored_bytes_by_workspace()
-        return sorted(
-            (
-                w
-                for w in self._store.workspaces.values()
-                if w.used_bytes != stored.get(w.workspace_id, 0)
-            ),
-            key=lambda w: (w.created_at, w.workspace_id),
-        )
 
     def _names(self, chat_ids: Collection[UUID]) -> Iterator[UUID]:
         """The blob ids the rows of these chats name (with repeats)."""

@@ -263,12 +263,6 @@ class StoreInventory(Protocol):
         """What the workspace's rows account for: its chats' histories and attachments."""
         ...
 
-    async def usage_mismatches(self) -> list[Workspace]:
-        """Every workspace whose `used_bytes` is not its `workspace_stored_bytes`, by
-        `created_at`, then `workspace_id`: one pass over the rows, however many workspaces
-        there are."""
-        ...
-
 
 class UnitOfWork(Protocol):
     """One transaction over all repositories; leaving the block without commit rolls back."""

@@ -9,13 +9,11 @@ from uuid import UUID
 from sqlalchemy import BigInteger, ColumnElement, CompoundSelect, Select, cast, func, select, union
 
 from domain.chat import Chat
-from domain.workspace import Workspace
 from repository.common import check_limit
 from repository.sql.chat import CHAT_SHAPE
 from repository.sql.session import SqlSession
 from repository.sql.statements import IDS_PER_READ
 from repository.sql.tables import chat_files, chats, history_segments, workspaces
-from repository.sql.workspace import workspace_of
 from usecase.interface import StoreInventory
 
 
@@ -67,19 +65,6 @@ def _stored_by_workspace(*where: ColumnElement[bool]) -> Select[Any]:
         .outerjoin(histories, histories.c.workspace_id == workspaces.c.workspace_id)
         .outerjoin(files, files.c.workspace_id == workspaces.c.workspace_id)
     )
-
-
-def _usage_mismatches() -> Select[Any]:
-    """Workspaces whose `used_bytes` is not what their rows account for."""
-    every = _stored_by_workspace().subquery()
-    return (
-        select(*(every.c[column.name] for column in workspaces.c))
-        .where(every.c.used_bytes != every.c.stored)
-        .order_by(every.c.created_at, every.c.workspace_id)
-    )
-
-
-_USAGE_MISMATCHES = _usage_mismatches()
 
 
 class SqlStoreInventory(StoreInventory):
@@ -134,10 +119,6 @@ class SqlStoreInventory(StoreInventory):
         result = await self._session.execute(statement)
         row = result.mappings().one_or_none()
         return 0 if row is None else int(row['stored'])
-
-    async def usage_mismatches(self) -> list[Workspace]:
-        result = await self._session.execute(_USAGE_MISMATCHES)
-        return [workspace_of(row) for row in result.mappings()]
 
     async def _ids(self, statement: CompoundSelect[UUID]) -> list[UUID]:
         result = await self._session.execute(statement)
