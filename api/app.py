@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypedDict
 
 import anyio
@@ -76,10 +77,10 @@ def create_app(
                 resolved, backend, blobs, views, used_clock, ids or UuidGenerator()
             )
             store = _store_maintenance(resolved, backend, blobs, views, services, used_clock)
-            await store()
+            converted = await store()
             logger.info('chat-storage ready (metadata: %s)', backend.backend_name)
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(store.maintain_periodically)
+                tasks.start_soon(partial(store.maintain_periodically, every_chat_first=converted))
                 yield {'services': services}
                 tasks.cancel_scope.cancel()
         finally:

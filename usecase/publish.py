@@ -83,6 +83,19 @@ async def _one(chunk: bytes) -> AsyncIterator[bytes]:
     yield chunk
 
 
+def _settled(shown: Chat, current: Chat | None) -> bool:
+    """Whether what was shown stands: the rows are still `shown`'s history, or a later
+    write on the same base (which publishes its own bytes) committed since."""
+    if current is None:
+        return True
+    if current.history_blob_id != shown.history_blob_id:
+        return False
+    return current.history_revision > shown.history_revision or (
+        current.history_revision == shown.history_revision
+        and current.history_bytes == shown.history_bytes
+    )
+
+
 def _chat_version(chat: Chat) -> tuple[object, ...]:
     return (chat.updated_at, chat.history_revision, chat.history_bytes, chat.file_count)
 
@@ -124,12 +137,16 @@ class Publisher:
         """Show the committed history as of `chat` or later.
 
         `appended` is what the write of `chat` appended: a `history.md` that shows the
-        history just before it is extended with it, with no read of the segments. A
-        publication that wrote nothing yet leaves a write committed after `chat` to that
-        write's own publication; one that wrote goes on until the rows stay as it showed
-        them (it may have extended a file that a put had just replaced).
+        history just before it is extended with it, with no read of the segments.
+
+        While a history keeps its base, its bytes at an offset never change, so every
+        extension writes committed bytes where they belong, and a write committed later
+        completes what is shown in its own publication. Once the base changed (a put, or a
+        fold into a new base) what this publication wrote may have landed in the file of
+        the new history: it then goes on, writing anew, until the rows stay as it showed
+        them.
         """
-        chat_id, revision = chat.chat_id, chat.history_revision
+        chat_id, shown = chat.chat_id, chat
         wrote = False
         try:
             if appended is not None:
@@ -138,28 +155,29 @@ class Publisher:
                     (end - len(appended), end), lambda _: _one(appended), whole=False
                 )
                 wrote = await self._views.show_history(workspace_id, chat_id, tail)
-                if wrote and await self._current(chat_id) == (revision, end):
+                if wrote and _settled(shown, await self._current(chat_id)):
                     return
             for _ in range(MAX_ROUNDS):
                 async with self._uow(write=False, one_statement=True) as uow:
                     found, segments = await uow.history_segments.history(chat_id)
-                if found is None or (not wrote and found.history_revision > revision):
+                if found is None:
                     return
-                view = history_view(self._blobs, found, segments, extend=not wrote)
+                same_base = found.history_blob_id == shown.history_blob_id
+                if found.history_revision > shown.history_revision and (same_base or not wrote):
+                    return  # a write committed later publishes what it made
+                view = history_view(self._blobs, found, segments, extend=same_base or not wrote)
                 await self._views.show_history(workspace_id, chat_id, view)
-                wrote = True
-                if await self._current(chat_id) == (found.history_revision, found.history_bytes):
+                wrote, shown = True, found
+                if _settled(shown, await self._current(chat_id)):
                     return
         except Exception:
             logger.warning('publication of a history failed; the sweep retries it', exc_info=True)
             return
         logger.warning('publication of a history did not settle; the sweep retries it')
 
-    async def _current(self, chat_id: UUID) -> tuple[int, int] | None:
-        """The committed history's revision and size (None: the chat is gone)."""
+    async def _current(self, chat_id: UUID) -> Chat | None:
         async with self._uow(write=False, one_statement=True) as uow:
-            chat = await uow.chats.get(chat_id)
-        return None if chat is None else (chat.history_revision, chat.history_bytes)
+            return await uow.chats.get(chat_id)
 
     async def chat_quietly(self, workspace_id: UUID, chat_id: UUID) -> None:
         """`chat`, with a failure logged and left to the sweep."""

@@ -1,9 +1,9 @@
 """Start-up and periodic maintenance of the store (ADR 027).
 
-At start-up, before serving: a data directory of the previous release is converted, the
-chat directories are brought to the rows (all of them after a conversion) and the
-garbage is collected. While serving, the sweep and the collection run again every third
-of the grace period, so that garbage lives at most about 4/3 of it.
+At start-up, before serving, a data directory of the previous release is converted.
+Then, while the service serves, the chat directories are brought to the rows (all of
+them after a conversion) and the garbage is collected, at once and again every third of
+the grace period, so that garbage lives at most about 4/3 of it.
 """
 
 import logging
@@ -33,28 +33,29 @@ class StartStore:
         """How often `maintain_periodically` runs by default: a third of the grace period."""
         return self._collect.grace_seconds / 3
 
-    async def __call__(self) -> None:
-        """Convert a previous release's data directory (its errors stop the start), then
-        sweep and collect (their errors are logged: the rows are intact either way)."""
-        converted = await self._convert()
-        try:
-            await self._sweep(every_chat=converted is not None)
-            await self._collect()
-        except Exception:
-            logger.exception('start-up maintenance failed; it runs again periodically')
+    async def __call__(self) -> bool:
+        """Convert a previous release's data directory, before serving (its errors stop
+        the start); True when one was converted."""
+        return await self._convert() is not None
 
-    async def maintain(self) -> None:
-        """One round of the periodic maintenance: the sweep, then garbage collection."""
-        await self._sweep()
+    async def maintain(self, *, every_chat: bool = False) -> None:
+        """One round of maintenance: the sweep (of every chat, or of those changed since
+        the last sweep), then garbage collection."""
+        await self._sweep(every_chat=every_chat)
         await self._collect()
 
-    async def maintain_periodically(self, interval_seconds: float | None = None) -> None:
-        """Run `maintain` every `interval_seconds` until cancelled; errors are logged and
-        the next round runs on time."""
+    async def maintain_periodically(
+        self, interval_seconds: float | None = None, *, every_chat_first: bool = False
+    ) -> None:
+        """Run `maintain` now and then every `interval_seconds` until cancelled; errors are
+        logged and the next round runs on time. The service serves meanwhile: the API
+        never reads the chat directories, and garbage costs only disk."""
         interval = self.interval_seconds if interval_seconds is None else interval_seconds
+        every_chat = every_chat_first
         while True:
-            await anyio.sleep(interval)
             try:
-                await self.maintain()
+                await self.maintain(every_chat=every_chat)
             except Exception:
-                logger.exception('periodic maintenance failed; it runs again')
+                logger.exception('maintenance of the store failed; it runs again')
+            every_chat = False
+            await anyio.sleep(interval)

@@ -52,6 +52,11 @@ class Converted:
             uow, self.blobs, self.blobs, self.views, publisher, self.convert, collect
         )
 
+    async def start_and_maintain(self) -> None:
+        """Start-up, then the first round of maintenance a serving process runs."""
+        converted = await self.start()
+        await self.start.maintain(every_chat=converted)
+
     async def bytes_of(self, blob_id: UUID) -> bytes:
         return b''.join([chunk async for chunk in self.blobs.read(blob_id)])
 
@@ -73,7 +78,7 @@ async def store(tmp_path: Path) -> Any:
 async def test_every_committed_byte_is_served_and_shown_after_conversion(
     store: Converted,
 ) -> None:
-    await store.start()
+    await store.start_and_maintain()
 
     for area in LEGACY_AREAS:
         assert not (store.data / area).exists()
@@ -104,12 +109,12 @@ async def test_fsck_finds_the_converted_store_clean_and_a_rerun_changes_nothing(
     before = await store.check()
     assert [f.kind.code for f in before.findings] == ['legacy_layout']
 
-    await store.start()
+    await store.start_and_maintain()
     report = await store.check()
     assert [f for f in report.findings if f.kind.damage] == []
 
     assert await store.convert() is None
-    await store.start()
+    await store.start_and_maintain()
     assert not (await store.check()).damage_left
 
 

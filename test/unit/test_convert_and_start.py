@@ -139,13 +139,17 @@ async def test_a_running_previous_release_stops_the_conversion() -> None:
     assert store.legacy_log() == []
 
 
-async def test_start_up_converts_then_sweeps_every_chat_then_collects() -> None:
+async def test_start_up_converts_then_maintenance_sweeps_every_chat_then_collects() -> None:
     store = Store()
     await store.add(Chat(CHAT, WS, T0, T0, history_bytes=5, history_revision=1))
     store.legacy.histories[CHAT] = b'hello'
     left = store.blobs.put(b'garbage', age=GRACE * 2)
 
-    await store.start()
+    converted = await store.start()
+    assert converted
+    assert (WS, CHAT) not in store.views.dirs  # start-up converts only
+    with anyio.move_on_after(0.2):
+        await store.start.maintain_periodically(10, every_chat_first=converted)
 
     assert store.views.history(WS, CHAT) == b'hello'
     assert left not in store.blobs.blobs
@@ -159,11 +163,11 @@ async def test_periodic_maintenance_survives_errors() -> None:
     rounds: list[int] = []
     original = store.start.maintain
 
-    async def counted() -> None:
+    async def counted(*, every_chat: bool = False) -> None:
         rounds.append(1)
         if len(rounds) == 1:
             raise OSError('disk error')
-        await original()
+        await original(every_chat=every_chat)
 
     store.start.maintain = counted  # type: ignore[method-assign]
     with anyio.move_on_after(0.2):

@@ -779,9 +779,8 @@ async def test_publisher_history_leaves_a_later_revision_to_its_writer(
     assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\n'
 
 
-async def test_publisher_history_that_wrote_goes_on_until_the_rows_stay(
-    world: World, chat: Chat
-) -> None:
+async def history_at_revision_2(world: World, chat: Chat) -> Chat:
+    """A history of `one\\n` (an empty base and one segment) at revision 2, shown empty."""
     await world.write_history(USER, chat.chat_id, body(b''))
     async with world.backend.unit_of_work() as uow:
         current = await uow.chats.get(chat.chat_id)
@@ -790,6 +789,13 @@ async def test_publisher_history_that_wrote_goes_on_until_the_rows_stay(
         first = replace(current, history_bytes=4, history_revision=2)
         await uow.chats.save(first)
         await uow.commit()
+    return first
+
+
+async def test_publisher_history_leaves_a_later_append_on_the_same_base_to_its_writer(
+    world: World, chat: Chat
+) -> None:
+    first = await history_at_revision_2(world, chat)
 
     async def another_append() -> None:
         world.views.after_change = None
@@ -804,12 +810,37 @@ async def test_publisher_history_that_wrote_goes_on_until_the_rows_stay(
     world.views.after_change = another_append
     await world.publisher.history(chat.workspace_id, first, b'one\n')
 
-    # it extended what was shown, saw revision 3 committed meanwhile, and showed that
+    # its bytes are where they belong; the write of revision 3 shows its own
+    assert [entry for entry in world.log if 'history' in entry] == ['extend_history']
+    assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\n'
+
+
+async def test_publisher_history_that_wrote_before_a_put_goes_on_until_the_rows_stay(
+    world: World, chat: Chat
+) -> None:
+    first = await history_at_revision_2(world, chat)
+
+    async def a_put() -> None:
+        world.views.after_change = None
+        base = world.blobs.put(b'put\n')
+        async with world.backend.unit_of_work() as uow:
+            found = await uow.chats.get(chat.chat_id)
+            assert found is not None
+            await uow.history_segments.delete_by_chat_id(chat.chat_id)
+            put = replace(found, history_blob_id=base, history_bytes=4, history_revision=3)
+            await uow.chats.save(put)
+            await uow.commit()
+
+    world.log.clear()
+    world.views.after_change = a_put
+    await world.publisher.history(chat.workspace_id, first, b'one\n')
+
+    # what it extended may have been the put's file: it shows the put's history anew
     assert [entry for entry in world.log if 'history' in entry] == [
         'extend_history',
         'show_history',
     ]
-    assert world.shown(chat)[HISTORY_FILE_NAME] == b'one\ntwo\n'
+    assert world.shown(chat)[HISTORY_FILE_NAME] == b'put\n'
 
 
 async def test_publisher_chat_removes_names_the_rows_do_not_have(world: World, chat: Chat) -> None:
