@@ -29,6 +29,7 @@ from adapter.file_system import (
     TMP_DIR_NAME,
     UnexpectedFileError,
     blob_relative_path,
+    digest_of,
     open_regular,
     parse_hex_id,
     storage_error,
@@ -261,14 +262,12 @@ class BlobStore:
         fd = open_regular(self.blob_path(blob_id), READ_FLAGS)
         try:
             status = os.fstat(fd)
-            digest = hashlib.sha256()
-            while data := os.read(fd, self._chunk_bytes):
-                digest.update(data)
+            _, sha256 = digest_of(fd, self._chunk_bytes)
         finally:
             os.close(fd)
         return BlobState(
             size_bytes=status.st_size,
-            sha256=digest.hexdigest(),
+            sha256=sha256,
             writable=bool(status.st_mode & 0o222),
         )
 

@@ -33,6 +33,8 @@ from adapter.file_system import (
     TMP_DIR_NAME,
     WORKSPACES_DIR_NAME,
     blob_relative_path,
+    digest_of,
+    open_regular,
     storage_error,
 )
 from adapter.history_file import HistoryWrite, ShownHistory, StagedHistory, extend_with
@@ -264,18 +266,13 @@ class ChatViews:
 def _history_of(chat_fd: int) -> tuple[int, str] | None:
     """Size and sha256 of the chat directory's `history.md`; None unless a regular file."""
     try:
-        fd = os.open(HISTORY_FILE_NAME, READ_FLAGS, dir_fd=chat_fd)
+        fd = open_regular(HISTORY_FILE_NAME, READ_FLAGS, dir_fd=chat_fd)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        return digest_of(fd)
+    finally:
         os.close(fd)
-        return None
-    with os.fdopen(fd, 'rb') as file:
-        digest, size = hashlib.sha256(), 0
-        while chunk := file.read(DEFAULT_CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _uuid_directories(dir_fd: int) -> list[UUID]:

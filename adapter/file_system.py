@@ -12,6 +12,7 @@ Layout under the data directory:
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Callable
@@ -92,6 +93,15 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def digest_of(fd: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[int, str]:
+    """Size and sha256 of what is left to read of `fd`."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := os.read(fd, chunk_bytes):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def fsync_dir(path: Path | str, dir_fd: int | None = None) -> None:

@@ -12,11 +12,9 @@ here, checked against its row, and given to the blob area; then those areas go.
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
-import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -24,13 +22,17 @@ from uuid import UUID
 
 import anyio.to_thread
 
-from adapter.file_system import blob_relative_path
+from adapter.file_system import (
+    DEFAULT_CHUNK_BYTES,
+    READ_FLAGS,
+    blob_relative_path,
+    digest_of,
+    open_regular,
+)
 from domain.chat import HISTORY_FILE_NAME, Chat, ChatFile
 from domain.error import StoredContentMissingError
 
 LEGACY_AREAS: Final = ('.staging', '.trash', '.locks')
-CHUNK_BYTES: Final = 1024 * 1024
-_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def blob_path(data_dir: Path, blob_id: UUID) -> Path:
@@ -39,21 +41,11 @@ def blob_path(data_dir: Path, blob_id: UUID) -> Path:
 
 
 def _open_regular(path: Path) -> int | None:
+    """A regular file opened for reading; None when there is none (or something else)."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        return open_regular(path, READ_FLAGS)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
-
-
-def _sha256_of(fd: int) -> str:
-    digest = hashlib.sha256()
-    while chunk := os.read(fd, CHUNK_BYTES):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 class LegacyLayout:
@@ -148,7 +140,7 @@ class LegacyLayout:
         try:
             left = chat.history_bytes
             while left > 0:
-                chunk = await anyio.to_thread.run_sync(os.read, fd, min(left, CHUNK_BYTES))
+                chunk = await anyio.to_thread.run_sync(os.read, fd, min(left, DEFAULT_CHUNK_BYTES))
                 if not chunk:
                     raise StoredContentMissingError
                 left -= len(chunk)
@@ -170,7 +162,7 @@ class LegacyLayout:
             try:
                 if (
                     os.fstat(fd).st_size != chat_file.size_bytes
-                    or _sha256_of(fd) != chat_file.sha256
+                    or digest_of(fd)[1] != chat_file.sha256
                 ):
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,12 +27,17 @@ MAX_ROUNDS: Final = 8
 _UNSEEN: Final = object()
 
 
+def _base_bytes(chat: Chat, segments: list[HistorySegment]) -> int:
+    """How much of the history its base blob holds: what the segments do not."""
+    return chat.history_bytes - sum(segment.size_bytes for segment in segments)
+
+
 async def history_chunks(
     blobs: BlobStore, chat: Chat, segments: list[HistorySegment], start: int = 0
 ) -> AsyncIterator[bytes]:
     """The committed history from `start` (0, or the end of the base or of a segment):
     its base blob, then each segment in order."""
-    base = chat.history_bytes - sum(segment.size_bytes for segment in segments)
+    base = _base_bytes(chat, segments)
     if chat.history_blob_id is not None and 0 == start < base:
         async for chunk in blobs.read(chat.history_blob_id, ByteRange(0, base - 1)):
             yield chunk
@@ -52,7 +57,7 @@ def history_view(
     blobs: BlobStore, chat: Chat, segments: list[HistorySegment], *, extend: bool
 ) -> HistoryView:
     """The committed history as a chat directory is to show it."""
-    boundaries = [chat.history_bytes - sum(segment.size_bytes for segment in segments)]
+    boundaries = [_base_bytes(chat, segments)]
     for segment in segments:
         boundaries.append(boundaries[-1] + segment.size_bytes)
 
