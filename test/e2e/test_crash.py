@@ -234,8 +234,15 @@ def _check_writer(writer: Writer, data_dir: Path) -> None:
     for chat_id, chat in writer.chats.items():
         stored += _check_chat(writer, chat_id, chat, data_dir)
     workspace_dir = data_dir / 'workspaces' / workspace['workspace_id'] / 'chats'
-    on_disk = {p.name for p in workspace_dir.iterdir()} if workspace_dir.exists() else set()
-    assert on_disk == set(writer.chats), 'chat directories and chats differ'
+
+    def on_disk() -> set[str]:
+        return {p.name for p in workspace_dir.iterdir()} if workspace_dir.exists() else set()
+
+    # the sweep of a restarted process removes directories no chat row names while it serves
+    deadline = time.monotonic() + VIEW_SECONDS
+    while on_disk() != set(writer.chats) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert on_disk() == set(writer.chats), 'chat directories and chats differ'
     assert writer.caller.used_bytes() == stored
 
 
